@@ -1,0 +1,104 @@
+"""Named errors.
+
+Each error's class name is what Step Functions sees as the `Error` of a failed Task (Lambda reports
+the exception's type as `errorType`), so the state machine, the ledger and the person reading the
+timeline all see the same name. Every message says what happened and, where it helps, what to do.
+"""
+
+from __future__ import annotations
+
+
+class ReleaseError(Exception):
+    """Base class: a release stopped for a reason that has a name."""
+
+    #: True when retrying the same step may succeed (the state machine retries these).
+    transient = False
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+
+# --- the event that started the release -------------------------------------------------------
+class MalformedEvent(ReleaseError):
+    """The event is not a well-formed ECR image push (missing or invalid fields)."""
+
+
+class ForeignEvent(ReleaseError):
+    """The event is well formed but not one this release control plane acts on."""
+
+
+class EventTooLarge(ReleaseError):
+    """The event is larger than any real ECR push event; it is refused unread."""
+
+
+# --- locks --------------------------------------------------------------------------------------
+class LockBusy(ReleaseError):
+    """Another release holds the environment's lock; the state machine waits and retries."""
+
+    transient = True
+
+
+# --- the signature gate -------------------------------------------------------------------------
+class VerificationFailed(ReleaseError):
+    """Base class of every refusal by the signature gate."""
+
+
+class SignatureMissing(VerificationFailed):
+    """No cosign signature was found for this digest."""
+
+
+class SignatureInvalid(VerificationFailed):
+    """A signature was found but does not verify with any trusted key."""
+
+
+class DigestMismatch(VerificationFailed):
+    """The signature is valid but was made for another image digest."""
+
+
+class MalformedSignature(VerificationFailed):
+    """A signature artifact exists but cannot be parsed (corrupt, oversized or wrong type)."""
+
+
+class PolicyError(VerificationFailed):
+    """The verification policy (keys, settings) is missing or cannot be parsed: never an allow."""
+
+
+class RegistryError(ReleaseError):
+    """The registry could not be read; usually transient."""
+
+    transient = True
+
+
+# --- deployment ---------------------------------------------------------------------------------
+class DeploymentFailed(ReleaseError):
+    """The deployment did not reach its target (rolled back, stopped or failed to start)."""
+
+
+class HookCheckFailed(ReleaseError):
+    """A traffic hook found the new version unhealthy."""
+
+
+# --- approval -----------------------------------------------------------------------------------
+class ApprovalRejected(ReleaseError):
+    """A person rejected the release on the approval page."""
+
+
+class TokenInvalid(ReleaseError):
+    """An approval link's token is forged, corrupt or bound to something else."""
+
+
+class TokenExpired(ReleaseError):
+    """An approval link's token is past its expiry."""
+
+
+class AlreadyDecided(ReleaseError):
+    """The release was already approved or rejected; a second decision changes nothing."""
+
+
+class PromotionFailed(ReleaseError):
+    """The image could not be copied to the prod repository by digest."""
+
+
+class ConfigurationError(ReleaseError):
+    """A function's environment is missing a setting it needs."""
