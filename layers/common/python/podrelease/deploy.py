@@ -1,0 +1,194 @@
+"""Deploying podinfo's Lambda target by digest through a CodeDeploy canary.
+
+`start` points the environment's function at `repo@sha256:...` (never a tag), publishes a version
+and starts a CodeDeploy deployment that shifts the `live` alias under the deployment group's canary
+configuration, with BeforeAllowTraffic/AfterAllowTraffic hooks and alarm-driven rollback. `status`
+reads the deployment; a rollback or failure is a DeploymentFailed carrying CodeDeploy's reason.
+`abort` stops whatever this release still has in flight (CodeDeploy rolls it back).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from podrelease.errors import ConfigurationError, DeploymentFailed
+
+ALIAS = "live"
+TERMINAL_OK = "Succeeded"
+TERMINAL_FAILED = frozenset({"Failed", "Stopped"})
+_DESCRIPTION_RE = re.compile(r"release=(?P<release>[A-Za-z0-9_-]+) digest=(?P<digest>sha256:[0-9a-f]{64}) env=(?P<env>\w+)")
+
+
+@dataclass(frozen=True)
+class LambdaTarget:
+    """One environment's podinfo function and the CodeDeploy group that shifts its alias."""
+
+    environment: str
+    function_name: str
+    application: str
+    deployment_group: str
+    pre_traffic_hook: str
+    post_traffic_hook: str
+
+    @classmethod
+    def from_env(cls, environment: str, env: dict[str, str]) -> LambdaTarget:
+        prefix = environment.upper()
+        try:
+            return cls(
+                environment=environment,
+                function_name=env[f"{prefix}_FUNCTION_NAME"],
+                application=env["CODEDEPLOY_APPLICATION"],
+                deployment_group=env[f"{prefix}_DEPLOYMENT_GROUP"],
+                pre_traffic_hook=env["PRE_TRAFFIC_HOOK"],
+                post_traffic_hook=env["POST_TRAFFIC_HOOK"],
+            )
+        except KeyError as exc:
+            msg = f"environment variable {exc.args[0]} is not set for the {environment} target"
+            raise ConfigurationError(msg) from exc
+
+
+def describe(release_id: str, digest: str, environment: str) -> str:
+    """The deployment description: human readable, and parsed back by the traffic hooks."""
+    return f"podinfo release={release_id} digest={digest} env={environment}"
+
+
+def parse_description(description: str) -> dict[str, str]:
+    match = _DESCRIPTION_RE.search(description or "")
+    return match.groupdict() if match else {}
+
+
+def appspec(target: LambdaTarget, current_version: str, target_version: str) -> str:
+    spec = {
+        "version": 0.0,
+        "Resources": [
+            {
+                "podinfo": {
+                    "Type": "AWS::Lambda::Function",
+                    "Properties": {
+                        "Name": target.function_name,
+                        "Alias": ALIAS,
+                        "CurrentVersion": current_version,
+                        "TargetVersion": target_version,
+                    },
+                }
+            }
+        ],
+        "Hooks": [{"BeforeAllowTraffic": target.pre_traffic_hook}, {"AfterAllowTraffic": target.post_traffic_hook}],
+    }
+    return json.dumps(spec, separators=(",", ":"))
+
+
+def appspec_versions(content: str) -> dict[str, str]:
+    """Function name, current and target version from a Lambda AppSpec (as written by `appspec`)."""
+    spec = json.loads(content)
+    props = next(iter(spec["Resources"][0].values()))["Properties"]
+    return {"function": props["Name"], "current": str(props["CurrentVersion"]), "target": str(props["TargetVersion"])}
+
+
+def _wait_updated(lambda_client: Any, function_name: str) -> None:
+    waiter = lambda_client.get_waiter("function_updated_v2")
+    waiter.wait(FunctionName=function_name, WaiterConfig={"Delay": 2, "MaxAttempts": 150})
+
+
+def _in_flight_for(codedeploy: Any, target: LambdaTarget, release_id: str) -> str | None:
+    listing = codedeploy.list_deployments(
+        applicationName=target.application,
+        deploymentGroupName=target.deployment_group,
+        includeOnlyStatuses=["Created", "Queued", "InProgress", "Baking", "Ready"],
+    )
+    for deployment_id in listing.get("deployments", []):
+        info = codedeploy.get_deployment(deploymentId=deployment_id)["deploymentInfo"]
+        if parse_description(info.get("description", "")).get("release") == release_id:
+            return str(deployment_id)
+    return None
+
+
+def start(lambda_client: Any, codedeploy: Any, target: LambdaTarget, release: dict[str, Any]) -> dict[str, Any]:
+    """Start (or find, on a retry) the canary deployment of `release` to `target`."""
+    release_id, digest, image_uri = release["id"], release["digest"], release["image_uri"]
+    if "@sha256:" not in image_uri or not image_uri.endswith(digest):
+        msg = f"refusing to deploy {image_uri!r}: a release deploys by digest only"
+        raise DeploymentFailed(msg)
+    existing = _in_flight_for(codedeploy, target, release_id)
+    if existing:
+        return {"id": existing, "status": "InProgress", "environment": target.environment, "adopted": True}
+
+    current_version = str(lambda_client.get_alias(FunctionName=target.function_name, Name=ALIAS)["FunctionVersion"])
+    lambda_client.update_function_code(FunctionName=target.function_name, ImageUri=image_uri)
+    _wait_updated(lambda_client, target.function_name)
+    published = lambda_client.publish_version(
+        FunctionName=target.function_name, Description=f"release {release_id} {digest}"[:256]
+    )
+    target_version = str(published["Version"])
+    if target_version == current_version:
+        return {
+            "id": None,
+            "status": TERMINAL_OK,
+            "environment": target.environment,
+            "version": target_version,
+            "note": f"{digest} is already live on {target.function_name}",
+        }
+    content = appspec(target, current_version, target_version)
+    try:
+        deployment_id = codedeploy.create_deployment(
+            applicationName=target.application,
+            deploymentGroupName=target.deployment_group,
+            revision={
+                "revisionType": "AppSpecContent",
+                "appSpecContent": {"content": content, "sha256": hashlib.sha256(content.encode()).hexdigest()},
+            },
+            description=describe(release_id, digest, target.environment),
+        )["deploymentId"]
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        msg = f"CodeDeploy refused the {target.environment} deployment ({code}): {exc}"
+        raise DeploymentFailed(msg) from exc
+    return {
+        "id": deployment_id,
+        "status": "InProgress",
+        "environment": target.environment,
+        "function": target.function_name,
+        "previous_version": current_version,
+        "version": target_version,
+    }
+
+
+def status(codedeploy: Any, deployment: dict[str, Any]) -> dict[str, Any]:
+    """The deployment's state; raises DeploymentFailed (with CodeDeploy's reason) on rollback or failure."""
+    if not deployment.get("id"):
+        return deployment
+    info = codedeploy.get_deployment(deploymentId=deployment["id"])["deploymentInfo"]
+    state = info.get("status", "Unknown")
+    if state in TERMINAL_FAILED:
+        error = info.get("errorInformation") or {}
+        rollback = info.get("rollbackInfo") or {}
+        reason = error.get("message") or info.get("additionalDeploymentStatusInfo") or "no reason given"
+        rolled = " and was rolled back" if rollback.get("rollbackDeploymentId") or rollback.get("rollbackMessage") else ""
+        msg = (
+            f"{deployment.get('environment', '?')} deployment {deployment['id']} {state.lower()}{rolled}: "
+            f"{error.get('code', 'ERROR')}: {reason}"
+        )
+        raise DeploymentFailed(msg)
+    overview = info.get("deploymentOverview") or {}
+    return {**deployment, "status": state, "overview": {k: v for k, v in overview.items() if v}}
+
+
+def abort(codedeploy: Any, deployments: list[dict[str, Any]]) -> list[str]:
+    """Stop every listed deployment that is still in flight, rolling it back. Returns those stopped."""
+    stopped = []
+    for deployment in deployments:
+        deployment_id = deployment.get("id")
+        if not deployment_id:
+            continue
+        info = codedeploy.get_deployment(deploymentId=deployment_id)["deploymentInfo"]
+        if info.get("status") in {TERMINAL_OK, *TERMINAL_FAILED}:
+            continue
+        codedeploy.stop_deployment(deploymentId=deployment_id, autoRollbackEnabled=True)
+        stopped.append(str(deployment_id))
+    return stopped

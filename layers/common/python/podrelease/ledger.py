@@ -1,0 +1,99 @@
+"""The ledger: one DynamoDB table holding environment locks and release records.
+
+Items (hash key `pk`, TTL attribute `expires_at`):
+
+- `lock#<environment>`: the release holding the environment (`holder`), since when, until when.
+  One release in flight per environment; a crashed release's lease runs out instead of blocking
+  forever.
+- `release#<release id>`: the outcome of a release, its digest, the stage it stopped at and why.
+- `approval#<release id>`: the pending approval (see `approval.py`).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from podrelease.errors import LockBusy
+
+RELEASE_RETENTION_SECONDS = 400 * 24 * 3600
+
+
+def _conditional_failed(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+class Ledger:
+    """Locks and release records on a DynamoDB `Table` resource (injected)."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    # --- locks ------------------------------------------------------------------------------------
+    def acquire_lock(self, environment: str, release_id: str, lease_seconds: int, now: float | None = None) -> dict[str, Any]:
+        """Take `environment`'s lock for `release_id`, or raise LockBusy naming the holder.
+
+        Idempotent: the holder taking its own lock again renews the lease.
+        """
+        now = time.time() if now is None else now
+        item = {
+            "pk": f"lock#{environment}",
+            "holder": release_id,
+            "environment": environment,
+            "acquired_at": int(now),
+            "expires_at": int(now + lease_seconds),
+        }
+        try:
+            self.table.put_item(
+                Item=item,
+                ConditionExpression="attribute_not_exists(pk) OR holder = :rid OR expires_at < :now",
+                ExpressionAttributeValues={":rid": release_id, ":now": int(now)},
+            )
+        except ClientError as exc:
+            if not _conditional_failed(exc):
+                raise
+            holder = self.table.get_item(Key={"pk": f"lock#{environment}"}, ConsistentRead=True).get("Item", {})
+            msg = (
+                f"{environment} is locked by release {holder.get('holder', '?')} until "
+                f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(int(holder.get('expires_at', 0))))}; "
+                "this release waits for it"
+            )
+            raise LockBusy(msg) from exc
+        return {"environment": environment, "holder": release_id, "expires_at": item["expires_at"]}
+
+    def release_lock(self, environment: str, release_id: str) -> bool:
+        """Release the lock if `release_id` holds it; True when it did. Idempotent."""
+        try:
+            self.table.delete_item(
+                Key={"pk": f"lock#{environment}"},
+                ConditionExpression="holder = :rid",
+                ExpressionAttributeValues={":rid": release_id},
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+        return True
+
+    def lock_holder(self, environment: str) -> str | None:
+        item = self.table.get_item(Key={"pk": f"lock#{environment}"}, ConsistentRead=True).get("Item")
+        return str(item["holder"]) if item else None
+
+    # --- release records ----------------------------------------------------------------------------
+    def record_release(self, release_id: str, record: dict[str, Any], now: float | None = None) -> dict[str, Any]:
+        now = time.time() if now is None else now
+        item = {
+            **record,
+            "pk": f"release#{release_id}",
+            "release_id": release_id,
+            "recorded_at": int(now),
+            "expires_at": int(now + RELEASE_RETENTION_SECONDS),
+        }
+        self.table.put_item(Item=item)
+        return item
+
+    def get_release(self, release_id: str) -> dict[str, Any] | None:
+        item = self.table.get_item(Key={"pk": f"release#{release_id}"}, ConsistentRead=True).get("Item")
+        return dict(item) if item else None

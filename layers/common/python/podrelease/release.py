@@ -1,0 +1,135 @@
+"""Release-level rules: starting a release from an event, normalizing it, and recording its outcome."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from podrelease.errors import EventTooLarge, ReleaseError
+from podrelease.events import (
+    MAX_EVENT_BYTES,
+    event_size,
+    execution_name,
+    fallback_execution_name,
+    is_artifact_push,
+    parse_push,
+)
+
+# The stages of a release, in order, and the state key each leaves behind when it has run.
+STAGES = (
+    ("verify", "evidence"),
+    ("deploy dev", "dev"),
+    ("approval", "approval"),
+    ("promote", "promotion"),
+    ("deploy prod", "prod"),
+)
+
+
+def _execution_arn(state_machine_arn: str, name: str) -> str:
+    return state_machine_arn.replace(":stateMachine:", ":execution:") + ":" + name
+
+
+def start_release(sfn: Any, state_machine_arn: str, event: Any, watched: tuple[str, ...]) -> dict[str, Any]:
+    """Start the release an ECR push event asks for, at most once per repository and digest.
+
+    Artifact pushes (signatures, attestations, referrers) start nothing. A malformed or foreign
+    event still starts an execution (named from the event's bytes) whose first state refuses it
+    with a named error, so every refusal is visible in the execution history.
+    A deliberate re-release uses `{"action": "rerelease", "repository", "digest", "attempt"}`.
+    """
+    if isinstance(event, dict) and event.get("action") == "rerelease":
+        attempt = int(event.get("attempt", 2))
+        repository, digest = str(event.get("repository", "")), str(event.get("digest", ""))
+        name = execution_name(repository, digest, attempt)
+        payload: Any = {
+            "version": "0",
+            "id": f"rerelease-{attempt}",
+            "detail-type": "ECR Image Action",
+            "source": "aws.ecr",
+            "account": state_machine_arn.split(":")[4],
+            "region": state_machine_arn.split(":")[3],
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "detail": {"result": "SUCCESS", "action-type": "PUSH", "repository-name": repository, "image-digest": digest},
+            "rerelease": attempt,
+        }
+    elif is_artifact_push(event):
+        return {"started": False, "reason": "the push is a signature, attestation or OCI artifact, not an image"}
+    else:
+        payload = event
+        try:
+            push = parse_push(event, watched)
+            name = execution_name(push.repository, push.digest)
+        except EventTooLarge:
+            name = fallback_execution_name(event)
+            payload = {"refused": "EventTooLarge", "size": event_size(event)}
+        except ReleaseError:
+            name = fallback_execution_name(event)
+    arn = _execution_arn(state_machine_arn, name)
+    try:
+        existing = sfn.describe_execution(executionArn=arn)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ExecutionDoesNotExist":
+            raise
+    else:
+        return {"started": False, "duplicate": True, "execution_arn": arn, "status": existing.get("status")}
+    try:
+        started = sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=json.dumps(payload))
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ExecutionAlreadyExists":
+            raise
+        return {"started": False, "duplicate": True, "execution_arn": arn}
+    return {"started": True, "execution_arn": started["executionArn"], "name": name}
+
+
+def normalize(event: Any, execution: str, name: str, watched: tuple[str, ...], settings: dict[str, Any]) -> dict[str, Any]:
+    """The release facts every later state uses, or a named error for an event that is not a release."""
+    if isinstance(event, dict) and event.get("refused") == "EventTooLarge":
+        msg = f"event of {event.get('size')} bytes refused; an ECR push event is never over {MAX_EVENT_BYTES}"
+        raise EventTooLarge(msg)
+    push = parse_push(event, watched)
+    attempt = int(event.get("rerelease", 1)) if isinstance(event, dict) else 1
+    release = push.to_dict() | {"id": name, "execution": execution, "attempt": attempt}
+    return {"release": release, "settings": settings}
+
+
+def summarize(outcome: str, state: dict[str, Any], execution_name: str, console_url: str = "") -> dict[str, Any]:
+    """The record of a finished release and the notification text (no secrets: facts only)."""
+    release = state.get("release") if isinstance(state.get("release"), dict) else {}
+    error = state.get("error") if isinstance(state.get("error"), dict) else {}
+    done = [stage for stage, key in STAGES if key in state]
+    stopped_at = next((stage for stage, key in STAGES if key not in state), None) if outcome != "SUCCEEDED" else None
+    cause = str(error.get("Cause", ""))
+    try:  # Lambda errors arrive as a JSON document in Cause
+        parsed = json.loads(cause)
+        if isinstance(parsed, dict) and "errorMessage" in parsed:
+            cause = str(parsed["errorMessage"])
+    except ValueError:
+        pass
+    digest = release.get("digest", "unknown digest")
+    record = {
+        "outcome": outcome,
+        "release_id": release.get("id", execution_name),
+        "repository": release.get("repository"),
+        "digest": release.get("digest"),
+        "stages_done": done,
+        "stopped_at": stopped_at,
+        "error": error.get("Error"),
+        "cause": cause[:2000] or None,
+    }
+    verb = {"SUCCEEDED": "released to prod", "FAILED": "failed", "REJECTED": "refused"}.get(outcome, outcome.lower())
+    subject = f"podinfo {digest[:19]} {verb} [{record['release_id']}]"[:100]
+    lines = [
+        f"Release {record['release_id']} {verb}.",
+        f"Image: {release.get('repository', '?')}@{digest}",
+        f"Stages completed: {', '.join(done) or 'none'}",
+    ]
+    if outcome != "SUCCEEDED":
+        lines += [f"Stopped at: {stopped_at or 'start'}", f"Reason: {record['error']}: {record['cause']}"]
+        lines.append("Nothing from this release is left serving traffic: in-flight deployments were rolled back.")
+    lines.append(f"Correlation id: {record['release_id']}")
+    if console_url:
+        lines.append(f"Execution: {console_url}")
+    return {"record": record, "subject": subject, "message": "\n".join(lines)}
