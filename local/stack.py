@@ -1,0 +1,429 @@
+"""Create the real `template.yaml` in moto: SAM-translate it, resolve intrinsics, create resources.
+
+moto's CloudFormation silently skips resource types it does not know (CodeDeploy, Secrets
+Manager, Function URLs), so the local stack is created resource by resource through the same AWS
+APIs CloudFormation would call, in dependency order. The state machine's definition is the shipped
+`statemachines/release.asl.json` with its `DefinitionSubstitutions` filled in; nothing is a copy.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import json
+import re
+import zipfile
+from dataclasses import dataclass, field
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+from samtranslator.translator.transform import transform
+from samtranslator.yaml_helper import yaml_parse
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = ROOT / "template.yaml"
+LOCAL_URI = "s3://local-code/"
+
+
+class _NoManagedPolicies:
+    """The template names no AWS managed policy by name, so nothing needs looking up."""
+
+    def load(self) -> dict[str, str]:
+        return {}
+
+
+@dataclass
+class LocalFunction:
+    logical_id: str
+    name: str
+    arn: str
+    code_dir: Path | None  # None for container-image functions (podinfo)
+    handler: str | None
+    environment: dict[str, str]
+    image_uri: str | None = None
+
+
+@dataclass
+class Stack:
+    name: str
+    region: str
+    account: str
+    parameters: dict[str, Any]
+    resources: dict[str, dict[str, Any]]
+    physical: dict[str, str] = field(default_factory=dict)
+    attributes: dict[str, dict[str, str]] = field(default_factory=dict)
+    functions: dict[str, LocalFunction] = field(default_factory=dict)
+    outputs: dict[str, str] = field(default_factory=dict)
+
+    def function_by_name(self, name: str) -> LocalFunction | None:
+        short = name.split(":function:")[-1].split(":")[0]
+        return next((f for f in self.functions.values() if f.name == short), None)
+
+
+def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
+    return yaml_parse(path.read_text())
+
+
+def _localize_uris(template: dict[str, Any]) -> dict[str, str]:
+    """Point local CodeUri/ContentUri/DefinitionUri at placeholder S3 URIs; return the mapping."""
+    mapping: dict[str, str] = {}
+    for logical_id, resource in template["Resources"].items():
+        props = resource.get("Properties", {})
+        for key in ("CodeUri", "ContentUri", "DefinitionUri"):
+            value = props.get(key)
+            if isinstance(value, str) and not value.startswith("s3://"):
+                mapping[logical_id] = value
+                props[key] = f"{LOCAL_URI}{value}"
+    return mapping
+
+
+def translate(parameters: dict[str, Any], region: str = "us-east-1", path: Path = TEMPLATE) -> tuple[dict[str, Any], dict[str, str], dict[str, Any]]:
+    """SAM-translate the template. Returns (CloudFormation template, local paths, SAM source)."""
+    source = load_template(path)
+    fragment = copy.deepcopy(source)
+    local_paths = _localize_uris(fragment)
+    values = {**parameters, "AWS::Region": region, "AWS::Partition": "aws"}
+    os.environ.setdefault("AWS_DEFAULT_REGION", region)  # the translator insists on a session region
+    translated = transform(fragment, values, _NoManagedPolicies())  # type: ignore[arg-type]
+    return translated, local_paths, source
+
+
+class Resolver:
+    """Resolves the intrinsic functions the template uses, against the stack created so far."""
+
+    def __init__(self, stack: Stack, conditions: dict[str, bool] | None = None) -> None:
+        self.stack = stack
+        self.conditions = conditions or {}
+
+    def pseudo(self, name: str) -> str | None:
+        return {
+            "AWS::Region": self.stack.region,
+            "AWS::AccountId": self.stack.account,
+            "AWS::StackName": self.stack.name,
+            "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com",
+            "AWS::StackId": f"arn:aws:cloudformation:{self.stack.region}:{self.stack.account}:stack/{self.stack.name}/local",
+            "AWS::NoValue": None,
+        }.get(name)
+
+    def ref(self, name: str) -> Any:
+        if name.startswith("AWS::"):
+            return self.pseudo(name)
+        if name in self.stack.parameters:
+            return self.stack.parameters[name]
+        if name in self.stack.physical:
+            return self.stack.physical[name]
+        raise KeyError(f"Ref {name} is not created yet")
+
+    def getatt(self, logical_id: str, attribute: str) -> Any:
+        try:
+            return self.stack.attributes[logical_id][attribute]
+        except KeyError as exc:
+            raise KeyError(f"GetAtt {logical_id}.{attribute} is not available yet") from exc
+
+    def sub(self, template: str, variables: dict[str, Any] | None = None) -> str:
+        variables = variables or {}
+
+        def replace(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name.startswith("!"):
+                return "${" + name[1:] + "}"
+            if name in variables:
+                return str(self.resolve(variables[name]))
+            if "." in name and not name.startswith("AWS::"):
+                logical_id, attribute = name.split(".", 1)
+                return str(self.getatt(logical_id, attribute))
+            return str(self.ref(name))
+
+        return re.sub(r"\$\{([^}]+)\}", replace, template)
+
+    def resolve(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return [v for v in (self.resolve(item) for item in value) if v is not None]
+        if not isinstance(value, dict):
+            return value
+        if len(value) == 1:
+            (key, arg), = value.items()
+            if key == "Ref":
+                return self.ref(arg)
+            if key == "Fn::GetAtt":
+                logical_id, attribute = arg if isinstance(arg, list) else arg.split(".", 1)
+                return self.getatt(logical_id, attribute)
+            if key == "Fn::Sub":
+                return self.sub(arg) if isinstance(arg, str) else self.sub(arg[0], arg[1])
+            if key == "Fn::Join":
+                return arg[0].join(str(v) for v in self.resolve(arg[1]))
+            if key == "Fn::Select":
+                return self.resolve(arg[1])[int(self.resolve(arg[0]))]
+            if key == "Fn::Split":
+                return str(self.resolve(arg[1])).split(arg[0])
+            if key == "Fn::If":
+                return self.resolve(arg[1] if self.conditions.get(arg[0], False) else arg[2])
+        return {k: self.resolve(v) for k, v in value.items()}
+
+
+def references(value: Any) -> set[str]:
+    """Logical ids a resource's properties refer to (Ref, GetAtt, ${X} and ${X.Attr} in Sub)."""
+    found: set[str] = set()
+    if isinstance(value, list):
+        for item in value:
+            found |= references(item)
+    elif isinstance(value, dict):
+        for key, arg in value.items():
+            if key == "Ref" and isinstance(arg, str):
+                found.add(arg)
+            elif key == "Fn::GetAtt":
+                found.add(arg[0] if isinstance(arg, list) else arg.split(".")[0])
+            elif key == "Fn::Sub":
+                text = arg if isinstance(arg, str) else arg[0]
+                found |= {m.split(".")[0] for m in re.findall(r"\$\{([^}!]+)\}", text)}
+                if not isinstance(arg, str):
+                    found |= references(arg[1])
+            else:
+                found |= references(arg)
+    return found
+
+
+def creation_order(resources: dict[str, dict[str, Any]]) -> list[str]:
+    """Topological order of logical ids by their references and DependsOn."""
+    deps: dict[str, set[str]] = {}
+    for logical_id, resource in resources.items():
+        refs = references(resource.get("Properties", {}))
+        depends = resource.get("DependsOn", [])
+        refs |= set([depends] if isinstance(depends, str) else depends)
+        deps[logical_id] = {r for r in refs if r in resources and r != logical_id}
+    order: list[str] = []
+    done: set[str] = set()
+    while len(order) < len(resources):
+        ready = sorted(lid for lid in resources if lid not in done and deps[lid] <= done)
+        if not ready:
+            raise ValueError(f"dependency cycle among {sorted(set(resources) - done)}")
+        order.extend(ready)
+        done.update(ready)
+    return order
+
+
+def zip_placeholder() -> bytes:
+    """moto stores a zip for every function; the local runtime runs the real code dir instead."""
+    buffer = BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("README.txt", "run in process by local.emulation from the project's functions/ folder\n")
+    return buffer.getvalue()
+
+
+class Provisioner:
+    """Creates each translated resource through the AWS API (here: moto's server)."""
+
+    def __init__(self, session: Any, stack: Stack, translated: dict[str, Any], local_paths: dict[str, str], source: dict[str, Any]) -> None:
+        self.session = session
+        self.stack = stack
+        self.translated = translated
+        self.local_paths = local_paths
+        self.source = source
+        self.resolver = Resolver(stack)
+        self.clients: dict[str, Any] = {}
+
+    def client(self, service: str) -> Any:
+        if service not in self.clients:
+            self.clients[service] = self.session.client(service, region_name=self.stack.region)
+        return self.clients[service]
+
+    def arn(self, service: str, resource: str) -> str:
+        return f"arn:aws:{service}:{self.stack.region}:{self.stack.account}:{resource}"
+
+    def create_all(self) -> Stack:
+        resources = self.translated["Resources"]
+        for logical_id in creation_order(resources):
+            resource = resources[logical_id]
+            kind = resource["Type"].replace("::", "_").replace("AWS_", "", 1)
+            creator = getattr(self, f"create_{kind}", None)
+            if creator is None:
+                raise NotImplementedError(f"the local runtime cannot create {resource['Type']} ({logical_id})")
+            props = self.resolver.resolve(resource.get("Properties", {}))
+            creator(logical_id, props)
+        for name, output in self.translated.get("Outputs", {}).items():
+            self.stack.outputs[name] = str(self.resolver.resolve(output["Value"]))
+        return self.stack
+
+    def _set(self, logical_id: str, physical: str, **attributes: str) -> None:
+        self.stack.physical[logical_id] = physical
+        self.stack.attributes[logical_id] = attributes
+
+    # --- IAM ----------------------------------------------------------------------------------------
+    def create_IAM_Role(self, logical_id: str, props: dict[str, Any]) -> None:
+        name = props.get("RoleName") or f"{self.stack.name}-{logical_id}"[:64]
+        iam = self.client("iam")
+        role = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(props["AssumeRolePolicyDocument"]))["Role"]
+        for policy in props.get("Policies", []):
+            # IAM accepts a document without Version (SAM policy templates omit it); moto does not.
+            document = {"Version": "2012-10-17", **policy["PolicyDocument"]}
+            iam.put_role_policy(RoleName=name, PolicyName=policy["PolicyName"], PolicyDocument=json.dumps(document))
+        # AWS managed policies (arn:aws:iam::aws:policy/...) are not loaded in moto; IAM is not
+        # enforced locally either, so only the role's own statements are recorded.
+        self._set(logical_id, name, Arn=role["Arn"], RoleId=role["RoleId"])
+
+    # --- data -----------------------------------------------------------------------------------------
+    def create_DynamoDB_Table(self, logical_id: str, props: dict[str, Any]) -> None:
+        ddb = self.client("dynamodb")
+        ddb.create_table(
+            TableName=props["TableName"],
+            AttributeDefinitions=props["AttributeDefinitions"],
+            KeySchema=props["KeySchema"],
+            BillingMode=props.get("BillingMode", "PAY_PER_REQUEST"),
+        )
+        ttl = props.get("TimeToLiveSpecification")
+        if ttl:
+            ddb.update_time_to_live(TableName=props["TableName"], TimeToLiveSpecification=ttl)
+        self._set(logical_id, props["TableName"], Arn=self.arn("dynamodb", f"table/{props['TableName']}"))
+
+    def create_SNS_Topic(self, logical_id: str, props: dict[str, Any]) -> None:
+        attributes = {"KmsMasterKeyId": props["KmsMasterKeyId"]} if "KmsMasterKeyId" in props else {}
+        arn = self.client("sns").create_topic(Name=props["TopicName"], Attributes=attributes)["TopicArn"]
+        self._set(logical_id, arn, TopicName=props["TopicName"], TopicArn=arn)
+
+    def create_SNS_Subscription(self, logical_id: str, props: dict[str, Any]) -> None:
+        attributes = {}
+        if "FilterPolicy" in props:
+            attributes["FilterPolicy"] = json.dumps(props["FilterPolicy"])
+            attributes["FilterPolicyScope"] = props.get("FilterPolicyScope", "MessageAttributes")
+        arn = self.client("sns").subscribe(
+            TopicArn=props["TopicArn"], Protocol=props["Protocol"], Endpoint=props["Endpoint"], Attributes=attributes
+        )["SubscriptionArn"]
+        self._set(logical_id, arn)
+
+    def create_SecretsManager_Secret(self, logical_id: str, props: dict[str, Any]) -> None:
+        sm = self.client("secretsmanager")
+        generate = props.get("GenerateSecretString")
+        if generate:
+            password = sm.get_random_password(
+                PasswordLength=generate.get("PasswordLength", 32), ExcludePunctuation=generate.get("ExcludePunctuation", False)
+            )["RandomPassword"]
+            value = json.loads(generate["SecretStringTemplate"]) | {generate["GenerateStringKey"]: password}
+            secret_string = json.dumps(value)
+        else:
+            secret_string = props["SecretString"]
+        arn = sm.create_secret(Name=props["Name"], Description=props.get("Description", ""), SecretString=secret_string)["ARN"]
+        self._set(logical_id, arn, Id=arn)
+
+    def create_Logs_LogGroup(self, logical_id: str, props: dict[str, Any]) -> None:
+        name = props["LogGroupName"]
+        self.client("logs").create_log_group(logGroupName=name)
+        self._set(logical_id, name, Arn=self.arn("logs", f"log-group:{name}:*"))
+
+    def create_CloudWatch_Alarm(self, logical_id: str, props: dict[str, Any]) -> None:
+        keys = ("AlarmName", "AlarmDescription", "Namespace", "MetricName", "Dimensions", "Statistic", "Period",
+                "EvaluationPeriods", "Threshold", "ComparisonOperator", "TreatMissingData", "AlarmActions")
+        self.client("cloudwatch").put_metric_alarm(**{k: props[k] for k in keys if k in props})
+        self._set(logical_id, props["AlarmName"], Arn=self.arn("cloudwatch", f"alarm:{props['AlarmName']}"))
+
+    # --- Lambda ---------------------------------------------------------------------------------------
+    def create_Lambda_LayerVersion(self, logical_id: str, props: dict[str, Any]) -> None:
+        layer = self.client("lambda").publish_layer_version(
+            LayerName=props["LayerName"], Content={"ZipFile": zip_placeholder()}, CompatibleRuntimes=props.get("CompatibleRuntimes", [])
+        )
+        self._set(logical_id, layer["LayerVersionArn"])
+
+    def _source_props(self, logical_id: str) -> dict[str, Any]:
+        return dict(self.source["Resources"].get(logical_id, {}).get("Properties", {}))
+
+    def create_Lambda_Function(self, logical_id: str, props: dict[str, Any]) -> None:
+        lam = self.client("lambda")
+        env = {k: str(v) for k, v in props.get("Environment", {}).get("Variables", {}).items()}
+        args: dict[str, Any] = {
+            "FunctionName": props["FunctionName"],
+            "Role": props["Role"],
+            "Timeout": props.get("Timeout", 3),
+            "MemorySize": props.get("MemorySize", 128),
+            "Environment": {"Variables": env},
+            "Architectures": props.get("Architectures", ["x86_64"]),
+        }
+        image_uri = None
+        code_dir = None
+        handler = None
+        if props.get("PackageType") == "Image":
+            image_uri = props["Code"]["ImageUri"]
+            args |= {"PackageType": "Image", "Code": {"ImageUri": image_uri}}
+        else:
+            handler = props["Handler"]
+            code_dir = ROOT / self.local_paths[logical_id]
+            args |= {"Runtime": props["Runtime"], "Handler": handler, "Code": {"ZipFile": zip_placeholder()}}
+        created = lam.create_function(**args)
+        name = props["FunctionName"]
+        self._set(logical_id, name, Arn=created["FunctionArn"])
+        self.stack.functions[logical_id] = LocalFunction(
+            logical_id, name, created["FunctionArn"], code_dir, handler, env, image_uri
+        )
+
+    def create_Lambda_Version(self, logical_id: str, props: dict[str, Any]) -> None:
+        version = self.client("lambda").publish_version(FunctionName=props["FunctionName"])
+        self._set(logical_id, version["FunctionArn"], Version=version["Version"])
+
+    def create_Lambda_Alias(self, logical_id: str, props: dict[str, Any]) -> None:
+        alias = self.client("lambda").create_alias(
+            FunctionName=props["FunctionName"], Name=props["Name"], FunctionVersion=props["FunctionVersion"]
+        )
+        self._set(logical_id, alias["AliasArn"])
+
+    def create_Lambda_Permission(self, logical_id: str, props: dict[str, Any]) -> None:
+        self._set(logical_id, f"{logical_id}-permission")  # resource policies are not evaluated locally
+
+    def create_Lambda_Url(self, logical_id: str, props: dict[str, Any]) -> None:
+        # Answered by the local approval server (local.runtime); its address is filled in there.
+        url = self.stack.parameters.get("__FunctionUrlBase", "http://127.0.0.1/") + props["TargetFunctionArn"].split(":")[-1] + "/"
+        self._set(logical_id, url, FunctionUrl=url, FunctionArn=props["TargetFunctionArn"])
+
+    # --- orchestration --------------------------------------------------------------------------------
+    def create_StepFunctions_StateMachine(self, logical_id: str, props: dict[str, Any]) -> None:
+        source_path = ROOT / self.local_paths[logical_id]
+        definition = source_path.read_text()
+        for key, value in props.get("DefinitionSubstitutions", {}).items():
+            definition = definition.replace("${" + key + "}", str(value))
+        unresolved = re.findall(r"\$\{[A-Za-z0-9]+\}", definition)
+        if unresolved:
+            raise ValueError(f"{source_path.name}: substitutions without a value: {sorted(set(unresolved))}")
+        arn = self.client("stepfunctions").create_state_machine(
+            name=props["StateMachineName"], definition=definition, roleArn=props["RoleArn"], type=props.get("StateMachineType", "STANDARD")
+        )["stateMachineArn"]
+        self._set(logical_id, arn, Arn=arn, Name=props["StateMachineName"])
+
+    def create_Events_Rule(self, logical_id: str, props: dict[str, Any]) -> None:
+        events = self.client("events")
+        name = props.get("Name") or f"{self.stack.name}-{logical_id}"[:64]
+        arn = events.put_rule(Name=name, EventPattern=json.dumps(props["EventPattern"]), State=props.get("State", "ENABLED"))["RuleArn"]
+        targets = [{"Id": t["Id"], "Arn": t["Arn"]} for t in props.get("Targets", [])]
+        if targets:
+            events.put_targets(Rule=name, Targets=targets)
+        self._set(logical_id, name, Arn=arn)
+
+    def create_CodeDeploy_Application(self, logical_id: str, props: dict[str, Any]) -> None:
+        self.client("codedeploy").create_application(applicationName=props["ApplicationName"], computePlatform=props["ComputePlatform"])
+        self._set(logical_id, props["ApplicationName"])
+
+    def create_CodeDeploy_DeploymentGroup(self, logical_id: str, props: dict[str, Any]) -> None:
+        args = {
+            "applicationName": props["ApplicationName"],
+            "deploymentGroupName": props["DeploymentGroupName"],
+            "deploymentConfigName": props["DeploymentConfigName"],
+            "serviceRoleArn": props["ServiceRoleArn"],
+            "deploymentStyle": {"deploymentType": props["DeploymentStyle"]["DeploymentType"],
+                                "deploymentOption": props["DeploymentStyle"]["DeploymentOption"]},
+            "alarmConfiguration": {"enabled": props["AlarmConfiguration"]["Enabled"],
+                                   "alarms": [{"name": a["Name"]} for a in props["AlarmConfiguration"]["Alarms"]]},
+            "autoRollbackConfiguration": {"enabled": props["AutoRollbackConfiguration"]["Enabled"],
+                                          "events": props["AutoRollbackConfiguration"]["Events"]},
+        }
+        self.client("codedeploy").create_deployment_group(**args)
+        self._set(logical_id, props["DeploymentGroupName"])
+
+
+def create_stack(session: Any, name: str, region: str, account: str, parameters: dict[str, Any]) -> Stack:
+    translated, local_paths, source = translate({k: v for k, v in parameters.items() if not k.startswith("__")}, region)
+    parameters = dict(parameters)
+    for key, spec in source.get("Parameters", {}).items():
+        if key not in parameters and "Default" in spec:
+            parameters[key] = spec["Default"]
+        if spec.get("Type") == "CommaDelimitedList" and isinstance(parameters.get(key), str):
+            parameters[key] = [part.strip() for part in parameters[key].split(",")]
+    stack = Stack(name=name, region=region, account=account, parameters=parameters, resources=translated["Resources"])
+    return Provisioner(session, stack, translated, local_paths, source).create_all()
