@@ -1,0 +1,266 @@
+"""Make cosign-shaped signatures with a local key: for tests and the local demo, never deployed.
+
+The gate (`podrelease.cosign`) only verifies; this module produces what it verifies, in the two
+layouts cosign uses (see `podrelease.cosign`'s module docstring for the sources):
+
+- `legacy_signature_artifact`: the `sha256-<hex>.sig` manifest (an OCI image manifest with a config
+  blob and one simple-signing layer carrying its signature annotation);
+- `bundle_referrer_artifact`: a sigstore bundle v0.3 (DSSE in-toto statement, predicate
+  `https://sigstore.dev/cosign/sign/v1`, or a message signature) in an OCI 1.1 referrer manifest
+  with `subject` and `artifactType`.
+
+Each returns `(manifest_bytes, {blob_digest: blob_bytes})`; `publish_*` helpers write them into a
+`MemoryRegistry`. The smaller pieces (payload, sign, manifest builders) are public so tests can
+build tampered variants.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from typing import Any
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
+
+from podrelease.cosign import (
+    BUNDLE_MEDIA_TYPE,
+    BUNDLE_PREDICATE_ANNOTATION,
+    COSIGN_SIGN_PREDICATE,
+    INTOTO_PAYLOAD_TYPE,
+    SIGNATURE_ANNOTATION,
+    SIMPLESIGNING_MEDIA_TYPE,
+    SIMPLESIGNING_TYPE,
+    dsse_pae,
+)
+from podrelease.oci import OCI_MANIFEST, MemoryRegistry, referrers_tag, sha256_digest
+
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_EMPTY = "application/vnd.oci.empty.v1+json"
+EMPTY_JSON = b"{}"
+
+Blobs = dict[str, bytes]
+
+
+def _compact(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), sort_keys=False).encode()
+
+
+def generate_key() -> tuple[ec.EllipticCurvePrivateKey, str]:
+    """A fresh ECDSA P-256 key (cosign's default) and its public key as PEM."""
+    private_key = ec.generate_private_key(ec.SECP256R1())
+    public_pem = (
+        private_key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    return private_key, public_pem
+
+
+def key_hint(private_key: ec.EllipticCurvePrivateKey) -> str:
+    """base64 of the SHA-256 of the public key's DER SPKI (the bundle `publicKey.hint`)."""
+    der = private_key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
+def sign(private_key: ec.EllipticCurvePrivateKey, data: bytes) -> bytes:
+    """DER ECDSA signature over `data` with SHA-256."""
+    return private_key.sign(data, ec.ECDSA(hashes.SHA256()))
+
+
+def sign_digest(private_key: ec.EllipticCurvePrivateKey, digest: str) -> bytes:
+    """DER ECDSA signature over the artifact whose SHA-256 is `digest` (sha256:<hex>)."""
+    return private_key.sign(bytes.fromhex(digest.removeprefix("sha256:")), ec.ECDSA(Prehashed(hashes.SHA256())))
+
+
+# --- legacy .sig ----------------------------------------------------------------------------------
+
+
+def simple_signing_payload(docker_reference: str, digest: str, optional: dict[str, Any] | None = None) -> bytes:
+    """A cosign simple-signing payload for `digest` (compact JSON, cosign's field order)."""
+    return _compact(
+        {
+            "critical": {
+                "identity": {"docker-reference": docker_reference},
+                "image": {"docker-manifest-digest": digest},
+                "type": SIMPLESIGNING_TYPE,
+            },
+            "optional": optional,
+        }
+    )
+
+
+def legacy_signature_manifest(layers: list[tuple[bytes, str]]) -> tuple[bytes, Blobs]:
+    """A `.sig` manifest whose layers are `(payload, base64 signature)` pairs."""
+    blobs: Blobs = {}
+    descriptors = []
+    for payload, signature_b64 in layers:
+        digest = sha256_digest(payload)
+        blobs[digest] = payload
+        descriptors.append(
+            {
+                "mediaType": SIMPLESIGNING_MEDIA_TYPE,
+                "size": len(payload),
+                "digest": digest,
+                "annotations": {SIGNATURE_ANNOTATION: signature_b64},
+            }
+        )
+    config = _compact(
+        {
+            "architecture": "",
+            "created": "0001-01-01T00:00:00Z",
+            "history": [{"created": "0001-01-01T00:00:00Z"}],
+            "os": "",
+            "rootfs": {"type": "layers", "diff_ids": [d["digest"] for d in descriptors]},
+            "config": {},
+        }
+    )
+    config_digest = sha256_digest(config)
+    blobs[config_digest] = config
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "size": len(config), "digest": config_digest},
+        "layers": descriptors,
+    }
+    return _compact(manifest), blobs
+
+
+def legacy_signature_artifact(
+    private_key: ec.EllipticCurvePrivateKey, docker_reference: str, digest: str
+) -> tuple[bytes, Blobs]:
+    """The `.sig` manifest and blobs cosign (legacy mode) would push for `digest`."""
+    payload = simple_signing_payload(docker_reference, digest)
+    signature_b64 = base64.b64encode(sign(private_key, payload)).decode()
+    return legacy_signature_manifest([(payload, signature_b64)])
+
+
+# --- bundle referrers ------------------------------------------------------------------------------
+
+
+def cosign_sign_statement(digest: str, predicate_type: str = COSIGN_SIGN_PREDICATE) -> bytes:
+    """The in-toto Statement v1 cosign v3 signs for an image: one subject, this digest."""
+    return _compact(
+        {
+            "_type": "https://in-toto.io/Statement/v1",
+            "subject": [{"digest": {"sha256": digest.removeprefix("sha256:")}}],
+            "predicateType": predicate_type,
+            "predicate": {},
+        }
+    )
+
+
+def dsse_bundle(
+    private_key: ec.EllipticCurvePrivateKey,
+    payload: bytes,
+    payload_type: str = INTOTO_PAYLOAD_TYPE,
+) -> bytes:
+    """A v0.3 bundle holding a DSSE envelope of `payload`, key-based, no transparency log."""
+    signature = sign(private_key, dsse_pae(payload_type, payload))
+    return _compact(
+        {
+            "mediaType": BUNDLE_MEDIA_TYPE,
+            "verificationMaterial": {"publicKey": {"hint": key_hint(private_key)}, "tlogEntries": []},
+            "dsseEnvelope": {
+                "payload": base64.b64encode(payload).decode(),
+                "payloadType": payload_type,
+                "signatures": [{"sig": base64.b64encode(signature).decode(), "keyid": ""}],
+            },
+        }
+    )
+
+
+def message_signature_bundle(private_key: ec.EllipticCurvePrivateKey, digest: str) -> bytes:
+    """A v0.3 bundle holding a message signature over the artifact with SHA-256 `digest`."""
+    return _compact(
+        {
+            "mediaType": BUNDLE_MEDIA_TYPE,
+            "verificationMaterial": {"publicKey": {"hint": key_hint(private_key)}, "tlogEntries": []},
+            "messageSignature": {
+                "messageDigest": {
+                    "algorithm": "SHA2_256",
+                    "digest": base64.b64encode(bytes.fromhex(digest.removeprefix("sha256:"))).decode(),
+                },
+                "signature": base64.b64encode(sign_digest(private_key, digest)).decode(),
+            },
+        }
+    )
+
+
+def bundle_referrer_manifest(
+    bundle: bytes,
+    subject_descriptor: dict[str, Any],
+    *,
+    content: str = "dsse-envelope",
+    predicate_type: str | None = COSIGN_SIGN_PREDICATE,
+) -> tuple[bytes, Blobs]:
+    """An OCI 1.1 referrer manifest for a bundle blob, laid out as cosign v3 writes it."""
+    bundle_digest = sha256_digest(bundle)
+    annotations = {"dev.sigstore.bundle.content": content, "org.opencontainers.image.created": "2025-01-01T00:00:00Z"}
+    if predicate_type is not None:
+        annotations[BUNDLE_PREDICATE_ANNOTATION] = predicate_type
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": BUNDLE_MEDIA_TYPE,
+        "config": {"mediaType": OCI_EMPTY, "digest": sha256_digest(EMPTY_JSON), "size": len(EMPTY_JSON)},
+        "layers": [
+            {
+                "mediaType": BUNDLE_MEDIA_TYPE,
+                "digest": bundle_digest,
+                "size": len(bundle),
+                "annotations": {"org.opencontainers.image.title": bundle_digest.replace(":", "-") + ".sigstore.json"},
+            }
+        ],
+        "subject": subject_descriptor,
+        "annotations": annotations,
+    }
+    return _compact(manifest), {bundle_digest: bundle, sha256_digest(EMPTY_JSON): EMPTY_JSON}
+
+
+def bundle_referrer_artifact(
+    private_key: ec.EllipticCurvePrivateKey,
+    digest: str,
+    subject_descriptor: dict[str, Any],
+    *,
+    kind: str = "dsse",
+) -> tuple[bytes, Blobs]:
+    """The referrer manifest and blobs of a cosign v3 signature of `digest` (`kind` "dsse", the
+    cosign v3 default, or "message" for a message-signature bundle)."""
+    if kind == "dsse":
+        bundle = dsse_bundle(private_key, cosign_sign_statement(digest))
+        return bundle_referrer_manifest(bundle, subject_descriptor)
+    if kind == "message":
+        bundle = message_signature_bundle(private_key, digest)
+        return bundle_referrer_manifest(bundle, subject_descriptor, content="message-signature", predicate_type=None)
+    msg = f"unknown bundle kind {kind!r} (dsse or message)"
+    raise ValueError(msg)
+
+
+# --- publishing into a MemoryRegistry ----------------------------------------------------------------
+
+
+def publish(registry: MemoryRegistry, repository: str, artifact: tuple[bytes, Blobs], tag: str | None = None) -> str:
+    """Put an artifact's blobs and manifest into `registry`; returns the manifest digest."""
+    manifest, blobs = artifact
+    for data in blobs.values():
+        registry.put_blob(repository, data)
+    return registry.put_manifest(repository, manifest, OCI_MANIFEST, tag=tag)
+
+
+def publish_legacy(registry: MemoryRegistry, repository: str, image_digest: str, artifact: tuple[bytes, Blobs]) -> str:
+    """Publish a `.sig` artifact under the legacy tag of `image_digest`."""
+    return publish(registry, repository, artifact, tag=referrers_tag(image_digest) + ".sig")
+
+
+def image_descriptor(registry: MemoryRegistry, repository: str, digest: str) -> dict[str, Any]:
+    """The descriptor of a stored image, as a referrer's `subject`."""
+    manifest = registry.get_manifest(repository, digest)
+    if manifest is None:
+        msg = f"{repository}@{digest} is not in the registry"
+        raise LookupError(msg)
+    return {"mediaType": manifest.media_type, "digest": manifest.digest, "size": len(manifest.raw)}
