@@ -77,6 +77,14 @@ def require_digest(digest: str) -> str:
     return digest
 
 
+def secure_url(url: str) -> bool:
+    """https, or plain http to the loopback address only (the local runtime's registry).
+
+    ECR itself only ever hands out https URLs; loopback http cannot leave the machine.
+    """
+    return url.startswith("https://") or url.startswith(("http://127.0.0.1:", "http://127.0.0.1/"))
+
+
 def referrers_tag(digest: str) -> str:
     """The OCI 1.1 referrers tag schema tag of `digest` (`sha256-<hex>`); cosign's legacy
     signature tag is this plus `.sig`."""
@@ -279,7 +287,7 @@ class EcrRegistry:
         require_digest(digest)
         reply = self._call("get_download_url_for_layer", repositoryName=repository, layerDigest=digest)
         url = reply.get("downloadUrl")
-        if not isinstance(url, str) or not url.startswith("https://"):
+        if not isinstance(url, str) or not secure_url(url):
             msg = f"ECR gave no https download URL for blob {digest}"
             raise RegistryError(msg)
         status, data, _ = self._get(url, {}, max_bytes)
@@ -324,7 +332,7 @@ class EcrRegistry:
             data = (reply.get("authorizationData") or [{}])[0]
             endpoint = str(data.get("proxyEndpoint") or "").rstrip("/")
             token = str(data.get("authorizationToken") or "")
-            if not endpoint.startswith("https://") or not token:
+            if not secure_url(endpoint) or not token:
                 msg = "ECR GetAuthorizationToken returned no https endpoint or no token"
                 raise RegistryError(msg)
             register_secret(token)

@@ -1,0 +1,273 @@
+"""`make demo`: a whole release on this machine, with a readable timeline.
+
+    python -m local.demo [--scenario NAME] [--approval auto|manual]
+
+Each scenario pushes a podinfo image (signed or not, healthy or not) to the local ECR and follows
+the release the push starts: the state machine's stages, the CodeDeploy canary, the emails, the
+approval. It ends by saying where the release ended and why, and exits 0 only when that is what
+the scenario expects.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from podrelease.events import execution_name
+
+from local import signing
+from local.images import Pushed
+from local.runtime import APPROVERS, PROD_REPOSITORY, WORKLOAD_REPOSITORY, LocalRuntime
+
+ROOT = Path(__file__).resolve().parents[1]
+HIDDEN_STATES = re.compile(r"^(Wait|Check)(Dev|Prod)$|\?$")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    summary: str
+    expect_status: str
+    expect_error: str | None
+    decision: str | None = "approve"  # what the (simulated) approver does; None = nobody decides
+    fault: str = ""
+    signing: str = "legacy+bundle"  # legacy+bundle | none | tampered | wrong-key
+    duplicate_events: bool = False
+    approval_timeout: int = 300
+
+
+SCENARIOS = {s.name: s for s in [
+    Scenario("happy", "signed, healthy image: verified, canaried in dev, approved, promoted, canaried in prod", "SUCCEEDED", None),
+    Scenario("unsigned", "no cosign signature: refused before anything is deployed", "FAILED", "SignatureMissing", None, signing="none"),
+    Scenario("tampered", "the signature payload was altered after signing", "FAILED", "SignatureInvalid", None, signing="tampered"),
+    Scenario("wrong-key", "signed with a key the policy does not trust", "FAILED", "SignatureInvalid", None, signing="wrong-key"),
+    Scenario("pre-traffic-fail", "/readyz fails: the BeforeAllowTraffic hook stops the dev canary", "FAILED", "DeploymentFailed", None,
+             fault="unready"),
+    Scenario("alarm-rollback", "errors under canary traffic trip the alarm: CodeDeploy rolls dev back", "FAILED", "DeploymentFailed",
+             None, fault="errors"),
+    Scenario("rejected", "the approver rejects on the approval page: prod is untouched", "FAILED", "ApprovalRejected", "reject"),
+    Scenario("approval-timeout", "nobody decides before the approval window closes", "FAILED", "ApprovalTimedOut", None,
+             approval_timeout=8),
+    Scenario("duplicate-event", "EventBridge delivers the push event twice: one release only", "SUCCEEDED", None,
+             duplicate_events=True),
+]}
+
+
+class Printer:
+    """Prints timeline lines: elapsed, source, what happened, correlation id."""
+
+    def __init__(self, started: float) -> None:
+        self.started = started
+        self.lock = threading.Lock()
+
+    def line(self, source: str, text: str, release: str = "") -> None:
+        with self.lock:
+            rid = f"  [{release}]" if release else ""
+            print(f"{time.time() - self.started:7.1f}s  {source:<11} {text}{rid}", flush=True)
+
+
+def _follow_execution(env: LocalRuntime, arn: str, printer: Printer, release: str, stop: threading.Event) -> None:
+    sfn = env.client("stepfunctions")
+    seen = 0
+    entered: dict[str, float] = {}
+    while not stop.is_set():
+        try:
+            events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+        except Exception:  # noqa: BLE001 - the execution may not be visible yet
+            time.sleep(0.2)
+            continue
+        for event in events[seen:]:
+            kind = event["type"]
+            stamp = event["timestamp"].timestamp()
+            if kind.endswith("StateEntered"):
+                name = event["stateEnteredEventDetails"]["name"]
+                entered[name] = stamp
+                if not HIDDEN_STATES.search(name):
+                    printer.line("release", f"{name:<17} started", release)
+            elif kind.endswith("StateExited"):
+                name = event["stateExitedEventDetails"]["name"]
+                took = stamp - entered.get(name, stamp)
+                if not HIDDEN_STATES.search(name):
+                    printer.line("release", f"{name:<17} done      {took:6.1f}s", release)
+            elif kind in ("TaskFailed", "LambdaFunctionFailed", "TaskTimedOut"):
+                details = next((v for k, v in event.items() if k.endswith("EventDetails")), {})
+                cause = _cause(details.get("cause", ""))
+                printer.line("release", f"task failed: {details.get('error', '?')}: {cause[:160]}", release)
+        seen = len(events)
+        time.sleep(0.2)
+
+
+def _cause(cause: str) -> str:
+    try:
+        parsed = json.loads(cause)
+        return str(parsed.get("errorMessage", cause)) if isinstance(parsed, dict) else cause
+    except ValueError:
+        return cause
+
+
+def _approval_link(env: LocalRuntime, approver: str, release: str, deadline: float) -> str | None:
+    while time.time() < deadline:
+        for message in list(env.emulation.outbox.messages):
+            if message["to"] == approver and release in message["subject"]:
+                match = re.search(r"(http://127\.0\.0\.1:\d+/\S+)", message["body"])
+                if match:
+                    return match.group(1)
+        time.sleep(0.2)
+    return None
+
+
+def _approver(env: LocalRuntime, scenario: Scenario, release: str, printer: Printer, manual: bool) -> None:
+    link = _approval_link(env, APPROVERS[0], release, time.time() + 120)
+    if link is None:
+        return
+    if manual:
+        printer.line("approval", f"open this link to decide (GET shows, only the buttons decide): {link}", release)
+        return
+    # An email link scanner fetches the link first: that must change nothing.
+    with urllib.request.urlopen(link, timeout=10) as page:  # noqa: S310 - local approval server
+        shown = page.read().decode()
+    state = "still pending" if "Approve" in shown else "?"
+    printer.line("approval", f"link scanner GET {page.status}: page shown, release {state}", release)
+    if scenario.decision is None:
+        printer.line("approval", "nobody decides (scenario)", release)
+        return
+    token = urllib.parse.parse_qs(urllib.parse.urlparse(link).query)["t"][0]
+    body = urllib.parse.urlencode({"t": token, "decision": scenario.decision}).encode()
+    request = urllib.request.Request(link.split("?")[0], data=body, method="POST",
+                                     headers={"Content-Type": "application/x-www-form-urlencoded"})
+    with urllib.request.urlopen(request, timeout=10) as reply:  # noqa: S310 - local approval server
+        printer.line("approval", f"{APPROVERS[0]} pressed {scenario.decision.capitalize()}: HTTP {reply.status}", release)
+
+
+def push_for(env: LocalRuntime, scenario: Scenario) -> Pushed:
+    image = env.pusher.push_podinfo(WORKLOAD_REPOSITORY, "6.9.1", tag="6.9.1", fault=scenario.fault)
+    if scenario.signing == "legacy+bundle":
+        env.pusher.sign_legacy(env.signing_key, image)
+        env.pusher.sign_bundle(env.signing_key, image)
+    elif scenario.signing == "tampered":
+        env.pusher.sign_legacy(env.signing_key, image, tamper=True)
+    elif scenario.signing == "wrong-key":
+        other, _ = signing.generate_key()
+        env.pusher.sign_legacy(other, image)
+    return image
+
+
+def check_outcome(env: LocalRuntime, scenario: Scenario, image: Pushed, execution: dict[str, Any]) -> list[str]:
+    """What is wrong with the end state for this scenario (empty when all is as expected)."""
+    problems = []
+    status = execution["status"]
+    error = execution.get("error")
+    if status != scenario.expect_status:
+        problems.append(f"release ended {status}, expected {scenario.expect_status}")
+    if scenario.expect_error and error != scenario.expect_error:
+        problems.append(f"release failed with {error}, expected {scenario.expect_error}")
+    lam = env.client("lambda")
+    ecr = env.client("ecr")
+    outputs = env.stack.outputs
+    prod_images = ecr.describe_images(repositoryName=PROD_REPOSITORY)["imageDetails"]
+    promoted = any(detail["imageDigest"] == image.digest for detail in prod_images)
+    for key, environment in (("PodinfoDevFunctionName", "dev"), ("PodinfoProdFunctionName", "prod")):
+        alias = lam.get_alias(FunctionName=outputs[key], Name="live")
+        code = lam.get_function(FunctionName=outputs[key], Qualifier=alias["FunctionVersion"])["Code"]
+        live = code["ImageUri"].endswith(image.digest)
+        should = scenario.expect_status == "SUCCEEDED" or (environment == "dev" and scenario.expect_error in ("ApprovalRejected", "ApprovalTimedOut"))
+        if (alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights"):
+            problems.append(f"{environment} alias is left mid-shift: {alias['RoutingConfig']}")
+        if live != should:
+            problems.append(f"{environment} live alias {'runs' if live else 'does not run'} the new digest")
+    if promoted != (scenario.expect_status == "SUCCEEDED"):
+        problems.append(f"prod repository {'has' if promoted else 'lacks'} the digest")
+    holders = [env_ for env_ in ("dev", "prod")
+               if env.client("dynamodb").get_item(TableName=outputs["LedgerTableName"], Key={"pk": {"S": f"lock#{env_}"}}).get("Item")]
+    if holders:
+        problems.append(f"locks still held: {holders}")
+    return problems
+
+
+def run(scenario: Scenario, manual: bool, minute_seconds: float, work_dir: Path) -> int:
+    started = time.time()
+    printer = Printer(started)
+    print(f"== scenario {scenario.name}: {scenario.summary}", flush=True)
+    print(f"   local AWS: moto server + emulation; canary minutes last {minute_seconds:g}s here; "
+          f"approval window {scenario.approval_timeout}s", flush=True)
+    timeout = 3600 if manual else scenario.approval_timeout
+    with LocalRuntime.start(work_dir, minute_seconds=minute_seconds, approval_timeout=timeout) as env:
+        printer.line("local", f"ready in {time.time() - started:.1f}s: stack created from template.yaml, "
+                              f"{len(env.stack.functions)} functions warm")
+        env.emulation.timeline.listeners.append(lambda e: printer.line(e[1], e[3], e[2]))
+        env.emulation.duplicate_push_events = scenario.duplicate_events
+        image = push_for(env, scenario)
+        release = execution_name(WORKLOAD_REPOSITORY, image.digest)
+        arn = f"{env.stack.outputs['ReleaseStateMachineArn'].replace(':stateMachine:', ':execution:')}:{release}"
+        stop = threading.Event()
+        threading.Thread(target=_follow_execution, args=(env, arn, printer, release, stop), daemon=True).start()
+        threading.Thread(target=_approver, args=(env, scenario, release, printer, manual), daemon=True).start()
+        sfn = env.client("stepfunctions")
+        execution: dict[str, Any] = {"status": "NOT_STARTED"}
+        deadline = time.time() + (timeout + 600)
+        while time.time() < deadline:
+            try:
+                execution = sfn.describe_execution(executionArn=arn)
+            except sfn.exceptions.ExecutionDoesNotExist:
+                time.sleep(0.2)
+                continue
+            if execution["status"] != "RUNNING":
+                break
+            time.sleep(0.3)
+        time.sleep(0.5)
+        stop.set()
+        executions = [e for e in sfn.list_executions(stateMachineArn=env.stack.outputs["ReleaseStateMachineArn"])["executions"]
+                      if e["name"].startswith(release[:30])]
+        problems = check_outcome(env, scenario, image, execution)
+        if scenario.duplicate_events and len(executions) != 1:
+            problems.append(f"{len(executions)} executions for one digest, expected exactly 1")
+        record = env.client("dynamodb").get_item(TableName=env.stack.outputs["LedgerTableName"],
+                                                 Key={"pk": {"S": f"release#{release}"}}).get("Item", {})
+        print("", flush=True)
+        print(f"== release {release}", flush=True)
+        print(f"   image    {WORKLOAD_REPOSITORY}@{image.digest}", flush=True)
+        print(f"   ended    {execution['status']}" + (f" with {execution.get('error')}" if execution.get("error") else ""), flush=True)
+        if execution.get("cause"):
+            print(f"   why      {_cause(execution['cause'])[:300]}", flush=True)
+        if record:
+            print(f"   ledger   outcome={record.get('outcome', {}).get('S')} stopped_at={record.get('stopped_at', {}).get('S', '-')}",
+                  flush=True)
+        print(f"   emails   {len(env.emulation.outbox.messages)} in {env.emulation.outbox.folder}", flush=True)
+        print(f"   logs     {env.work_dir / 'logs'}", flush=True)
+        print(f"   took     {time.time() - started:.1f}s", flush=True)
+        if problems:
+            print(f"== scenario {scenario.name}: NOT as expected: " + "; ".join(problems), flush=True)
+            return 1
+        print(f"== scenario {scenario.name}: ended as expected", flush=True)
+        return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scenario", default="happy", help=f"one of: {', '.join(SCENARIOS)}, or 'all'")
+    parser.add_argument("--approval", default="auto", choices=["auto", "manual"])
+    parser.add_argument("--minute-seconds", type=float, default=1.0, help="how long one canary bake minute lasts locally")
+    parser.add_argument("--work-dir", default=str(ROOT / ".demo"))
+    args = parser.parse_args(argv)
+    names = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        parser.error(f"unknown scenario {unknown[0]!r}; choose one of: {', '.join(SCENARIOS)}")
+    failures = [n for n in names if run(SCENARIOS[n], args.approval == "manual", args.minute_seconds, Path(args.work_dir) / n) != 0]
+    if len(names) > 1:
+        print(f"== {len(names) - len(failures)}/{len(names)} scenarios ended as expected" + (f"; not: {failures}" if failures else ""))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""Start the local AWS: moto in server mode, the emulation, the real stack, local Function URLs.
+
+    with LocalRuntime.start(work_dir) as env:
+        env.pusher.push_podinfo(...)
+
+`LocalRuntime.start` takes a free port for moto's server, turns on moto's ASL execution, installs
+`local.emulation`, creates the workload repositories (as a user does before `sam deploy`), pushes
+and signs a bootstrap image, creates every resource of `template.yaml`, and starts one Lambda
+execution environment per function.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+import urllib.request
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+from moto.server import ThreadedMotoServer
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+from local import signing
+from local.emulation import Emulation
+from local.images import Pusher
+from local.stack import Stack, create_stack
+
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+STACK = "podrel"
+WORKLOAD_REPOSITORY = "podinfo"
+PROD_REPOSITORY = "podinfo-prod"
+APPROVERS = ("alice@example.com", "bob@example.com")
+NOTIFY = "releases@example.com"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class FunctionUrls:
+    """Local Function URLs: an HTTP request becomes a payload-2.0 event for the function's handler."""
+
+    def __init__(self, lambda_client: Any) -> None:
+        self.lambda_client = lambda_client
+        self.server = make_server("127.0.0.1", 0, self.wsgi, threaded=True)
+        self.base = f"http://127.0.0.1:{self.server.server_port}/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wsgi(self, environ: dict[str, Any], start_response: Any) -> Any:
+        request = Request(environ)
+        function, _, rest = request.path.lstrip("/").partition("/")
+        body = request.get_data()
+        text = body.decode("utf-8", errors="replace")
+        event = {
+            "version": "2.0", "routeKey": "$default", "rawPath": "/" + rest, "rawQueryString": request.query_string.decode(),
+            "headers": {k.lower(): v for k, v in request.headers.items()},
+            "queryStringParameters": dict(request.args) or None,
+            "requestContext": {"http": {"method": request.method, "path": "/" + rest, "protocol": "HTTP/1.1",
+                                        "sourceIp": request.remote_addr or "127.0.0.1", "userAgent": request.user_agent.string},
+                               "timeEpoch": int(time.time() * 1000)},
+            "body": text if text.encode() == body else base64.b64encode(body).decode(),
+            "isBase64Encoded": text.encode() != body,
+        }
+        reply = self.lambda_client.invoke(FunctionName=function, Payload=json.dumps(event).encode())
+        payload = json.loads(reply["Payload"].read() or b"{}")
+        if reply.get("FunctionError"):
+            response = Response("Internal Server Error", 502)
+        else:
+            response = Response(payload.get("body", ""), int(payload.get("statusCode", 200)), headers=payload.get("headers", {}))
+        return response(environ, start_response)
+
+
+@dataclass
+class LocalRuntime(AbstractContextManager["LocalRuntime"]):
+    server: ThreadedMotoServer
+    endpoint: str
+    emulation: Emulation
+    stack: Stack
+    session: boto3.Session
+    pusher: Pusher
+    signing_key: Any
+    urls: FunctionUrls
+    work_dir: Path
+
+    def client(self, service: str) -> Any:
+        return self.session.client(service, region_name=REGION, endpoint_url=self.endpoint)
+
+    @property
+    def registry_host(self) -> str:
+        return f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
+
+    @classmethod
+    def start(cls, work_dir: Path, minute_seconds: float = 1.0, approval_timeout: int = 300, extra_keys: str = "") -> LocalRuntime:
+        if work_dir.exists():
+            shutil.rmtree(work_dir)
+        work_dir.mkdir(parents=True)
+        port = _free_port()
+        os.environ["MOTO_PORT"] = str(port)  # moto's ASL engine calls services at localhost:$MOTO_PORT
+        for key, value in {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": REGION}.items():
+            os.environ.setdefault(key, value)
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        server.start()
+        endpoint = f"http://127.0.0.1:{port}"
+        request = urllib.request.Request(
+            f"{endpoint}/moto-api/config", method="POST",
+            data=json.dumps({"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}).encode(),
+        )
+        urllib.request.urlopen(request, timeout=10).read()  # noqa: S310 - loopback moto server
+        emulation = Emulation(ACCOUNT, REGION, minute_seconds, work_dir)
+        Emulation.install(emulation)
+        emulation.start_registry()
+
+        session = boto3.Session(aws_access_key_id="local", aws_secret_access_key="local", region_name=REGION)  # noqa: S106
+        ecr = session.client("ecr", endpoint_url=endpoint)
+        for repository in (WORKLOAD_REPOSITORY, PROD_REPOSITORY):
+            ecr.create_repository(repositoryName=repository, imageTagMutability="MUTABLE")
+        pusher = Pusher(ecr, f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com")
+        key, public_pem = signing.generate_key()
+        bootstrap = pusher.push_podinfo(WORKLOAD_REPOSITORY, "6.9.0", tag="bootstrap")
+        pusher.sign_legacy(key, bootstrap)
+
+        urls = FunctionUrls(session.client("lambda", endpoint_url=endpoint))
+        parameters = {
+            "WorkloadRepository": WORKLOAD_REPOSITORY,
+            "ProdRepository": PROD_REPOSITORY,
+            "BootstrapImageUri": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{WORKLOAD_REPOSITORY}@{bootstrap.digest}",
+            "CosignPublicKeys": public_pem + extra_keys,
+            "ApproverEmails": ",".join(APPROVERS),
+            "NotifyEmail": NOTIFY,
+            "DeployPollSeconds": "1",
+            "ApprovalTimeoutSeconds": str(approval_timeout),
+            "__FunctionUrlBase": urls.base,
+        }
+        stack = create_stack(_EndpointSession(session, endpoint), STACK, REGION, ACCOUNT, parameters)
+        # Approvers beyond the first are subscribed as the README tells operators to do.
+        sns = session.client("sns", endpoint_url=endpoint)
+        for approver in APPROVERS[1:]:
+            sns.subscribe(TopicArn=stack.outputs["ApprovalTopicArn"], Protocol="email", Endpoint=approver,
+                          Attributes={"FilterPolicy": json.dumps({"approver": [approver]}), "FilterPolicyScope": "MessageAttributes"})
+        emulation.attach(stack, endpoint)
+        assert emulation.runtime is not None
+        emulation.runtime.warm()
+        emulation.timeline.add("local", f"stack {STACK} created from template.yaml ({len(stack.resources)} resources)")
+        return cls(server, endpoint, emulation, stack, session, pusher, key, urls, work_dir)
+
+    def stop(self) -> None:
+        self.emulation.shutdown()
+        self.urls.server.shutdown()
+        self.server.stop()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class _EndpointSession:
+    """A boto3 session whose clients all talk to the local moto server."""
+
+    def __init__(self, session: boto3.Session, endpoint: str) -> None:
+        self.session, self.endpoint = session, endpoint
+
+    def client(self, service: str, region_name: str | None = None) -> Any:
+        return self.session.client(service, region_name=region_name or REGION, endpoint_url=self.endpoint)
