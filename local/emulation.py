@@ -42,7 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from moto.awslambda.models import LambdaStorage, lambda_backends
+from moto.awslambda.models import LambdaStorage
+from moto.awslambda.utils import get_backend as lambda_backend
 from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.cloudwatch.models import cloudwatch_backends
 from moto.codedeploy.models import CodeDeployBackend, codedeploy_backends
@@ -152,7 +153,7 @@ class LambdaRuntime:
         logs_dir.mkdir(parents=True, exist_ok=True)
 
     def _env(self, function: LocalFunction) -> dict[str, str]:
-        backend = lambda_backends[self.stack.account][self.stack.region]
+        backend = lambda_backend(self.stack.account, self.stack.region)
         config = backend.get_function(function.name)
         return {
             "PATH": os.environ.get("PATH", ""),
@@ -225,7 +226,7 @@ class LambdaRuntime:
     def run(self, function: LocalFunction, qualifier: str | None, event: Any) -> dict[str, Any]:
         if function.code_dir is None:
             return self._podinfo(function, qualifier, event)
-        config = lambda_backends[self.stack.account][self.stack.region].get_function(function.name)
+        config = lambda_backend(self.stack.account, self.stack.region).get_function(function.name)
         worker = self._checkout(function)
         reply = worker.call(event, float(config.timeout))
         if worker.alive():
@@ -235,7 +236,7 @@ class LambdaRuntime:
 
     def resolve_version(self, function: LocalFunction, qualifier: str | None) -> str:
         """The version an invocation lands on: aliases route by their weights (deterministically)."""
-        backend = lambda_backends[self.stack.account][self.stack.region]
+        backend = lambda_backend(self.stack.account, self.stack.region)
         if not qualifier or qualifier == "$LATEST" or qualifier.isdigit():
             return qualifier or "$LATEST"
         alias = backend.get_alias(qualifier, function.name)
@@ -249,7 +250,7 @@ class LambdaRuntime:
         return str(alias.function_version)
 
     def image_of(self, function: LocalFunction, version: str) -> str:
-        backend = lambda_backends[self.stack.account][self.stack.region]
+        backend = lambda_backend(self.stack.account, self.stack.region)
         fn = backend.get_function(function.name, None if version == "$LATEST" else version)
         return str(fn.code.get("ImageUri", ""))
 
@@ -547,7 +548,7 @@ class CodeDeployLifecycle:
         return self.backend.deployments[deployment_id]
 
     def _alias(self) -> Any:
-        return lambda_backends[self.account][self.region]
+        return lambda_backend(self.account, self.region)
 
     def _release_of(self, info: Any) -> str:
         match = re.search(r"release=(\S+)", info.description or "")
@@ -758,6 +759,20 @@ class Emulation:
 
         LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign]
         LambdaStorage.publish_version = _publish_version_keeping_code(LambdaStorage.publish_version)  # type: ignore[method-assign]
+
+        from moto.awslambda.models import LambdaFunction
+
+        original_get_code = LambdaFunction.get_code
+
+        def get_code(self: Any) -> dict[str, Any]:
+            # ResolvedImageUri is the image actually pulled: for a deploy by digest, repo@digest.
+            response = original_get_code(self)
+            uri = str(self.code.get("ImageUri", ""))
+            if "@sha256:" in uri:
+                response["Code"]["ResolvedImageUri"] = uri
+            return response
+
+        LambdaFunction.get_code = get_code  # type: ignore[method-assign]
 
         # ECR: layer API, auth token, digest check and push events.
         def json_action(handler_name: str) -> Callable[[ECRResponse], Any]:

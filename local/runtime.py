@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import shutil
 import socket
@@ -110,6 +111,7 @@ class LocalRuntime(AbstractContextManager["LocalRuntime"]):
         os.environ["MOTO_PORT"] = str(port)  # moto's ASL engine calls services at localhost:$MOTO_PORT
         for key, value in {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": REGION}.items():
             os.environ.setdefault(key, value)
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no request log lines in the timeline
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         server.start()
         endpoint = f"http://127.0.0.1:{port}"
@@ -140,6 +142,7 @@ class LocalRuntime(AbstractContextManager["LocalRuntime"]):
             "ApproverEmails": ",".join(APPROVERS),
             "NotifyEmail": NOTIFY,
             "DeployPollSeconds": "1",
+            "SignatureWaitSeconds": "3",
             "ApprovalTimeoutSeconds": str(approval_timeout),
             "__FunctionUrlBase": urls.base,
         }

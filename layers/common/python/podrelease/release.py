@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -18,13 +19,23 @@ from podrelease.events import (
     parse_push,
 )
 
-# The stages of a release, in order, and the state key each leaves behind when it has run.
-STAGES = (
-    ("verify", "evidence"),
-    ("deploy dev", "dev"),
-    ("approval", "approval"),
-    ("promote", "promotion"),
-    ("deploy prod", "prod"),
+
+def _deployed(environment: str) -> Callable[[dict[str, Any]], bool]:
+    def done(state: dict[str, Any]) -> bool:
+        section = state.get(environment)
+        deployment = section.get("deployment") if isinstance(section, dict) else None
+        return isinstance(deployment, dict) and deployment.get("status") == "Succeeded"
+
+    return done
+
+
+# The stages of a release, in order, and how to tell from the state that each has completed.
+STAGES: tuple[tuple[str, Callable[[dict[str, Any]], bool]], ...] = (
+    ("verify", lambda state: "evidence" in state),
+    ("deploy dev", _deployed("dev")),
+    ("approval", lambda state: "approval" in state),
+    ("promote", lambda state: "promotion" in state),
+    ("deploy prod", _deployed("prod")),
 )
 
 
@@ -99,8 +110,8 @@ def summarize(outcome: str, state: dict[str, Any], execution_name: str, console_
     """The record of a finished release and the notification text (no secrets: facts only)."""
     release = state.get("release") if isinstance(state.get("release"), dict) else {}
     error = state.get("error") if isinstance(state.get("error"), dict) else {}
-    done = [stage for stage, key in STAGES if key in state]
-    stopped_at = next((stage for stage, key in STAGES if key not in state), None) if outcome != "SUCCEEDED" else None
+    done = [stage for stage, completed in STAGES if completed(state)]
+    stopped_at = next((stage for stage, completed in STAGES if not completed(state)), None) if outcome != "SUCCEEDED" else None
     cause = str(error.get("Cause", ""))
     try:  # Lambda errors arrive as a JSON document in Cause
         parsed = json.loads(cause)

@@ -1,0 +1,64 @@
+# The Makefile is the contract: `make help` lists what you can run.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV      ?= .venv
+SAM_VENV  ?= .venv-sam
+# Lambda runs python3.12: use it locally when pyenv (or the system) has it, else python3.
+PYTHON    ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) $(shell command -v python3.12) python3)
+PY        := $(VENV)/bin/python
+SCENARIO  ?= happy
+APPROVAL  ?= auto
+export PYTHONPATH := layers/common/python:.
+export SAM_CLI_TELEMETRY := 0
+export AWS_DEFAULT_REGION ?= us-east-1
+
+.PHONY: help install demo test lint unit integration statemachine e2e bench build clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements-dev.txt layers/common/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+# aws-sam-cli pins its own versions of shared libraries, so it lives in a venv of its own.
+$(SAM_VENV)/.installed: requirements-sam.txt
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --upgrade pip
+	$(SAM_VENV)/bin/pip install --quiet -r requirements-sam.txt
+	touch $@
+
+install: $(VENV)/.installed $(SAM_VENV)/.installed ## create the virtualenvs (done by demo and test too)
+
+demo: $(VENV)/.installed ## run a whole release locally: make demo [SCENARIO=happy|...|all] [APPROVAL=auto|manual]
+	$(PY) -m local.demo --scenario $(SCENARIO) --approval $(APPROVAL)
+
+lint: $(VENV)/.installed $(SAM_VENV)/.installed ## static checks: ruff, mypy, cfn-lint, sam validate --lint
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy layers/common/python/podrelease
+	$(VENV)/bin/cfn-lint template.yaml
+	$(SAM_VENV)/bin/sam validate --lint --template template.yaml --region $(AWS_DEFAULT_REGION)
+
+test: lint ## static checks, then every test tier (unit, integration, statemachine, e2e)
+	$(PY) -m pytest
+
+unit: $(VENV)/.installed ## unit tests only
+	$(PY) -m pytest tests/unit
+
+integration: $(VENV)/.installed ## handler tests against moto in process
+	$(PY) -m pytest tests/integration
+
+statemachine: $(VENV)/.installed ## the shipped ASL through the local runtime
+	$(PY) -m pytest tests/statemachine
+
+e2e: $(VENV)/.installed ## the demo scenarios
+	$(PY) -m pytest tests/e2e
+
+build: $(SAM_VENV)/.installed ## sam build (needs python3.12 on PATH, e.g. PYENV_VERSION=3.11.7:3.12.1)
+	$(SAM_VENV)/bin/sam build --template template.yaml
+
+clean: ## remove virtualenvs, build output and demo state
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam .demo .pytest_cache .mypy_cache .ruff_cache
