@@ -16,6 +16,7 @@ import re
 import sys
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
@@ -115,7 +116,9 @@ def _cause(cause: str) -> str:
         return cause
 
 
-def _approval_link(env: LocalRuntime, approver: str, release: str, deadline: float) -> str | None:
+def approval_link(env: LocalRuntime, approver: str, release: str, timeout: float = 120) -> str | None:
+    """The link in the approval email `approver` received for `release` (waits for the email)."""
+    deadline = time.time() + timeout
     while time.time() < deadline:
         for message in list(env.emulation.outbox.messages):
             if message["to"] == approver and release in message["subject"]:
@@ -127,7 +130,7 @@ def _approval_link(env: LocalRuntime, approver: str, release: str, deadline: flo
 
 
 def _approver(env: LocalRuntime, scenario: Scenario, release: str, printer: Printer, manual: bool) -> None:
-    link = _approval_link(env, APPROVERS[0], release, time.time() + 120)
+    link = approval_link(env, APPROVERS[0], release)
     if link is None:
         return
     if manual:
@@ -141,12 +144,21 @@ def _approver(env: LocalRuntime, scenario: Scenario, release: str, printer: Prin
     if scenario.decision is None:
         printer.line("approval", "nobody decides (scenario)", release)
         return
+    status, _ = decide(link, scenario.decision)
+    printer.line("approval", f"{APPROVERS[0]} pressed {scenario.decision.capitalize()}: HTTP {status}", release)
+
+
+def decide(link: str, decision: str) -> tuple[int, str]:
+    """Press a button on the approval page: POST the form the page shows. Returns (status, page)."""
     token = urllib.parse.parse_qs(urllib.parse.urlparse(link).query)["t"][0]
-    body = urllib.parse.urlencode({"t": token, "decision": scenario.decision}).encode()
+    body = urllib.parse.urlencode({"t": token, "decision": decision}).encode()
     request = urllib.request.Request(link.split("?")[0], data=body, method="POST",
                                      headers={"Content-Type": "application/x-www-form-urlencoded"})
-    with urllib.request.urlopen(request, timeout=10) as reply:  # noqa: S310 - local approval server
-        printer.line("approval", f"{APPROVERS[0]} pressed {scenario.decision.capitalize()}: HTTP {reply.status}", release)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as reply:  # noqa: S310 - local approval server
+            return int(reply.status), reply.read().decode()
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), exc.read().decode()
 
 
 def push_for(env: LocalRuntime, scenario: Scenario) -> Pushed:

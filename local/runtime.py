@@ -115,6 +115,8 @@ class LocalRuntime(AbstractContextManager["LocalRuntime"]):
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         server.start()
         endpoint = f"http://127.0.0.1:{port}"
+        # One process may start several runtimes (tests): every start begins from an empty AWS.
+        urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10).read()  # noqa: S310
         request = urllib.request.Request(
             f"{endpoint}/moto-api/config", method="POST",
             data=json.dumps({"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}).encode(),

@@ -1,0 +1,46 @@
+"""The e2e tier: every `make demo` scenario, run as the command a user runs, ends as it expects.
+
+Each scenario is a fresh `python -m local.demo --scenario NAME` process (moto server, the stack from
+template.yaml, the handlers); the demo checks the end state itself (release outcome, live aliases,
+the prod repository, locks) and exits 0 only when all of it is as the scenario expects.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from local.demo import SCENARIOS
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.e2e
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_scenario_ends_as_expected(scenario: str, tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'layers/common/python'}{os.pathsep}{ROOT}"}
+    result = subprocess.run(  # noqa: S603 - our own demo module
+        [sys.executable, "-m", "local.demo", "--scenario", scenario, "--minute-seconds", "0.5", "--work-dir", str(tmp_path)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert f"== scenario {scenario}: ended as expected" in result.stdout
+    expected = SCENARIOS[scenario]
+    assert f"ended    {expected.expect_status}" in result.stdout
+    if expected.expect_error:
+        assert f"with {expected.expect_error}" in result.stdout
+
+
+def test_unknown_scenario_is_a_clear_error(tmp_path: Path) -> None:
+    result = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "local.demo", "--scenario", "nope", "--work-dir", str(tmp_path)],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": f"{ROOT / 'layers/common/python'}{os.pathsep}{ROOT}"},
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 2
+    assert "unknown scenario 'nope'" in result.stderr

@@ -1,0 +1,171 @@
+"""Every path of statemachines/release.asl.json, run by moto's ASL engine with the project's handlers.
+
+GIVEN the local runtime (the real template and ASL in moto, the local extensions)
+WHEN an image is pushed (or an event delivered)
+THEN the release ends in the defined state, and the AWS state left behind says so.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from local import signing
+from local.demo import approval_link, decide
+from local.runtime import APPROVERS, PROD_REPOSITORY, WORKLOAD_REPOSITORY, LocalRuntime
+from podrelease.events import execution_name, fallback_execution_name
+from tests.statemachine.conftest import history, ledger_item, live_image, wait_for, wait_for_state
+
+pytestmark = pytest.mark.statemachine
+
+
+def _push_signed(env: LocalRuntime, version: str, fault: str = "") -> str:
+    image = env.pusher.push_podinfo(WORKLOAD_REPOSITORY, version, fault=fault)
+    env.pusher.sign_legacy(env.signing_key, image)
+    return image.digest
+
+
+def _approve(env: LocalRuntime, name: str, decision: str = "approve") -> int:
+    link = approval_link(env, APPROVERS[0], name, timeout=60)
+    assert link is not None, "no approval email arrived"
+    status, _ = decide(link, decision)
+    return status
+
+
+def _prod_digests(env: LocalRuntime) -> set[str]:
+    return {d["imageDigest"] for d in env.client("ecr").describe_images(repositoryName=PROD_REPOSITORY)["imageDetails"]}
+
+
+def test_happy_path_promotes_the_same_digest_to_prod(env: LocalRuntime) -> None:
+    digest = _push_signed(env, "6.9.2")
+    name = execution_name(WORKLOAD_REPOSITORY, digest)
+    wait_for_state(env, name, "RequestApproval")
+    assert _approve(env, name) == 200
+    execution = wait_for(env, name)
+    assert execution["status"] == "SUCCEEDED"
+    # THEN both live aliases run exactly this digest, and prod runs it from the prod repository
+    assert live_image(env, "dev").endswith(f"/{WORKLOAD_REPOSITORY}@{digest}")
+    assert live_image(env, "prod").endswith(f"/{PROD_REPOSITORY}@{digest}")
+    assert digest in _prod_digests(env)
+    src = env.client("ecr").batch_get_image(repositoryName=WORKLOAD_REPOSITORY, imageIds=[{"imageDigest": digest}])["images"][0]
+    dst = env.client("ecr").batch_get_image(repositoryName=PROD_REPOSITORY, imageIds=[{"imageDigest": digest}])["images"][0]
+    assert src["imageManifest"] == dst["imageManifest"]
+    record = ledger_item(env, f"release#{name}")
+    assert record["outcome"]["S"] == "SUCCEEDED"
+    assert not ledger_item(env, "lock#dev")
+    assert not ledger_item(env, "lock#prod")
+    # the correlation id is in the CodeDeploy deployment descriptions and the outcome email
+    cd = env.client("codedeploy")
+    described = [cd.get_deployment(deploymentId=d)["deploymentInfo"]["description"]
+                 for d in cd.list_deployments(applicationName=env.stack.outputs["CodeDeployApplication"])["deployments"]]
+    assert sum(f"release={name}" in d for d in described) == 2
+    outcome_mails = [m for m in env.emulation.outbox.messages if m["to"] == "releases@example.com" and name in m["subject"]]
+    assert len(outcome_mails) == 1
+    assert "released to prod" in outcome_mails[0]["subject"]
+
+
+@pytest.mark.parametrize(
+    ("detail_change", "expected_error"),
+    [
+        ({"image-digest": None}, "MalformedEvent"),          # tag-only event: no digest
+        ({"image-digest": "sha256:1234"}, "MalformedEvent"),  # not a sha256 digest
+        ({"action-type": "DELETE"}, "ForeignEvent"),
+        ({"filler": "x" * 40000}, "EventTooLarge"),
+    ],
+)
+def test_bad_events_fail_fast_and_deploy_nothing(env: LocalRuntime, detail_change: dict[str, object], expected_error: str) -> None:
+    dev_before, prod_before = live_image(env, "dev"), live_image(env, "prod")
+    detail = {"result": "SUCCESS", "repository-name": WORKLOAD_REPOSITORY, "image-digest": "sha256:" + "c" * 64,
+              "action-type": "PUSH", "image-tag": "bad"}
+    detail.update(detail_change)
+    detail = {k: v for k, v in detail.items() if v is not None}
+    event = {"version": "0", "id": f"evt-{expected_error}-{len(str(detail_change))}", "detail-type": "ECR Image Action",
+             "source": "aws.ecr", "account": "123456789012", "region": "us-east-1", "time": "2026-11-26T00:00:00Z",
+             "resources": [], "detail": detail}
+    # the rule's pattern matches only PUSH/SUCCESS of the watched repository: others never reach the starter
+    delivered = env.emulation.events.deliver(event)
+    if detail.get("action-type") != "PUSH":
+        assert delivered == 0
+        return
+    assert delivered == 1
+    name = fallback_execution_name(event)
+    execution = wait_for(env, name)
+    assert execution["status"] == "FAILED"
+    assert execution["error"] == expected_error
+    entered = [e["stateEnteredEventDetails"]["name"] for e in history(env, name) if "stateEnteredEventDetails" in e]
+    assert entered == ["Normalize", "RecordRejected", "NotifyFailure", "ReleaseFailed"]
+    assert ledger_item(env, f"release#{name}")["outcome"]["S"] == "REJECTED"
+    assert (live_image(env, "dev"), live_image(env, "prod")) == (dev_before, prod_before)
+
+
+def test_artifact_pushes_start_no_release(env: LocalRuntime) -> None:
+    sfn = env.client("stepfunctions")
+    arn = env.stack.outputs["ReleaseStateMachineArn"]
+    image = env.pusher.push_podinfo(WORKLOAD_REPOSITORY, "6.9.3")
+    name = execution_name(WORKLOAD_REPOSITORY, image.digest)
+    wait_for_state(env, name, "Verify")
+    before = len(sfn.list_executions(stateMachineArn=arn)["executions"])
+    env.pusher.sign_legacy(env.signing_key, image)  # a `.sig` tag push
+    env.pusher.sign_bundle(env.signing_key, image)  # an OCI referrer push
+    time.sleep(2)
+    assert len(sfn.list_executions(stateMachineArn=arn)["executions"]) == before
+    _approve(env, name, "reject")
+    assert wait_for(env, name)["error"] == "ApprovalRejected"
+
+
+def test_second_release_waits_for_the_dev_lock(env: LocalRuntime) -> None:
+    first = _push_signed(env, "6.9.4")
+    second = _push_signed(env, "6.9.5")
+    a, b = execution_name(WORKLOAD_REPOSITORY, first), execution_name(WORKLOAD_REPOSITORY, second)
+    wait_for_state(env, a, "RequestApproval")
+    wait_for_state(env, b, "RequestApproval", timeout=120)
+    busy = [e for e in history(env, b) if e.get("taskFailedEventDetails", {}).get("error") == "LockBusy"]
+    assert busy, "the second release never waited for the lock"
+    # THEN the two dev deployments never overlapped
+    cd = env.client("codedeploy")
+    infos = [cd.get_deployment(deploymentId=d)["deploymentInfo"]
+             for d in cd.list_deployments(applicationName=env.stack.outputs["CodeDeployApplication"], deploymentGroupName="dev")["deployments"]]
+    mine = sorted((i for i in infos if f"release={a}" in i["description"] or f"release={b}" in i["description"]),
+                  key=lambda i: i["createTime"])
+    assert len(mine) == 2
+    assert mine[0]["completeTime"] <= mine[1]["createTime"]
+    for name in (a, b):
+        _approve(env, name, "reject")
+        assert wait_for(env, name)["error"] == "ApprovalRejected"
+
+
+def test_rerelease_after_a_failure_is_deliberate(env: LocalRuntime) -> None:
+    image = env.pusher.push_podinfo(WORKLOAD_REPOSITORY, "6.9.6")
+    name = execution_name(WORKLOAD_REPOSITORY, image.digest)
+    assert wait_for(env, name)["error"] == "SignatureMissing"
+    # a duplicate delivery of the same push starts nothing new
+    env.pusher.put(WORKLOAD_REPOSITORY, image.manifest, [], tag="6.9.6-again")
+    time.sleep(2)
+    assert wait_for(env, name)["error"] == "SignatureMissing"
+    # WHEN the signature is pushed and a re-release (attempt 2) is asked of the starter
+    env.pusher.sign_legacy(env.signing_key, image)
+    reply = env.client("lambda").invoke(
+        FunctionName=env.stack.outputs["StarterFunctionName"],
+        Payload=json.dumps({"action": "rerelease", "repository": WORKLOAD_REPOSITORY, "digest": image.digest, "attempt": 2}).encode(),
+    )
+    started = json.loads(reply["Payload"].read())
+    assert started["started"] is True
+    assert started["name"] == f"{name}-a2"
+    wait_for_state(env, f"{name}-a2", "RequestApproval")
+    _approve(env, f"{name}-a2", "reject")
+    assert wait_for(env, f"{name}-a2")["error"] == "ApprovalRejected"
+    assert live_image(env, "dev").endswith(image.digest)
+
+
+def test_wrong_key_refused_before_anything_is_deployed(env: LocalRuntime) -> None:
+    dev_before = live_image(env, "dev")
+    image = env.pusher.push_podinfo(WORKLOAD_REPOSITORY, "6.9.7")
+    other, _ = signing.generate_key()
+    env.pusher.sign_legacy(other, image)
+    name = execution_name(WORKLOAD_REPOSITORY, image.digest)
+    execution = wait_for(env, name)
+    assert execution["error"] == "SignatureInvalid"
+    assert live_image(env, "dev") == dev_before
+    assert not ledger_item(env, "lock#dev")
