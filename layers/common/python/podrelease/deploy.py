@@ -112,7 +112,7 @@ def _in_flight_for(codedeploy: Any, target: LambdaTarget, release_id: str) -> st
 def start(lambda_client: Any, codedeploy: Any, target: LambdaTarget, release: dict[str, Any]) -> dict[str, Any]:
     """Start (or find, on a retry) the canary deployment of `release` to `target`."""
     release_id, digest, image_uri = release["id"], release["digest"], release["image_uri"]
-    if "@sha256:" not in image_uri or not image_uri.endswith(digest):
+    if "@sha256:" not in image_uri or not image_uri.endswith("@" + digest):
         msg = f"refusing to deploy {image_uri!r}: a release deploys by digest only"
         raise DeploymentFailed(msg)
     existing = _in_flight_for(codedeploy, target, release_id)

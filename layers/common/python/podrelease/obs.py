@@ -21,7 +21,10 @@ SENSITIVE_KEY = re.compile(
     r"(token|secret|password|authorization|signing[_-]?key|private[_-]?key|credential|cookie)", re.IGNORECASE
 )
 # Step Functions task tokens and our approval tokens are long opaque strings; mask them in free text.
-_TOKEN_IN_TEXT = re.compile(r"((?:task_?token|token|t)[\"']?\s*[:=]\s*[\"']?)([A-Za-z0-9+/=_.-]{24,})", re.IGNORECASE)
+# A bare `t` (the approval link's query parameter) only as a whole word, so `commit=<sha>` is not masked.
+_TOKEN_IN_TEXT = re.compile(
+    r"((?:task_?token|token|(?<![A-Za-z0-9])t)[\"']?\s*[:=]\s*[\"']?)([A-Za-z0-9+/=_.-]{24,})", re.IGNORECASE
+)
 _known_secrets: set[str] = set()
 
 
@@ -40,6 +43,8 @@ def redact(value: Any, key: str = "") -> Any:
         return {k: redact(v, str(k)) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [redact(v) for v in value]
+    if isinstance(value, BaseException):  # Powertools' stack_trace.value is the exception object itself
+        value = str(value)
     if isinstance(value, str):
         text = value
         for secret in _known_secrets:

@@ -1,0 +1,405 @@
+"""Deploying by digest through CodeDeploy (`podrelease.deploy`) against moto in process, and the
+traffic hooks' HTTP checks (`podrelease.hooks`).
+
+GIVEN an image-package podinfo function (version 1 behind the `live` alias) and a Lambda CodeDeploy
+application WHEN a release is deployed THEN the function runs the release's digest, a new version
+exists and exactly one deployment carries the release in its description and AppSpec, all read
+back from moto. Deployment status and abort are read from moto's CodeDeploy state. The hooks'
+`call` is driven by a small fake Lambda client that answers like the Lambda Web Adapter does.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import pytest
+from moto import mock_aws
+from moto.codedeploy.models import codedeploy_backends
+
+from podrelease import hooks
+from podrelease.deploy import (
+    ALIAS,
+    LambdaTarget,
+    abort,
+    appspec_versions,
+    describe,
+    parse_description,
+    start,
+    status,
+)
+from podrelease.errors import ConfigurationError, DeploymentFailed
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+REPO_URI = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/podinfo"
+OLD_DIGEST = "sha256:" + "a" * 64
+DIGEST = "sha256:" + "5e" * 32
+RELEASE_ID = "podinfo-5e5e5e5e5e5e-0123456789abcdef"
+RELEASE = {"id": RELEASE_ID, "digest": DIGEST, "image_uri": f"{REPO_URI}@{DIGEST}"}
+TARGET = LambdaTarget(
+    environment="dev",
+    function_name="podinfo-dev",
+    application="podinfo",
+    deployment_group="podinfo-dev",
+    pre_traffic_hook="release-pre-traffic",
+    post_traffic_hook="release-post-traffic",
+)
+
+
+@dataclass
+class World:
+    lambda_client: Any
+    codedeploy: Any
+
+    def deployments(self) -> list[str]:
+        return self.codedeploy.list_deployments(applicationName=TARGET.application, deploymentGroupName=TARGET.deployment_group)[
+            "deployments"
+        ]
+
+    def set_status(self, deployment_id: str, state: str, info: str = "") -> None:
+        """moto has no deployment engine: move a deployment along as CodeDeploy would."""
+        deployment = codedeploy_backends[ACCOUNT][REGION].deployments[deployment_id]
+        deployment.status = state
+        deployment.additional_deployment_status_info = info
+
+
+@pytest.fixture
+def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    for var, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+    }.items():
+        monkeypatch.setenv(var, value)
+    with mock_aws(config={"lambda": {"use_docker": False}}):
+        iam = boto3.client("iam", region_name=REGION)
+        role = iam.create_role(
+            RoleName="podinfo",
+            AssumeRolePolicyDocument=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+                    ],
+                }
+            ),
+        )["Role"]["Arn"]
+        lam = boto3.client("lambda", region_name=REGION)
+        lam.create_function(
+            FunctionName=TARGET.function_name,
+            Role=role,
+            PackageType="Image",
+            Code={"ImageUri": f"{REPO_URI}@{OLD_DIGEST}"},
+        )
+        version = lam.publish_version(FunctionName=TARGET.function_name)["Version"]
+        assert version == "1"
+        lam.create_alias(FunctionName=TARGET.function_name, Name=ALIAS, FunctionVersion="1")
+        codedeploy = boto3.client("codedeploy", region_name=REGION)
+        codedeploy.create_application(applicationName=TARGET.application, computePlatform="Lambda")
+        codedeploy.create_deployment_group(
+            applicationName=TARGET.application,
+            deploymentGroupName=TARGET.deployment_group,
+            deploymentConfigName="CodeDeployDefault.LambdaCanary10Percent5Minutes",
+            serviceRoleArn=f"arn:aws:iam::{ACCOUNT}:role/codedeploy",
+            deploymentStyle={"deploymentType": "BLUE_GREEN", "deploymentOption": "WITH_TRAFFIC_CONTROL"},
+        )
+        yield World(lam, codedeploy)
+
+
+# --- start ------------------------------------------------------------------------------------------
+
+
+def test_start_deploys_the_release_digest_as_a_new_version_through_codedeploy(world: World) -> None:
+    # WHEN the release is deployed to dev
+    out = start(world.lambda_client, world.codedeploy, TARGET, RELEASE)
+    # THEN the function's code is the release's image, by digest
+    code = world.lambda_client.get_function(FunctionName=TARGET.function_name)["Code"]
+    assert code["ImageUri"] == f"{REPO_URI}@{DIGEST}"
+    # AND a version 2 was published and a deployment shifts the alias from 1 to 2
+    versions = world.lambda_client.list_versions_by_function(FunctionName=TARGET.function_name)["Versions"]
+    assert sorted(v["Version"] for v in versions) == ["$LATEST", "1", "2"]
+    assert out == {
+        "id": out["id"],
+        "status": "InProgress",
+        "environment": "dev",
+        "function": TARGET.function_name,
+        "previous_version": "1",
+        "version": "2",
+    }
+    assert world.deployments() == [out["id"]]
+    info = world.codedeploy.get_deployment(deploymentId=out["id"])["deploymentInfo"]
+    assert parse_description(info["description"]) == {"release": RELEASE_ID, "digest": DIGEST, "env": "dev"}
+    content = info["revision"]["appSpecContent"]["content"]
+    assert appspec_versions(content) == {"function": TARGET.function_name, "current": "1", "target": "2"}
+    spec = json.loads(content)
+    assert spec["Resources"][0]["podinfo"]["Properties"]["Alias"] == ALIAS
+    assert spec["Hooks"] == [{"BeforeAllowTraffic": "release-pre-traffic"}, {"AfterAllowTraffic": "release-post-traffic"}]
+    # AND the alias itself is left for CodeDeploy to shift
+    assert world.lambda_client.get_alias(FunctionName=TARGET.function_name, Name=ALIAS)["FunctionVersion"] == "1"
+
+
+@pytest.mark.parametrize(
+    "image_uri",
+    [f"{REPO_URI}:latest", f"{REPO_URI}:6.7.0", f"{REPO_URI}@{OLD_DIGEST}", f"{REPO_URI}@sha256:{DIGEST}"],
+    ids=["tag latest", "version tag", "another digest", "digest not at the end"],
+)
+def test_start_refuses_anything_but_the_release_digest(world: World, image_uri: str) -> None:
+    # WHEN asked to deploy a URI that is not repo@<the release's digest>
+    with pytest.raises(DeploymentFailed) as info:
+        start(world.lambda_client, world.codedeploy, TARGET, RELEASE | {"image_uri": image_uri})
+    # THEN it refuses, and nothing changed: same code, no new version, no deployment
+    assert str(info.value) == f"refusing to deploy {image_uri!r}: a release deploys by digest only"
+    assert world.lambda_client.get_function(FunctionName=TARGET.function_name)["Code"]["ImageUri"] == f"{REPO_URI}@{OLD_DIGEST}"
+    versions = world.lambda_client.list_versions_by_function(FunctionName=TARGET.function_name)["Versions"]
+    assert sorted(v["Version"] for v in versions) == ["$LATEST", "1"]
+    assert world.deployments() == []
+
+
+def test_start_twice_for_the_same_release_adopts_the_deployment_in_flight(world: World) -> None:
+    first = start(world.lambda_client, world.codedeploy, TARGET, RELEASE)
+    # WHEN the task is retried while the deployment runs
+    world.set_status(first["id"], "InProgress")
+    again = start(world.lambda_client, world.codedeploy, TARGET, RELEASE)
+    # THEN it adopts that deployment and creates nothing
+    assert again == {"id": first["id"], "status": "InProgress", "environment": "dev", "adopted": True}
+    assert world.deployments() == [first["id"]]
+    versions = world.lambda_client.list_versions_by_function(FunctionName=TARGET.function_name)["Versions"]
+    assert sorted(v["Version"] for v in versions) == ["$LATEST", "1", "2"]
+
+
+def test_another_release_does_not_adopt_a_deployment_it_did_not_start(world: World) -> None:
+    first = start(world.lambda_client, world.codedeploy, TARGET, RELEASE)
+    world.set_status(first["id"], "Succeeded")
+    world.lambda_client.update_alias(FunctionName=TARGET.function_name, Name=ALIAS, FunctionVersion="2")
+    other_digest = "sha256:" + "c4" * 32
+    other = {"id": "podinfo-c4c4c4c4c4c4-fedcba9876543210", "digest": other_digest, "image_uri": f"{REPO_URI}@{other_digest}"}
+    out = start(world.lambda_client, world.codedeploy, TARGET, other)
+    assert "adopted" not in out
+    assert (out["previous_version"], out["version"]) == ("2", "3")
+    assert len(world.deployments()) == 2
+
+
+def test_from_env_names_the_missing_variable() -> None:
+    env = {"DEV_FUNCTION_NAME": "f", "CODEDEPLOY_APPLICATION": "a", "PRE_TRAFFIC_HOOK": "p", "POST_TRAFFIC_HOOK": "q"}
+    with pytest.raises(ConfigurationError, match="DEV_DEPLOYMENT_GROUP is not set for the dev target"):
+        LambdaTarget.from_env("dev", env)
+    assert LambdaTarget.from_env("dev", env | {"DEV_DEPLOYMENT_GROUP": "g"}) == LambdaTarget("dev", "f", "a", "g", "p", "q")
+
+
+def test_describe_and_parse_description_round_trip() -> None:
+    text = describe(RELEASE_ID, DIGEST, "prod")
+    assert text == f"podinfo release={RELEASE_ID} digest={DIGEST} env=prod"
+    assert parse_description(text) == {"release": RELEASE_ID, "digest": DIGEST, "env": "prod"}
+    assert parse_description("a deployment someone started by hand") == {}
+    assert parse_description("") == {}
+
+
+# --- status -----------------------------------------------------------------------------------------
+
+
+def test_status_reports_a_deployment_in_progress_with_its_overview(world: World) -> None:
+    deployment = start(world.lambda_client, world.codedeploy, TARGET, RELEASE)
+    world.set_status(deployment["id"], "InProgress")
+    codedeploy_backends[ACCOUNT][REGION].deployments[deployment["id"]].deployment_overview["InProgress"] = 1
+    out = status(world.codedeploy, deployment)
+    assert out == deployment | {"status": "InProgress", "overview": {"InProgress": 1}}
+
+
+def test_status_reports_success(world: World) -> None:
+    deployment = start(world.lambda_client, world.codedeploy, TARGET, RELEASE)
+    world.set_status(deployment["id"], "Succeeded")
+    assert status(world.codedeploy, deployment)["status"] == "Succeeded"
+
+
+@pytest.mark.parametrize(
+    ("state", "info", "expected"),
+    [
+        ("Failed", "", "failed: ERROR: no reason given"),
+        ("Failed", "the AfterAllowTraffic hook failed", "failed: ERROR: the AfterAllowTraffic hook failed"),
+        ("Stopped", "stopped by the release", "stopped: ERROR: stopped by the release"),
+    ],
+    ids=["failed", "failed with a reason", "stopped"],
+)
+def test_status_of_a_failed_or_stopped_deployment_is_deployment_failed(
+    world: World, state: str, info: str, expected: str
+) -> None:
+    deployment = start(world.lambda_client, world.codedeploy, TARGET, RELEASE)
+    world.set_status(deployment["id"], state, info)
+    with pytest.raises(DeploymentFailed) as error:
+        status(world.codedeploy, deployment)
+    assert str(error.value) == f"dev deployment {deployment['id']} {expected}"
+
+
+def test_status_without_a_deployment_id_returns_it_unchanged(world: World) -> None:
+    already = {"id": None, "status": "Succeeded", "environment": "dev", "note": "already live"}
+    assert status(world.codedeploy, already) == already
+
+
+# --- abort ------------------------------------------------------------------------------------------
+
+
+class StoppingCodeDeploy:
+    """moto's CodeDeploy client plus StopDeployment (which moto lacks): marks the deployment Stopped."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def get_deployment(self, **kwargs: Any) -> Any:
+        return self.client.get_deployment(**kwargs)
+
+    def stop_deployment(self, *, deploymentId: str, autoRollbackEnabled: bool) -> dict[str, Any]:  # noqa: N803
+        assert autoRollbackEnabled is True
+        codedeploy_backends[ACCOUNT][REGION].deployments[deploymentId].status = "Stopped"
+        return {"status": "Pending"}
+
+
+def test_abort_with_nothing_in_flight_stops_nothing(world: World) -> None:
+    assert abort(world.codedeploy, []) == []
+    assert abort(world.codedeploy, [{"id": None, "status": "Succeeded"}, {"environment": "dev"}]) == []
+
+
+def test_abort_stops_only_deployments_still_in_flight(world: World) -> None:
+    # GIVEN one finished deployment and one still running
+    done = start(world.lambda_client, world.codedeploy, TARGET, RELEASE)
+    world.set_status(done["id"], "Succeeded")
+    world.lambda_client.update_alias(FunctionName=TARGET.function_name, Name=ALIAS, FunctionVersion="2")
+    other_digest = "sha256:" + "c4" * 32
+    running = start(
+        world.lambda_client,
+        world.codedeploy,
+        TARGET,
+        {"id": "podinfo-c4c4c4c4c4c4-fedcba9876543210", "digest": other_digest, "image_uri": f"{REPO_URI}@{other_digest}"},
+    )
+    world.set_status(running["id"], "InProgress")
+    client = StoppingCodeDeploy(world.codedeploy)
+    # WHEN the release aborts
+    stopped = abort(client, [done, running, {"id": None}])
+    # THEN only the running one was stopped, and the finished one is untouched
+    assert stopped == [running["id"]]
+    assert world.codedeploy.get_deployment(deploymentId=running["id"])["deploymentInfo"]["status"] == "Stopped"
+    assert world.codedeploy.get_deployment(deploymentId=done["id"])["deploymentInfo"]["status"] == "Succeeded"
+    # AND aborting again stops nothing more
+    assert abort(client, [done, running]) == []
+
+
+# --- traffic hooks: the HTTP checks -------------------------------------------------------------------
+
+
+def test_http_event_is_a_function_url_get_carrying_the_correlation_id() -> None:
+    event = hooks.http_event("/readyz", RELEASE_ID)
+    assert event["version"] == "2.0"
+    assert event["rawPath"] == "/readyz"
+    assert event["rawQueryString"] == ""
+    assert event["headers"]["x-correlation-id"] == RELEASE_ID
+    assert event["requestContext"]["http"]["method"] == "GET"
+    assert event["requestContext"]["http"]["path"] == "/readyz"
+    assert event["isBase64Encoded"] is False
+    assert json.loads(json.dumps(event)) == event
+
+
+class FakeLambda:
+    """Answers `invoke` with one canned reply, and keeps what it was asked."""
+
+    def __init__(self, payload: bytes, function_error: str | None = None) -> None:
+        self.payload = payload
+        self.function_error = function_error
+        self.calls: list[dict[str, Any]] = []
+
+    def invoke(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append(kwargs)
+        reply: dict[str, Any] = {"StatusCode": 200, "Payload": io.BytesIO(self.payload)}
+        if self.function_error:
+            reply["FunctionError"] = self.function_error
+        return reply
+
+
+def http_reply(code: int, body: Any, *, base64_body: bool = False) -> bytes:
+    text = body if isinstance(body, str) else json.dumps(body)
+    if base64_body:
+        text = base64.b64encode(text.encode()).decode()
+    return json.dumps({"statusCode": code, "headers": {}, "body": text, "isBase64Encoded": base64_body}).encode()
+
+
+CALLS: list[tuple[str, str, bytes, str | None, dict[str, Any]]] = [
+    ("healthy", "/healthz", http_reply(200, {"status": "OK"}), None, {"ok": True, "status": 200, "detail": '{"status": "OK"}'}),
+    ("not ready", "/readyz", http_reply(503, "not ready"), None, {"ok": False, "status": 503, "detail": "not ready"}),
+    (
+        "version",
+        "/version",
+        http_reply(200, {"version": "6.7.0", "commit": "abc", "extra": "x"}),
+        None,
+        {"ok": True, "status": 200, "detail": '{"version": "6.7.0", "commit": "abc"}'},
+    ),
+    (
+        "version base64",
+        "/version",
+        http_reply(200, {"version": "6.7.0", "commit": "abc"}, base64_body=True),
+        None,
+        {"ok": True, "status": 200, "detail": '{"version": "6.7.0", "commit": "abc"}'},
+    ),
+    (
+        "version without version",
+        "/version",
+        http_reply(200, {"commit": "abc"}),
+        None,
+        {"ok": False, "status": 200, "detail": "no version field"},
+    ),
+    (
+        "version not JSON",
+        "/version",
+        http_reply(200, "<html>6.7.0</html>"),
+        None,
+        {"ok": False, "status": 200, "detail": "/version did not answer JSON"},
+    ),
+    (
+        "function error",
+        "/healthz",
+        b'{"errorMessage": "boom"}',
+        "Unhandled",
+        {"ok": False, "status": None, "detail": 'function error: b\'{"errorMessage": "boom"}\''},
+    ),
+    (
+        "reply not JSON",
+        "/healthz",
+        b"Internal Server Error",
+        None,
+        {"ok": False, "status": None, "detail": "the adapter's reply is not an HTTP response"},
+    ),
+    (
+        "reply not an object",
+        "/healthz",
+        b"[200]",
+        None,
+        {"ok": False, "status": None, "detail": "the adapter's reply is not an HTTP response"},
+    ),
+    ("no status code", "/healthz", b'{"body": "hi"}', None, {"ok": False, "status": 0, "detail": "hi"}),
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "payload", "function_error", "expected"),
+    [(p, b, f, x) for _, p, b, f, x in CALLS],
+    ids=[c for c, *_ in CALLS],
+)
+def test_call_interprets_the_adapter_reply(
+    path: str, payload: bytes, function_error: str | None, expected: dict[str, Any]
+) -> None:
+    fake = FakeLambda(payload, function_error)
+    # WHEN a hook checks `path` on version 2
+    out = hooks.call(fake, TARGET.function_name, "2", path, RELEASE_ID)
+    # THEN the verdict is exactly as expected
+    assert out == {"path": path} | expected
+    # AND it asked the right version, with a GET for that path carrying the release id
+    [sent] = fake.calls
+    assert (sent["FunctionName"], sent["Qualifier"]) == (TARGET.function_name, "2")
+    request = json.loads(sent["Payload"])
+    assert (request["rawPath"], request["headers"]["x-correlation-id"]) == (path, RELEASE_ID)
