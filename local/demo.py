@@ -275,7 +275,15 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:
         parser.error(f"unknown scenario {unknown[0]!r}; choose one of: {', '.join(SCENARIOS)}")
-    failures = [n for n in names if run(SCENARIOS[n], args.approval == "manual", args.minute_seconds, Path(args.work_dir) / n) != 0]
+    failures = []
+    for name in names:
+        try:
+            code = run(SCENARIOS[name], args.approval == "manual", args.minute_seconds, Path(args.work_dir) / name)
+        except Exception as exc:  # noqa: BLE001 - a crashed scenario is reported, and the others still run
+            print(f"== scenario {name}: the demo itself failed: {type(exc).__name__}: {exc}", flush=True)
+            code = 1
+        if code != 0:
+            failures.append(name)
     if len(names) > 1:
         print(f"== {len(names) - len(failures)}/{len(names)} scenarios ended as expected" + (f"; not: {failures}" if failures else ""))
     return 1 if failures else 0

@@ -115,11 +115,17 @@ class _Worker:
         deadline = time.time() + timeout
         while b"\n" not in self.buffer:
             remaining = deadline - time.time()
-            ready, _, _ = select.select([self.read_fd], [], [], max(remaining, 0))
+            try:
+                ready, _, _ = select.select([self.read_fd], [], [], max(remaining, 0))
+            except (OSError, ValueError):  # the runtime is shutting down
+                return {"error": {"errorType": "Runtime.ExitError", "errorMessage": "the runtime stopped"}}
             if not ready:
                 self.stop()
                 return {"error": {"errorType": "Sandbox.Timedout", "errorMessage": f"Task timed out after {timeout:.0f} seconds"}}
-            chunk = os.read(self.read_fd, 65536)
+            try:
+                chunk = os.read(self.read_fd, 65536)
+            except OSError:  # the runtime is shutting down
+                chunk = b""
             if not chunk:
                 return {"error": {"errorType": "Runtime.ExitError", "errorMessage": "the function's process exited"}}
             self.buffer += chunk

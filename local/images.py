@@ -101,7 +101,7 @@ def _tampered(manifest: bytes, blobs: dict[str, bytes]) -> tuple[bytes, dict[str
     document = json.loads(manifest)
     layer = document["layers"][0]
     payload = json.loads(blobs[layer["digest"]])
-    payload.setdefault("optional", {})["creator"] = "someone else"
+    payload["optional"] = {**(payload.get("optional") or {}), "creator": "someone else"}
     new_payload = json.dumps(payload, separators=(",", ":")).encode()
     new_blobs = {k: v for k, v in blobs.items() if k != layer["digest"]}
     new_blobs[_digest(new_payload)] = new_payload
