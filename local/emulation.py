@@ -17,6 +17,8 @@ Each class fills one documented gap (the README's "Emulated locally" list mirror
   from errors of synthetic requests sent through the alias), AfterAllowTraffic hook,
   rollback on failure/alarm/stop. `PutLifecycleEventHookExecutionStatus` and `StopDeployment`
   are added. Bake minutes are shortened to `minute_seconds` seconds locally.
+- Step Functions  a new execution can start after one that waited for a task token (moto tried to
+  copy the old execution's lock along with the state machine).
 - `EmailOutbox`    SNS email subscriptions write each delivered message (after the subscription's
   filter policy) to files in an outbox folder.
 
@@ -26,6 +28,7 @@ Everything observable is also appended to `Timeline`, which `local.demo` prints.
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import itertools
 import json
@@ -779,6 +782,20 @@ class Emulation:
             return response
 
         LambdaFunction.get_code = get_code  # type: ignore[method-assign]
+
+        # Step Functions: moto deep-copies a state machine (with all its past executions) to start
+        # an execution; a past callback execution holds a lock that cannot be copied, so every later
+        # start failed. The copy only needs the definition: leave the executions out of it.
+        from moto.stepfunctions.models import StateMachine
+
+        def deepcopy_without_executions(self: Any, memo: dict[int, Any]) -> Any:
+            clone = type(self).__new__(type(self))
+            memo[id(self)] = clone
+            for key, value in self.__dict__.items():
+                setattr(clone, key, [] if key == "executions" else copy.deepcopy(value, memo))
+            return clone
+
+        StateMachine.__deepcopy__ = deepcopy_without_executions  # type: ignore[attr-defined]
 
         # ECR: layer API, auth token, digest check and push events.
         def json_action(handler_name: str) -> Callable[[ECRResponse], Any]:

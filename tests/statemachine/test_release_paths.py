@@ -58,8 +58,10 @@ def test_happy_path_promotes_the_same_digest_to_prod(env: LocalRuntime) -> None:
     assert not ledger_item(env, "lock#prod")
     # the correlation id is in the CodeDeploy deployment descriptions and the outcome email
     cd = env.client("codedeploy")
+    app = env.stack.outputs["CodeDeployApplication"]
     described = [cd.get_deployment(deploymentId=d)["deploymentInfo"]["description"]
-                 for d in cd.list_deployments(applicationName=env.stack.outputs["CodeDeployApplication"])["deployments"]]
+                 for group in ("dev", "prod")
+                 for d in cd.list_deployments(applicationName=app, deploymentGroupName=group)["deployments"]]
     assert sum(f"release={name}" in d for d in described) == 2
     outcome_mails = [m for m in env.emulation.outbox.messages if m["to"] == "releases@example.com" and name in m["subject"]]
     assert len(outcome_mails) == 1
@@ -121,7 +123,8 @@ def test_second_release_waits_for_the_dev_lock(env: LocalRuntime) -> None:
     a, b = execution_name(WORKLOAD_REPOSITORY, first), execution_name(WORKLOAD_REPOSITORY, second)
     wait_for_state(env, a, "RequestApproval")
     wait_for_state(env, b, "RequestApproval", timeout=120)
-    busy = [e for e in history(env, b) if e.get("taskFailedEventDetails", {}).get("error") == "LockBusy"]
+    busy = [e for e in history(env, b)
+            if any(isinstance(v, dict) and v.get("error") == "LockBusy" for k, v in e.items() if k.endswith("EventDetails"))]
     assert busy, "the second release never waited for the lock"
     # THEN the two dev deployments never overlapped
     cd = env.client("codedeploy")
