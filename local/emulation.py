@@ -28,6 +28,7 @@ Everything observable is also appended to `Timeline`, which `local.demo` prints.
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import hashlib
 import itertools
@@ -104,7 +105,7 @@ class _Worker:
     def __init__(self, function: LocalFunction, env: dict[str, str], log_path: Path) -> None:
         self.read_fd, write_fd = os.pipe()
         self.log = log_path.open("ab")
-        self.process = subprocess.Popen(  # noqa: S603 - our own worker module, fixed arguments
+        self.process = subprocess.Popen(
             [sys.executable, "-m", "local.lambda_worker", str(function.code_dir), str(function.handler), str(write_fd)],
             stdin=subprocess.PIPE, stdout=self.log, stderr=self.log, pass_fds=(write_fd,), env=env, cwd=ROOT,
         )
@@ -173,7 +174,7 @@ class LambdaRuntime:
             "PYTHONDONTWRITEBYTECODE": "1",
             "AWS_ENDPOINT_URL": self.endpoint,
             "AWS_ACCESS_KEY_ID": "local",
-            "AWS_SECRET_ACCESS_KEY": "local",  # noqa: S105 - moto accepts any credentials
+            "AWS_SECRET_ACCESS_KEY": "local",
             "AWS_REGION": self.stack.region,
             "AWS_DEFAULT_REGION": self.stack.region,
             "AWS_LAMBDA_FUNCTION_NAME": function.name,
@@ -208,10 +209,8 @@ class LambdaRuntime:
         with self.lock:
             workers, self.all_workers, self.idle = self.all_workers, [], {}
         for worker in workers:
-            try:
+            with contextlib.suppress(OSError):
                 worker.stop()
-            except OSError:
-                pass
 
     # The single entry point moto calls for every invocation.
     def invoke(self, function_name: str, qualifier: str | None, body: Any, headers: Any, response_headers: dict[str, str]) -> bytes:
@@ -550,7 +549,7 @@ class CodeDeployLifecycle:
     def _run_safely(self, deployment_id: str) -> None:
         try:
             self._run(deployment_id)
-        except Exception as exc:  # noqa: BLE001 - an engine crash must still end the deployment
+        except Exception as exc:
             self._finish(deployment_id, "Failed", "INTERNAL_ERROR", f"local CodeDeploy engine error: {exc}", rolled_back=True)
 
     def _info(self, deployment_id: str) -> Any:

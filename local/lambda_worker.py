@@ -41,14 +41,15 @@ def main() -> None:
     replies = os.fdopen(reply_fd, "w", buffering=1)
     module_name, function_name = handler_spec.rsplit(".", 1)
     spec = importlib.util.spec_from_file_location(f"handler_{module_name}", Path(code_dir) / f"{module_name}.py")
-    assert spec and spec.loader
+    assert spec is not None
+    assert spec.loader is not None
     init_error: dict[str, Any] | None = None
     handler = None
     try:
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         handler = getattr(module, function_name)
-    except Exception as exc:  # noqa: BLE001 - reported as Lambda reports an init error
+    except Exception as exc:
         traceback.print_exc()
         init_error = {"errorType": type(exc).__name__, "errorMessage": str(exc)}
     for line in sys.stdin:
@@ -61,7 +62,7 @@ def main() -> None:
         try:
             result = handler(request["event"], context)
             reply = {"result": result}
-        except Exception as exc:  # noqa: BLE001 - every handler error goes back to the caller, as in Lambda
+        except Exception as exc:
             traceback.print_exc()
             reply = {"error": {"errorType": type(exc).__name__, "errorMessage": str(exc),
                                "stackTrace": traceback.format_exc().splitlines()[-6:]}}

@@ -116,12 +116,12 @@ class LocalRuntime(AbstractContextManager["LocalRuntime"]):
         server.start()
         endpoint = f"http://127.0.0.1:{port}"
         # One process may start several runtimes (tests): every start begins from an empty AWS.
-        urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10).read()  # noqa: S310
+        urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10).read()
         request = urllib.request.Request(
             f"{endpoint}/moto-api/config", method="POST",
             data=json.dumps({"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}).encode(),
         )
-        urllib.request.urlopen(request, timeout=10).read()  # noqa: S310 - loopback moto server
+        urllib.request.urlopen(request, timeout=10).read()
         emulation = Emulation(ACCOUNT, REGION, minute_seconds, work_dir)
         Emulation.install(emulation)
         emulation.start_registry()

@@ -9,8 +9,8 @@ APIs CloudFormation would call, in dependency order. The state machine's definit
 from __future__ import annotations
 
 import copy
-import os
 import json
+import os
 import re
 import zipfile
 from dataclasses import dataclass, field

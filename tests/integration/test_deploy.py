@@ -256,7 +256,7 @@ class StoppingCodeDeploy:
     def get_deployment(self, **kwargs: Any) -> Any:
         return self.client.get_deployment(**kwargs)
 
-    def stop_deployment(self, *, deploymentId: str, autoRollbackEnabled: bool) -> dict[str, Any]:  # noqa: N803
+    def stop_deployment(self, *, deploymentId: str, autoRollbackEnabled: bool) -> dict[str, Any]:
         assert autoRollbackEnabled is True
         codedeploy_backends[ACCOUNT][REGION].deployments[deploymentId].status = "Stopped"
         return {"status": "Pending"}

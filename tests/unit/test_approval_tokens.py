@@ -106,8 +106,8 @@ REFUSED: list[tuple[str, Callable[[], str], type[Exception]]] = [
 
 def _resigned(edit: Callable[[dict[str, object]], object]) -> str:
     """Correctly signed, malformed claims: proves the claim checks, not the MAC, refuse them."""
-    import hashlib  # noqa: PLC0415
-    import hmac  # noqa: PLC0415
+    import hashlib
+    import hmac
 
     payload, _ = mint().split(".")
     claims = json.loads(unb64(payload))
@@ -193,7 +193,7 @@ class FakeSecrets:
     def __init__(self, secret: str) -> None:
         self.secret, self.reads = secret, 0
 
-    def get_secret_value(self, SecretId: str) -> dict[str, str]:  # noqa: N803 - boto3's name
+    def get_secret_value(self, SecretId: str) -> dict[str, str]:
         self.reads += 1
         return {"SecretString": self.secret}
 

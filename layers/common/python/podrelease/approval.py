@@ -631,7 +631,7 @@ class PageSettings:
         return cls(table=config.require("LEDGER_TABLE", env), key_secret_id=config.require("APPROVAL_KEY_SECRET_ARN", env))
 
 
-class _Refusal(Exception):  # noqa: N818 - internal control flow, turned into a page
+class _Refusal(Exception):
     def __init__(self, status: int, title: str, detail: str) -> None:
         super().__init__(title)
         self.status, self.title, self.detail = status, title, detail

@@ -453,7 +453,7 @@ def verify_dsse(envelope: Any, policy: TrustPolicy, *, material: Mapping[str, An
         msg = "dsseEnvelope is not an object"
         raise MalformedSignature(msg)
     payload_type = envelope.get("payloadType")
-    if not isinstance(payload_type, str) or not payload_type or len(payload_type) > 256:  # noqa: PLR2004
+    if not isinstance(payload_type, str) or not payload_type or len(payload_type) > 256:
         msg = "dsseEnvelope has no valid payloadType"
         raise MalformedSignature(msg)
     payload = _b64(envelope.get("payload"), "dsseEnvelope.payload", MAX_SIGNATURE_BYTES)

@@ -157,7 +157,7 @@ def execution_name(repository: str, digest: str, attempt: int = 1) -> str:
     if not DIGEST_RE.match(digest):
         msg = f"{digest[:80]!r} is not sha256:<64 hex>"
         raise MalformedEvent(msg)
-    if attempt < 1 or attempt > 99:  # noqa: PLR2004 - documented bound of re-releases per digest
+    if attempt < 1 or attempt > 99:
         msg = "attempt must be between 1 and 99"
         raise MalformedEvent(msg)
     slug = re.sub(r"[^a-z0-9]+", "-", repository.lower()).strip("-")[:24] or "repo"

@@ -33,7 +33,13 @@ def http_event(path: str, correlation_id: str) -> dict[str, Any]:
             "accountId": "anonymous",
             "apiId": "podinfo-release-hook",
             "domainName": "localhost",
-            "http": {"method": "GET", "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "podinfo-release-hook"},
+            "http": {
+                "method": "GET",
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "127.0.0.1",
+                "userAgent": "podinfo-release-hook",
+            },
             "requestId": str(uuid.uuid4()),
             "routeKey": "$default",
             "stage": "$default",
@@ -59,7 +65,7 @@ def call(lambda_client: Any, function_name: str, qualifier: str, path: str, corr
         code = int(reply.get("statusCode", 0))
     except (ValueError, AttributeError, TypeError):
         return {"path": path, "ok": False, "status": None, "detail": "the adapter's reply is not an HTTP response"}
-    ok = code == 200  # noqa: PLR2004 - podinfo answers 200 when healthy and ready
+    ok = code == 200
     if ok and path == "/version":
         try:
             version = json.loads(body)

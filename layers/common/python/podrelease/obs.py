@@ -31,7 +31,7 @@ _known_secrets: set[str] = set()
 def register_secret(value: str | bytes) -> None:
     """Mask this exact value wherever it would appear in a log line from now on."""
     text = value.decode(errors="replace") if isinstance(value, bytes) else value
-    if len(text) >= 8:  # noqa: PLR2004 - shorter values would mask ordinary words
+    if len(text) >= 8:
         _known_secrets.add(text)
 
 
@@ -57,8 +57,8 @@ def redact(value: Any, key: str = "") -> Any:
 class RedactingFormatter(LambdaPowertoolsFormatter):
     """Powertools' JSON formatter with every field passed through `redact` before serialising."""
 
-    def serialize(self, log: dict[str, Any]) -> str:
-        return super().serialize(redact(log))
+    def serialize(self, log: Any) -> str:
+        return super().serialize(redact(log) if isinstance(log, dict) else log)
 
 
 def get_logger(name: str | None = None) -> Logger:
@@ -78,6 +78,6 @@ def release_id_of(event: Any) -> str | None:
         return None
     release = event.get("release")
     if isinstance(release, dict) and isinstance(release.get("id"), str):
-        return release["id"]
+        return str(release["id"])
     rid = event.get("release_id")
     return rid if isinstance(rid, str) else None

@@ -82,7 +82,7 @@ def secure_url(url: str) -> bool:
 
     ECR itself only ever hands out https URLs; loopback http cannot leave the machine.
     """
-    return url.startswith("https://") or url.startswith(("http://127.0.0.1:", "http://127.0.0.1/"))
+    return url.startswith(("https://", "http://127.0.0.1:", "http://127.0.0.1/"))
 
 
 def referrers_tag(digest: str) -> str:
@@ -92,7 +92,7 @@ def referrers_tag(digest: str) -> str:
 
 
 def _check_repository(repository: str) -> None:
-    if not isinstance(repository, str) or len(repository) > 256 or not REPOSITORY_RE.match(repository):  # noqa: PLR2004
+    if not isinstance(repository, str) or len(repository) > 256 or not REPOSITORY_RE.match(repository):
         msg = f"{str(repository)[:80]!r} is not a valid repository name"
         raise RegistryError(msg)
 

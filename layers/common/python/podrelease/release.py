@@ -108,8 +108,8 @@ def normalize(event: Any, execution: str, name: str, watched: tuple[str, ...], s
 
 def summarize(outcome: str, state: dict[str, Any], execution_name: str, console_url: str = "") -> dict[str, Any]:
     """The record of a finished release and the notification text (no secrets: facts only)."""
-    release = state.get("release") if isinstance(state.get("release"), dict) else {}
-    error = state.get("error") if isinstance(state.get("error"), dict) else {}
+    release: dict[str, Any] = state["release"] if isinstance(state.get("release"), dict) else {}
+    error: dict[str, Any] = state["error"] if isinstance(state.get("error"), dict) else {}
     done = [stage for stage, completed in STAGES if completed(state)]
     stopped_at = next((stage for stage, completed in STAGES if not completed(state)), None) if outcome != "SUCCEEDED" else None
     cause = str(error.get("Cause", ""))
