@@ -172,3 +172,32 @@ def test_wrong_key_refused_before_anything_is_deployed(env: LocalRuntime) -> Non
     assert execution["error"] == "SignatureInvalid"
     assert live_image(env, "dev") == dev_before
     assert not ledger_item(env, "lock#dev")
+
+
+def test_no_secret_or_token_reaches_a_log_line(env: LocalRuntime) -> None:
+    """Runs last in this module: scans every function's log of every release above."""
+    secret_arn = env.stack.physical["ApprovalSigningKey"]
+    signing_key = json.loads(env.client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"])["key"]
+    table = env.stack.outputs["LedgerTableName"]
+    items = env.client("dynamodb").scan(TableName=table)["Items"]
+    task_tokens = [item["task_token"]["S"] for item in items if "task_token" in item]
+    links = [m["body"] for m in env.emulation.outbox.messages if "?t=" in m["body"]]
+    approval_tokens = [body.split("?t=", 1)[1].split()[0] for body in links]
+    assert task_tokens, "no approval was requested above: the scan would prove nothing"
+    assert approval_tokens
+    secrets = [signing_key, *task_tokens, *approval_tokens]
+    logs = sorted((env.work_dir / "logs").glob("*.log"))
+    assert len(logs) >= 8
+    for path in logs:
+        text = path.read_text()
+        for secret in secrets:
+            assert secret not in text, f"{path.name} contains a secret or token"
+
+
+def test_every_release_log_line_carries_the_correlation_id(env: LocalRuntime) -> None:
+    for name in ("lock", "verify", "deploy", "promote", "record", "approval-request"):
+        lines = [json.loads(line) for line in (env.work_dir / "logs" / f"podrel-{name}.log").read_text().splitlines()
+                 if line.startswith("{")]
+        assert lines, f"{name} logged nothing"
+        missing = [line["message"] for line in lines if not line.get("correlation_id")]
+        assert not missing, f"{name} lines without correlation id: {missing[:3]}"
