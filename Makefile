@@ -42,7 +42,7 @@ lint: $(VENV)/.installed $(SAM_VENV)/.installed ## static checks: ruff, mypy, cf
 	$(VENV)/bin/cfn-lint template.yaml
 	$(SAM_VENV)/bin/sam validate --lint --template template.yaml --region $(AWS_DEFAULT_REGION)
 
-test: lint ## static checks, then every test tier (unit, integration, statemachine, e2e)
+test: lint build ## static checks and sam build, then every test tier (unit, integration, statemachine, e2e)
 	$(PY) -m pytest
 
 unit: $(VENV)/.installed ## unit tests only
@@ -57,8 +57,8 @@ statemachine: $(VENV)/.installed ## the shipped ASL through the local runtime
 e2e: $(VENV)/.installed ## the demo scenarios
 	$(PY) -m pytest tests/e2e
 
-build: $(SAM_VENV)/.installed ## sam build (needs python3.12 on PATH, e.g. PYENV_VERSION=3.11.7:3.12.1)
-	$(SAM_VENV)/bin/sam build --template template.yaml
+build: $(SAM_VENV)/.installed ## sam build (python3.12 and arm64 wheels for the layer)
+	PATH="$(dir $(PYTHON)):$$PATH" $(SAM_VENV)/bin/sam build --template template.yaml
 
 clean: ## remove virtualenvs, build output and demo state
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .demo .pytest_cache .mypy_cache .ruff_cache

@@ -26,7 +26,7 @@ from typing import Any
 from local import signing
 from local.images import Pushed
 from local.runtime import APPROVERS, PROD_REPOSITORY, WORKLOAD_REPOSITORY, LocalRuntime
-from podrelease.events import execution_name
+from podrelease.events import execution_name, fallback_execution_name
 
 ROOT = Path(__file__).resolve().parents[1]
 HIDDEN_STATES = re.compile(r"^(Wait|Check)(Dev|Prod)$|\?$")
@@ -43,6 +43,7 @@ class Scenario:
     signing: str = "legacy+bundle"  # legacy+bundle | none | tampered | wrong-key
     duplicate_events: bool = False
     approval_timeout: int = 300
+    event_only: bool = False  # deliver a digest-less push event instead of pushing an image
 
 
 SCENARIOS = {s.name: s for s in [
@@ -59,6 +60,8 @@ SCENARIOS = {s.name: s for s in [
              approval_timeout=8),
     Scenario("duplicate-event", "EventBridge delivers the push event twice: one release only", "SUCCEEDED", None,
              duplicate_events=True),
+    Scenario("malformed-event", "a push event without a digest (tag only): refused at once, nothing deployed", "FAILED",
+             "MalformedEvent", None, event_only=True),
 ]}
 
 
@@ -172,6 +175,14 @@ def push_for(env: LocalRuntime, scenario: Scenario) -> Pushed:
     return image
 
 
+def tag_only_event(env: LocalRuntime) -> dict[str, Any]:
+    """An ECR push event for the watched repository that names a tag but no digest."""
+    return {"version": "0", "id": "malformed-demo-event", "detail-type": "ECR Image Action", "source": "aws.ecr",
+            "account": env.stack.account, "region": env.stack.region, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "resources": [], "detail": {"result": "SUCCESS", "action-type": "PUSH", "repository-name": WORKLOAD_REPOSITORY,
+                                        "image-tag": "latest"}}
+
+
 def check_outcome(env: LocalRuntime, scenario: Scenario, image: Pushed, execution: dict[str, Any]) -> list[str]:
     """What is wrong with the end state for this scenario (empty when all is as expected)."""
     problems = []
@@ -216,8 +227,14 @@ def run(scenario: Scenario, manual: bool, minute_seconds: float, work_dir: Path)
                               f"{len(env.stack.functions)} functions warm")
         env.emulation.timeline.listeners.append(lambda e: printer.line(e[1], e[3], e[2]))
         env.emulation.duplicate_push_events = scenario.duplicate_events
-        image = push_for(env, scenario)
-        release = execution_name(WORKLOAD_REPOSITORY, image.digest)
+        if scenario.event_only:
+            event = tag_only_event(env)
+            env.emulation.events.deliver(event)
+            release = fallback_execution_name(event)
+            image = Pushed(WORKLOAD_REPOSITORY, "sha256:" + "0" * 64, b"")  # nothing was pushed
+        else:
+            image = push_for(env, scenario)
+            release = execution_name(WORKLOAD_REPOSITORY, image.digest)
         arn = f"{env.stack.outputs['ReleaseStateMachineArn'].replace(':stateMachine:', ':execution:')}:{release}"
         stop = threading.Event()
         threading.Thread(target=_follow_execution, args=(env, arn, printer, release, stop), daemon=True).start()
@@ -245,7 +262,8 @@ def run(scenario: Scenario, manual: bool, minute_seconds: float, work_dir: Path)
                                                  Key={"pk": {"S": f"release#{release}"}}).get("Item", {})
         print(flush=True)
         print(f"== release {release}", flush=True)
-        print(f"   image    {WORKLOAD_REPOSITORY}@{image.digest}", flush=True)
+        print(f"   image    {'(none: only an event was delivered)' if scenario.event_only else f'{WORKLOAD_REPOSITORY}@{image.digest}'}",
+              flush=True)
         print(f"   ended    {execution['status']}" + (f" with {execution.get('error')}" if execution.get("error") else ""), flush=True)
         if execution.get("cause"):
             print(f"   why      {_cause(execution['cause'])[:300]}", flush=True)

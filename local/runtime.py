@@ -112,6 +112,8 @@ class LocalRuntime(AbstractContextManager["LocalRuntime"]):
         for key, value in {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": REGION}.items():
             os.environ.setdefault(key, value)
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no request log lines in the timeline
+        # moto's ASL engine logs every failed state with its internals; the timeline says it better.
+        logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         server.start()
         endpoint = f"http://127.0.0.1:{port}"

@@ -204,7 +204,7 @@ def test_summarize_a_rejected_event_uses_the_execution_name() -> None:
         "repository": None,
         "digest": None,
         "stages_done": [],
-        "stopped_at": "verify",
+        "stopped_at": "normalize",
         "error": "ForeignEvent",
         "cause": "not an ECR image action",
     }
@@ -213,9 +213,9 @@ def test_summarize_a_rejected_event_uses_the_execution_name() -> None:
         f"Release {rejected} refused.",
         "Image: ?@unknown digest",
         "Stages completed: none",
-        "Stopped at: verify",
+        "Stopped at: normalize",
         "Reason: ForeignEvent: not an ECR image action",
-        "Nothing from this release is left serving traffic: in-flight deployments were rolled back.",
+        "Nothing was deployed: the event was refused before any stage ran.",
         f"Correlation id: {rejected}",
     ]
 

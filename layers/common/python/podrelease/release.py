@@ -112,6 +112,8 @@ def summarize(outcome: str, state: dict[str, Any], execution_name: str, console_
     error: dict[str, Any] = state["error"] if isinstance(state.get("error"), dict) else {}
     done = [stage for stage, completed in STAGES if completed(state)]
     stopped_at = next((stage for stage, completed in STAGES if not completed(state)), None) if outcome != "SUCCEEDED" else None
+    if outcome == "REJECTED":
+        stopped_at = "normalize"  # the event itself was refused
     cause = str(error.get("Cause", ""))
     try:  # Lambda errors arrive as a JSON document in Cause
         parsed = json.loads(cause)
@@ -139,7 +141,10 @@ def summarize(outcome: str, state: dict[str, Any], execution_name: str, console_
     ]
     if outcome != "SUCCEEDED":
         lines += [f"Stopped at: {stopped_at or 'start'}", f"Reason: {record['error']}: {record['cause']}"]
-        lines.append("Nothing from this release is left serving traffic: in-flight deployments were rolled back.")
+        if outcome == "REJECTED":
+            lines.append("Nothing was deployed: the event was refused before any stage ran.")
+        else:
+            lines.append("Nothing from this release is left serving traffic: in-flight deployments were rolled back.")
     lines.append(f"Correlation id: {record['release_id']}")
     if console_url:
         lines.append(f"Execution: {console_url}")
