@@ -34,6 +34,7 @@ STAGES: tuple[tuple[str, Callable[[dict[str, Any]], bool]], ...] = (
     ("verify", lambda state: "evidence" in state),
     ("deploy dev", _deployed("dev")),
     ("approval", lambda state: "approval" in state),
+    ("verify for prod", lambda state: "evidence_prod" in state),
     ("promote", lambda state: "promotion" in state),
     ("deploy prod", _deployed("prod")),
 )
