@@ -124,6 +124,8 @@ class TrustedKey:
 
     key: PublicKey = field(compare=False, repr=False)
     key_id: str
+    #: Set for a key vouched for by a certificate (keyless): identity, issuer, log entry.
+    signer: Mapping[str, Any] | None = field(default=None, compare=False)
 
     @classmethod
     def from_public_key(cls, key: object) -> TrustedKey:
@@ -148,14 +150,26 @@ class TrustedKey:
 
 
 class KeylessVerifier(Protocol):
-    """Keyless (Fulcio certificate) verification: a later issue implements it (sigstore-python,
-    pinned trusted root, identity and issuer policy). Given a signature's verification material (a
-    bundle's `verificationMaterial`, or a legacy layer's annotations) and the raw signature, it
-    checks the certificate chain, transparency log and identity, and returns the certificate's key,
-    or raises SignatureInvalid. The signature itself is then checked by the same code as key-based
-    signatures."""
+    """Keyless (Fulcio certificate) verification, implemented by `podrelease.keyless.FulcioVerifier`
+    (pinned trusted root, identity and issuer policy, transparency-log evidence).
 
-    def signing_key(self, verification_material: Mapping[str, Any], signature: bytes) -> TrustedKey: ...
+    `signing_key` is given a signature's verification material (a bundle's `verificationMaterial`,
+    or a legacy layer's annotations), the raw signature, and `signed_sha256`: the hex SHA-256 of
+    what the transparency-log entry must name (the simple-signing payload, the DSSE payload, or the
+    artifact of a message signature). It checks the certificate chain, the log entry (and that the
+    entry is about this signature, certificate and content) and the identity, and returns the
+    certificate's key, or raises SignatureInvalid. The signature itself is then checked by the same
+    code as key-based signatures.
+
+    `check_bundle` is given a whole sigstore bundle with certificate material first, so that a
+    complete bundle verifier (sigstore-python) can check it end to end; it raises SignatureInvalid
+    or MalformedSignature, or returns None."""
+
+    def signing_key(
+        self, verification_material: Mapping[str, Any], signature: bytes, *, signed_sha256: str
+    ) -> TrustedKey: ...
+
+    def check_bundle(self, bundle_json: bytes, expected_digest: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -221,6 +235,8 @@ class SignatureEvidence:
     bundle_media_type: str | None = None
     signature_manifest: str | None = None
     source: str | None = None
+    #: Keyless only: who the certificate names and the log evidence (see `TrustedKey.signer`).
+    signer: Mapping[str, Any] | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind, "key_id": self.key_id, "digest": self.digest}
@@ -228,6 +244,8 @@ class SignatureEvidence:
             value = getattr(self, name)
             if value is not None:
                 out[name] = value
+        if self.signer is not None:
+            out["signer"] = dict(self.signer)
         return out
 
 
@@ -340,13 +358,19 @@ def dsse_pae(payload_type: str, payload: bytes) -> bytes:
 
 
 def _candidate_keys(
-    policy: TrustPolicy, material: Mapping[str, Any], signature: bytes, *, keyless_material: bool
+    policy: TrustPolicy,
+    material: Mapping[str, Any],
+    signature: bytes,
+    *,
+    keyless_material: bool,
+    signed_sha256: str,
 ) -> tuple[TrustedKey, ...]:
     """The keys that may have made `signature`: the policy's keys, plus, for certificate-based
-    material and a configured keyless verifier, the certificate's key once it is vouched for."""
+    material and a configured keyless verifier, the certificate's key once it is vouched for
+    (`signed_sha256`: see `KeylessVerifier`)."""
     keys = policy.keys
     if keyless_material and policy.keyless is not None:
-        keys = (*keys, policy.keyless.signing_key(material, signature))
+        keys = (*keys, policy.keyless.signing_key(material, signature, signed_sha256=signed_sha256))
     return keys
 
 
@@ -397,7 +421,13 @@ def verify_simple_signing(
 
     material = dict(annotations or {})
     keyless_material = CERTIFICATE_ANNOTATION in material
-    keys = _candidate_keys(policy, material, signature, keyless_material=keyless_material)
+    keys = _candidate_keys(
+        policy,
+        material,
+        signature,
+        keyless_material=keyless_material,
+        signed_sha256=hashlib.sha256(payload).hexdigest(),
+    )
     signer = next((k for k in keys if _verifies(k, signature, payload)), None)
     if signer is None:
         msg = "simple-signing signature " + _no_key_reason(policy, keyless_material=keyless_material)
@@ -421,6 +451,7 @@ def verify_simple_signing(
         key_id=signer.key_id,
         digest=expected_digest,
         docker_reference=reference if isinstance(reference, str) else None,
+        signer=signer.signer,
     )
 
 
@@ -471,7 +502,13 @@ def verify_dsse(envelope: Any, policy: TrustPolicy, *, material: Mapping[str, An
     pae = dsse_pae(payload_type, payload)
     keyless_material = material is not None and _is_certificate_material(material)
     for raw in raw_signatures:
-        keys = _candidate_keys(policy, material or {}, raw, keyless_material=keyless_material)
+        keys = _candidate_keys(
+            policy,
+            material or {},
+            raw,
+            keyless_material=keyless_material,
+            signed_sha256=hashlib.sha256(payload).hexdigest(),
+        )
         signer = next((k for k in keys if _verifies(k, raw, pae)), None)
         if signer is not None:
             return DsseResult(key=signer, payload_type=payload_type, payload=payload)
@@ -508,7 +545,9 @@ def verify_message_signature(
             msg = "messageSignature.messageDigest is not 32 bytes"
             raise MalformedSignature(msg)
     keyless_material = material is not None and _is_certificate_material(material)
-    keys = _candidate_keys(policy, material or {}, signature, keyless_material=keyless_material)
+    keys = _candidate_keys(
+        policy, material or {}, signature, keyless_material=keyless_material, signed_sha256=expected.hex()
+    )
     signer = next((k for k in keys if _verifies(k, signature, expected, prehashed_sha256=True)), None)
     if signer is not None:
         if hinted is not None and hinted != expected:
@@ -571,22 +610,37 @@ def bundle_predicate_type(bundle_json: bytes) -> str | None:
         return None
 
 
-def verify_bundle(bundle_json: bytes, policy: TrustPolicy, expected_digest: str) -> SignatureEvidence:
+def verify_bundle(
+    bundle_json: bytes,
+    policy: TrustPolicy,
+    expected_digest: str,
+    *,
+    predicate_type: str | None = COSIGN_SIGN_PREDICATE,
+) -> SignatureEvidence:
     """Verify one sigstore bundle (v0.1-v0.3) as a signature of the image `expected_digest`.
 
     - `messageSignature`: see `verify_message_signature`.
     - `dsseEnvelope`: the DSSE signature must verify (`verify_dsse`); the payload must be an in-toto
-      Statement (`application/vnd.in-toto+json`) with predicate `https://sigstore.dev/cosign/sign/v1`
-      (cosign v3's image signature) and a subject whose `digest.sha256` is this image's.
+      Statement (`application/vnd.in-toto+json`) with predicate `predicate_type` (by default
+      `https://sigstore.dev/cosign/sign/v1`, cosign v3's image signature; None accepts any, for
+      verifying a bundle over an arbitrary artifact) and a subject whose `digest.sha256` is this one.
+    - certificate material: the policy's keyless verifier checks the whole bundle first
+      (`KeylessVerifier.check_bundle`), then the same path as above runs with the certificate's key.
     """
     expected_hex = _expected_hex(expected_digest)
     bundle = _parse_bundle(bundle_json)
     material: dict[str, Any] = bundle["verificationMaterial"]
     media_type = str(bundle["mediaType"])
+    if policy.keyless is not None and _is_certificate_material(material):
+        policy.keyless.check_bundle(bundle_json, expected_digest)
     if "messageSignature" in bundle:
         signer = verify_message_signature(bundle["messageSignature"], policy, expected_digest, material=material)
         return SignatureEvidence(
-            kind="bundle-message-signature", key_id=signer.key_id, digest=expected_digest, bundle_media_type=media_type
+            kind="bundle-message-signature",
+            key_id=signer.key_id,
+            digest=expected_digest,
+            bundle_media_type=media_type,
+            signer=signer.signer,
         )
 
     result = verify_dsse(bundle["dsseEnvelope"], policy, material=material)
@@ -597,11 +651,11 @@ def verify_bundle(bundle_json: bytes, policy: TrustPolicy, expected_digest: str)
     if statement.get("_type") not in INTOTO_STATEMENT_TYPES:
         msg = f"in-toto statement type {str(statement.get('_type'))[:80]!r} is not accepted"
         raise MalformedSignature(msg)
-    predicate_type = statement.get("predicateType")
-    if predicate_type != COSIGN_SIGN_PREDICATE:
+    signed_predicate = statement.get("predicateType")
+    if predicate_type is not None and signed_predicate != predicate_type:
         msg = (
-            f"statement predicate {str(predicate_type)[:80]!r} is an attestation, "
-            f"not an image signature ({COSIGN_SIGN_PREDICATE})"
+            f"statement predicate {str(signed_predicate)[:80]!r} is an attestation, "
+            f"not an image signature ({predicate_type})"
         )
         raise MalformedSignature(msg)
     subjects = statement.get("subject")
@@ -622,8 +676,9 @@ def verify_bundle(bundle_json: bytes, policy: TrustPolicy, expected_digest: str)
         kind="bundle-dsse",
         key_id=result.key.key_id,
         digest=expected_digest,
-        predicate_type=COSIGN_SIGN_PREDICATE,
+        predicate_type=str(signed_predicate),
         bundle_media_type=media_type,
+        signer=result.key.signer,
     )
 
 
@@ -764,6 +819,7 @@ def _with_origin(evidence: SignatureEvidence, manifest: str, source: str) -> Sig
         bundle_media_type=evidence.bundle_media_type,
         signature_manifest=manifest,
         source=source,
+        signer=evidence.signer,
     )
 
 
