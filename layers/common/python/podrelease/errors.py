@@ -64,6 +64,26 @@ class PolicyError(VerificationFailed):
     """The verification policy (keys, settings) is missing or cannot be parsed: never an allow."""
 
 
+class SbomMissing(VerificationFailed):
+    """The policy requires an SBOM attestation and none signed for this digest is attached
+    (attestations for other digests count for nothing)."""
+
+
+class SbomInvalid(VerificationFailed):
+    """An SBOM attestation for this digest is attached but fails: its envelope does not verify
+    with the environment's signers, or it cannot be read. One bad envelope fails the gate even
+    when another one is good."""
+
+
+class ScanBlocked(VerificationFailed):
+    """The image's ECR scan has findings at or above the policy's blocking severity."""
+
+
+class ScanUnavailable(VerificationFailed):
+    """The policy sets a scan threshold but there is no usable scan result for this digest (no
+    scan, scan failed, or still in progress when the policy says not to wait any longer)."""
+
+
 class RegistryError(ReleaseError):
     """The registry could not be read; usually transient."""
 

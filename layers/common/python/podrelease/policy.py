@@ -1,0 +1,400 @@
+"""The release policy: what each environment requires before an image may run there.
+
+One JSON document (the verify function reads it from `RELEASE_POLICY`), a section per environment;
+both `dev` and `prod` must be present, and no other:
+
+    {
+      "version": 1,
+      "environments": {
+        "dev": {
+          "signers": {"keys": ["-----BEGIN PUBLIC KEY-----\\n...\\n-----END PUBLIC KEY-----\\n"]},
+          "require_sbom": false
+        },
+        "prod": {
+          "signers": {
+            "keyless": [{
+              "identity": "https://github.com/acme/podinfo/.github/workflows/build.yml@refs/heads/main",
+              "issuer": "https://token.actions.githubusercontent.com"
+            }]
+          },
+          "require_sbom": true,
+          "scan": {"block_at": "HIGH", "in_progress": "wait", "wait_seconds": 30, "top": 10}
+        }
+      }
+    }
+
+Fields of an environment:
+
+- `signers` (required): `keys`, a list of PEM public keys (one key per entry; ECDSA P-256/384/521,
+  RSA >= 2048, Ed25519), and/or `keyless`, a list of `{"identity" | "identity_regex", "issuer"}`
+  (the certificate's SAN, exactly or as a regular expression matched against the whole SAN, and
+  the exact OIDC issuer URL). At least one signer. The same signers sign SBOM attestations.
+- `require_sbom` (default false): a signed SPDX or CycloneDX attestation of this digest is required.
+- `scan` (optional): `block_at` (CRITICAL, HIGH, MEDIUM, LOW, INFORMATIONAL, UNDEFINED),
+  `in_progress` (`wait`, the default, or `fail`), `wait_seconds` (0..60, default 30), `top`
+  (finding ids kept in the evidence, 0..50, default 10).
+
+Parsing is strict: invalid JSON, duplicate keys, unknown fields, wrong types, empty signers, a
+missing or unknown environment are all a `PolicyError` that names the place (`environments.prod.
+signers.keyless[0].issuer: ...`). There is no default that allows anything.
+
+Shorthand: without `RELEASE_POLICY`, `COSIGN_PUBLIC_KEYS` (concatenated PEM keys) means "dev and
+prod both accept these keys, no SBOM, no scan" (`policy_from_keys`).
+
+Keyless entries are parsed here into `KeylessIdentity` values and handed to a `keyless_factory`,
+which returns the `KeylessVerifier` the signature gate consults (`podrelease.keyless`, imported
+only when a policy names keyless signers: sigstore's import is slow). Without a factory, keyless
+entries are a PolicyError.
+
+`enforce` runs everything an environment requires, in order: signature (with the grace wait),
+SBOM (if required; the same grace covers an attestation pushed just after the signature), scan
+(if configured), and returns the combined evidence.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, field
+from typing import Any
+
+from podrelease.attest import verify_sbom
+from podrelease.cosign import KeylessVerifier, TrustedKey, TrustPolicy
+from podrelease.errors import ConfigurationError, PolicyError, SbomMissing
+from podrelease.gate import verify_with_grace
+from podrelease.oci import Registry
+from podrelease.scan import ScanPolicy, check_scan
+
+ENVIRONMENTS: tuple[str, ...] = ("dev", "prod")
+POLICY_VERSION = 1
+#: A policy document larger than this is refused unread (Lambda's environment holds 4 KiB anyway).
+MAX_POLICY_BYTES = 64 * 1024
+MAX_SIGNERS = 16
+_MAX_TEXT = 1024
+
+
+@dataclass(frozen=True)
+class KeylessIdentity:
+    """Who may sign keyless: a certificate SAN (exact, or a regex over the whole SAN) and the exact
+    OIDC issuer. Exactly one of `identity` and `identity_regex` is set."""
+
+    issuer: str
+    identity: str | None = None
+    identity_regex: str | None = None
+
+    def matches(self, san: str, issuer: str) -> bool:
+        """A convenience for keyless verifiers: does a certificate's (SAN, issuer) satisfy this?"""
+        if issuer != self.issuer:
+            return False
+        if self.identity is not None:
+            return san == self.identity
+        return self.identity_regex is not None and re.fullmatch(self.identity_regex, san) is not None
+
+
+#: Builds the keyless verifier for an environment's keyless identities.
+KeylessFactory = Callable[[Sequence[KeylessIdentity]], KeylessVerifier]
+
+
+@dataclass(frozen=True)
+class EnvironmentPolicy:
+    """What one environment requires."""
+
+    name: str
+    trust: TrustPolicy
+    require_sbom: bool = False
+    scan: ScanPolicy | None = None
+    keyless: tuple[KeylessIdentity, ...] = ()
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able summary for logs and evidence (key ids, never key material)."""
+        out: dict[str, Any] = {
+            "environment": self.name,
+            "key_ids": list(self.trust.key_ids),
+            "keyless": [
+                {k: v for k, v in vars(identity).items() if v is not None} for identity in self.keyless
+            ],
+            "require_sbom": self.require_sbom,
+        }
+        if self.scan is not None:
+            out["scan"] = {"block_at": self.scan.block_at, "in_progress": self.scan.in_progress}
+        return out
+
+
+@dataclass(frozen=True)
+class ReleasePolicy:
+    """The whole policy: one EnvironmentPolicy per environment."""
+
+    environments: Mapping[str, EnvironmentPolicy] = field(default_factory=dict)
+    source: str = "RELEASE_POLICY"
+
+    def environment(self, name: object) -> EnvironmentPolicy:
+        if not isinstance(name, str) or name not in self.environments:
+            known = ", ".join(sorted(self.environments))
+            msg = f"environment {str(name)[:40]!r} is not in the release policy (it has {known})"
+            raise PolicyError(msg)
+        return self.environments[name]
+
+
+# --- parsing ------------------------------------------------------------------------------------
+
+
+def _fail(where: str, problem: str) -> PolicyError:
+    return PolicyError(f"release policy {where}: {problem}")
+
+
+def _type_name(value: object) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number"
+    )
+
+
+def _object(
+    value: object, where: str, allowed: AbstractSet[str], required: AbstractSet[str] = frozenset()
+) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _fail(where, f"must be an object, not {_type_name(value)}")
+    unknown = sorted(set(value) - allowed)
+    if unknown:
+        raise _fail(where, f"unknown field(s) {', '.join(repr(u[:40]) for u in unknown)} (allowed: {', '.join(sorted(allowed))})")
+    missing = sorted(required - set(value))
+    if missing:
+        raise _fail(where, f"missing required field(s) {', '.join(repr(m) for m in missing)}")
+    return value
+
+
+def _text(value: object, where: str) -> str:
+    if not isinstance(value, str):
+        raise _fail(where, f"must be a string, not {_type_name(value)}")
+    if not value.strip():
+        raise _fail(where, "must not be empty")
+    if len(value) > _MAX_TEXT:
+        raise _fail(where, f"is longer than {_MAX_TEXT} characters")
+    return value
+
+
+def _list(value: object, where: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise _fail(where, f"must be a list, not {_type_name(value)}")
+    if len(value) > MAX_SIGNERS:
+        raise _fail(where, f"has {len(value)} entries, more than {MAX_SIGNERS}")
+    return value
+
+
+def _integer(value: object, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise _fail(where, f"must be an integer, not {_type_name(value)}")
+    return value
+
+
+def _keys(value: object, where: str) -> list[TrustedKey]:
+    keys: list[TrustedKey] = []
+    for number, entry in enumerate(_list(value, where)):
+        at = f"{where}[{number}]"
+        if not isinstance(entry, str):
+            raise _fail(at, f"must be a PEM public key string, not {_type_name(entry)}")
+        try:
+            parsed = TrustPolicy.from_pem(entry).keys
+        except PolicyError as exc:
+            raise _fail(at, str(exc)) from exc
+        if len(parsed) != 1:
+            raise _fail(at, f"holds {len(parsed)} keys; put one PEM public key per entry")
+        if parsed[0].key_id in {k.key_id for k in keys}:
+            raise _fail(at, f"repeats key {parsed[0].key_id[:16]}")
+        keys.append(parsed[0])
+    return keys
+
+
+def _keyless(value: object, where: str) -> list[KeylessIdentity]:
+    identities: list[KeylessIdentity] = []
+    for number, entry in enumerate(_list(value, where)):
+        at = f"{where}[{number}]"
+        body = _object(entry, at, {"identity", "identity_regex", "issuer"}, {"issuer"})
+        issuer = _text(body["issuer"], f"{at}.issuer")
+        if not issuer.startswith("https://"):
+            raise _fail(f"{at}.issuer", f"{issuer[:80]!r} is not an https:// OIDC issuer URL")
+        if ("identity" in body) == ("identity_regex" in body):
+            raise _fail(at, "needs exactly one of 'identity' (exact SAN) and 'identity_regex'")
+        if "identity" in body:
+            identities.append(KeylessIdentity(issuer=issuer, identity=_text(body["identity"], f"{at}.identity")))
+            continue
+        pattern = _text(body["identity_regex"], f"{at}.identity_regex")
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise _fail(f"{at}.identity_regex", f"is not a valid regular expression ({exc})") from exc
+        identities.append(KeylessIdentity(issuer=issuer, identity_regex=pattern))
+    return identities
+
+
+def _scan(value: object, where: str) -> ScanPolicy:
+    body = _object(value, where, {"block_at", "in_progress", "wait_seconds", "top"}, {"block_at"})
+    block_at = _text(body["block_at"], f"{where}.block_at")
+    in_progress = _text(body.get("in_progress", "wait"), f"{where}.in_progress")
+    wait_seconds = _integer(body.get("wait_seconds", 30), f"{where}.wait_seconds")
+    top = _integer(body.get("top", 10), f"{where}.top")
+    try:
+        return ScanPolicy(block_at=block_at, in_progress=in_progress, wait_seconds=wait_seconds, top=top)
+    except PolicyError as exc:
+        raise _fail(where, str(exc)) from exc
+
+
+def _environment(
+    name: str, value: object, keyless_factory: KeylessFactory | None
+) -> EnvironmentPolicy:
+    where = f"environments.{name}"
+    body = _object(value, where, {"signers", "require_sbom", "scan"}, {"signers"})
+    signers = _object(body["signers"], f"{where}.signers", {"keys", "keyless"})
+    keys = _keys(signers.get("keys", []), f"{where}.signers.keys")
+    identities = _keyless(signers.get("keyless", []), f"{where}.signers.keyless")
+    if not keys and not identities:
+        raise _fail(f"{where}.signers", "has no keys and no keyless identities: nothing could ever be allowed")
+    verifier: KeylessVerifier | None = None
+    if identities:
+        if keyless_factory is None:
+            raise _fail(
+                f"{where}.signers.keyless",
+                "keyless signers configured but no keyless verifier is available to check them",
+            )
+        try:
+            verifier = keyless_factory(tuple(identities))
+        except PolicyError as exc:
+            raise _fail(f"{where}.signers.keyless", str(exc)) from exc
+    require_sbom = body.get("require_sbom", False)
+    if not isinstance(require_sbom, bool):
+        raise _fail(f"{where}.require_sbom", f"must be true or false, not {_type_name(require_sbom)}")
+    scan = _scan(body["scan"], f"{where}.scan") if "scan" in body else None
+    return EnvironmentPolicy(
+        name=name,
+        trust=TrustPolicy(keys=tuple(keys), keyless=verifier),
+        require_sbom=require_sbom,
+        scan=scan,
+        keyless=tuple(identities),
+    )
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            msg = f"release policy: field {key[:40]!r} appears twice in one object"
+            raise PolicyError(msg)
+        seen[key] = value
+    return seen
+
+
+def parse_policy(text: str | bytes, *, keyless_factory: KeylessFactory | None = None) -> ReleasePolicy:
+    """Parse and validate a release policy document (see the module docstring)."""
+    data = text.encode() if isinstance(text, str) else bytes(text)
+    if len(data) > MAX_POLICY_BYTES:
+        msg = f"release policy: the document is {len(data)} bytes, more than {MAX_POLICY_BYTES}"
+        raise PolicyError(msg)
+    if not data.strip():
+        msg = "release policy: the document is empty"
+        raise PolicyError(msg)
+    try:
+        document = json.loads(data, object_pairs_hook=_no_duplicates)
+    except json.JSONDecodeError as exc:
+        msg = f"release policy: not valid JSON (line {exc.lineno} column {exc.colno}: {exc.msg})"
+        raise PolicyError(msg) from exc
+    except (UnicodeDecodeError, RecursionError) as exc:
+        msg = "release policy: not valid JSON (not UTF-8, or nested too deeply)"
+        raise PolicyError(msg) from exc
+    body = _object(document, "document", {"version", "environments"}, {"version", "environments"})
+    version = body["version"]
+    if version != POLICY_VERSION or isinstance(version, bool):
+        raise _fail("version", f"is {json.dumps(version)[:40]}; this gate reads version {POLICY_VERSION}")
+    environments = _object(body["environments"], "environments", set(ENVIRONMENTS), set(ENVIRONMENTS))
+    parsed = {name: _environment(name, environments[name], keyless_factory) for name in ENVIRONMENTS}
+    return ReleasePolicy(environments=parsed, source="RELEASE_POLICY")
+
+
+def policy_from_keys(pem: str) -> ReleasePolicy:
+    """The COSIGN_PUBLIC_KEYS shorthand: dev and prod both accept these keys, no SBOM, no scan."""
+    trust = TrustPolicy.from_pem(pem)
+    return ReleasePolicy(
+        environments={name: EnvironmentPolicy(name=name, trust=trust) for name in ENVIRONMENTS},
+        source="COSIGN_PUBLIC_KEYS",
+    )
+
+
+def installed_keyless_factory(identities: Sequence[KeylessIdentity]) -> KeylessVerifier:
+    """The keyless factory the verify function uses, importing `podrelease.keyless` only now (a
+    policy names keyless signers), never on the key-only path. It calls `keyless.verifier_for
+    (identities)` when that module offers one, else builds the verifier with `keyless_policy`
+    (the pinned production trusted root) from `{"issuer", "subject" | "subject_regex"}` rules."""
+    try:
+        from podrelease import keyless  # noqa: PLC0415 - deliberately lazy: sigstore's import is slow
+    except ImportError as exc:
+        msg = "keyless signers configured but podrelease.keyless cannot be imported"
+        raise PolicyError(msg) from exc
+    verifier_for = getattr(keyless, "verifier_for", None)
+    if callable(verifier_for):
+        built: KeylessVerifier = verifier_for(tuple(identities))
+        return built
+    rules: list[dict[str, str]] = []
+    for identity in identities:
+        if identity.identity is not None:
+            rules.append({"issuer": identity.issuer, "subject": identity.identity})
+        else:
+            rules.append({"issuer": identity.issuer, "subject_regex": str(identity.identity_regex)})
+    trust = keyless.keyless_policy(rules)
+    if trust.keyless is None:  # pragma: no cover - keyless_policy always sets one
+        msg = "keyless signers configured but podrelease.keyless built no verifier"
+        raise PolicyError(msg)
+    return trust.keyless
+
+
+def load_policy(
+    env: Mapping[str, str], *, keyless_factory: KeylessFactory | None = installed_keyless_factory
+) -> ReleasePolicy:
+    """RELEASE_POLICY if set (non-blank), else the COSIGN_PUBLIC_KEYS shorthand; neither is a
+    ConfigurationError naming both."""
+    document = env.get("RELEASE_POLICY", "").strip()
+    if document:
+        return parse_policy(document, keyless_factory=keyless_factory)
+    keys = env.get("COSIGN_PUBLIC_KEYS", "").strip()
+    if not keys:
+        # The same message as config.require: RELEASE_POLICY is the optional, richer alternative.
+        msg = "environment variable COSIGN_PUBLIC_KEYS is not set; the template sets it for every function that needs it"
+        raise ConfigurationError(msg)
+    return policy_from_keys(keys)
+
+
+# --- enforcing ----------------------------------------------------------------------------------
+
+
+def enforce(
+    registry: Registry,
+    ecr_client: Any,
+    repository: str,
+    digest: str,
+    policy: EnvironmentPolicy,
+    grace_seconds: float,
+    *,
+    sleep: Callable[[float], Any] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> dict[str, Any]:
+    """Run every check `policy` requires for repository@digest; return the combined evidence: the
+    signature gate's, plus `sbom` when an SBOM is required and `scan` when a threshold is set.
+    Raises the first refusal (each a VerificationFailed subclass with a name)."""
+    started = clock()
+    verification = verify_with_grace(registry, repository, digest, policy.trust, grace_seconds, sleep=sleep, clock=clock)
+    evidence: dict[str, Any] = verification.evidence
+    if policy.require_sbom:
+        delay = 1.0
+        while True:
+            try:
+                evidence["sbom"] = verify_sbom(registry, repository, digest, policy.trust).evidence
+                break
+            except SbomMissing:
+                remaining = started + grace_seconds - clock()
+                if remaining <= 0:
+                    raise
+                sleep(min(delay, remaining))
+                delay = min(delay * 2, 10.0)
+    if policy.scan is not None:
+        evidence["scan"] = check_scan(ecr_client, repository, digest, policy.scan, sleep=sleep, clock=clock)
+    return evidence
