@@ -33,6 +33,7 @@ from podrelease.deploy import (
     status,
 )
 from podrelease.errors import ConfigurationError, DeploymentFailed
+from tests.conftest import FAKE_CREDENTIALS
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -73,12 +74,7 @@ class World:
 
 @pytest.fixture
 def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    for var, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }.items():
+    for var, value in FAKE_CREDENTIALS.items():
         monkeypatch.setenv(var, value)
     with mock_aws(config={"lambda": {"use_docker": False}}):
         iam = boto3.client("iam", region_name=REGION)

@@ -24,7 +24,7 @@ from moto import mock_aws
 from podrelease.errors import ConfigurationError, EventTooLarge, ForeignEvent, LockBusy, MalformedEvent
 from podrelease.events import execution_name, fallback_execution_name
 from podrelease.ledger import RELEASE_RETENTION_SECONDS
-from tests.conftest import import_handler
+from tests.conftest import FAKE_CREDENTIALS, FakeLambdaContext, import_handler
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -43,14 +43,7 @@ PASS_DEFINITION = {"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End":
 FAR_FUTURE = 4102444800  # 2100-01-01T00:00:00Z
 
 
-@dataclass
-class Context:
-    """The parts of a Lambda context Powertools reads."""
-
-    function_name: str = "handler"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:handler"
-    aws_request_id: str = "req-1"
+Context = FakeLambdaContext
 
 
 def push_event(
@@ -92,12 +85,7 @@ RELEASE = {
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for var, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }.items():
+    for var, value in FAKE_CREDENTIALS.items():
         monkeypatch.setenv(var, value)
     with mock_aws(config={"lambda": {"use_docker": False}, "stepfunctions": {"execute_state_machine": False}}):
         yield

@@ -53,7 +53,7 @@ from podrelease.errors import (
     SignatureMissing,
 )
 from podrelease.events import execution_name
-from tests.conftest import import_handler
+from tests.conftest import FAKE_CREDENTIALS, FakeLambdaContext, import_handler
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -95,14 +95,7 @@ PATCHED = (
 )
 
 
-@dataclass
-class Context:
-    """The parts of a Lambda context Powertools reads."""
-
-    function_name: str = "handler"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:handler"
-    aws_request_id: str = "req-1"
+Context = FakeLambdaContext
 
 
 def release_of(digest: str, repository: str = REPOSITORY) -> dict[str, Any]:
@@ -140,12 +133,7 @@ class Registry:
 
 @pytest.fixture
 def registry(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Registry]:
-    for var, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }.items():
+    for var, value in FAKE_CREDENTIALS.items():
         monkeypatch.setenv(var, value)
     saved = {cls: dict(vars(cls)) for cls in PATCHED}
     was_installed, was_current = Emulation._installed, Emulation.current

@@ -15,6 +15,7 @@ from moto import mock_aws
 
 from podrelease.errors import LockBusy
 from podrelease.ledger import RELEASE_RETENTION_SECONDS, Ledger
+from tests.conftest import FAKE_CREDENTIALS
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -27,12 +28,7 @@ A, B = "podinfo-aaaaaaaaaaaa-1111111111111111", "podinfo-bbbbbbbbbbbb-2222222222
 
 @pytest.fixture
 def table(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    for var, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }.items():
+    for var, value in FAKE_CREDENTIALS.items():
         monkeypatch.setenv(var, value)
     with mock_aws():
         ddb = boto3.resource("dynamodb", region_name=REGION)

@@ -23,6 +23,7 @@ from moto import mock_aws
 from podrelease.errors import EventTooLarge, ForeignEvent, MalformedEvent
 from podrelease.events import MAX_EVENT_BYTES, event_size, execution_name, fallback_execution_name
 from podrelease.release import normalize, start_release, summarize
+from tests.conftest import FAKE_CREDENTIALS
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -234,12 +235,7 @@ PASS_MACHINE = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Pass"
 
 @pytest.fixture
 def sfn(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, str]]:
-    for var, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }.items():
+    for var, value in FAKE_CREDENTIALS.items():
         monkeypatch.setenv(var, value)
     with mock_aws():
         client = boto3.client("stepfunctions", region_name=REGION)
