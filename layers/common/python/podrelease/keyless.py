@@ -48,6 +48,7 @@ import base64
 import binascii
 import hashlib
 import json
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -244,7 +245,12 @@ class SigstoreTrustRoot:
 
     @classmethod
     def from_file(cls, path: str | Path) -> SigstoreTrustRoot:
-        return cls.from_json(Path(path).read_bytes())
+        try:
+            raw = Path(path).read_bytes()
+        except OSError as exc:
+            msg = f"the trusted root {str(path)[:200]} cannot be read"
+            raise PolicyError(msg) from exc
+        return cls.from_json(raw)
 
     @classmethod
     def production(cls) -> SigstoreTrustRoot:
@@ -881,6 +887,33 @@ def keyless_policy(
     return TrustPolicy(keys=tuple(keys), keyless=verifier)
 
 
+#: Environment variable naming a trusted_root.json to use instead of the pinned production root
+#: (the local demo's sigstore instance); set by the template or the local runtime, never by events.
+TRUSTED_ROOT_ENV = "SIGSTORE_TRUSTED_ROOT"
+
+
+def verifier_for(identities: Sequence[Any], *, root: SigstoreTrustRoot | None = None) -> FulcioVerifier:
+    """The keyless verifier for `podrelease.policy`'s keyless identities (objects with `issuer`,
+    `identity`, `identity_regex`), or `Identity` values. The root: `root`, else the file named by
+    SIGSTORE_TRUSTED_ROOT, else the pinned production root."""
+    rules: list[Identity] = []
+    for item in identities:
+        if isinstance(item, Identity):
+            rules.append(item)
+        else:
+            rules.append(
+                Identity(
+                    issuer=getattr(item, "issuer", ""),
+                    subject=getattr(item, "identity", None),
+                    subject_regex=getattr(item, "identity_regex", None),
+                )
+            )
+    if root is None:
+        path = os.environ.get(TRUSTED_ROOT_ENV, "").strip()
+        root = SigstoreTrustRoot.from_file(path) if path else SigstoreTrustRoot.production()
+    return FulcioVerifier(root=root, identities=tuple(rules))
+
+
 def github_workflow_identity(repository: str, workflow: str = "build.yml", ref: str = "refs/heads/main") -> Identity:
     """The identity a GitHub Actions workflow signs with (Fulcio SAN of a workflow run)."""
     return Identity(issuer=GITHUB_ACTIONS_ISSUER, subject=f"https://github.com/{repository}/.github/workflows/{workflow}@{ref}")
@@ -925,4 +958,5 @@ __all__ = [
     "keyless_policy",
     "kms_policy",
     "kms_trusted_key",
+    "verifier_for",
 ]
