@@ -34,7 +34,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError
 
-from podrelease.cosign import TrustPolicy, verify_bundle
+from podrelease.cosign import TrustedKey, TrustPolicy, verify_bundle
 from podrelease.errors import PolicyError, RegistryError, ReleaseError, VerificationFailed
 
 EXIT_OK = 0
@@ -63,7 +63,7 @@ def artifact_digest(value: str) -> str:
 
 def build_policy(args: argparse.Namespace) -> TrustPolicy:
     """A TrustPolicy from --key and/or --certificate-identity[-regexp] + --certificate-oidc-issuer."""
-    keys = ()
+    keys: tuple[TrustedKey, ...] = ()
     if args.key:
         try:
             pem = Path(args.key).read_bytes()
