@@ -95,6 +95,21 @@ class Pusher:
         manifest, blobs = signing.bundle_referrer_artifact(key, image.digest, image.descriptor())
         return self.put(image.repository, manifest, blobs)
 
+    def attest_sbom(
+        self, key: Any, image: Pushed, fmt: str = "spdx", *, layout: str = "referrer", other_digest: str | None = None
+    ) -> Pushed:
+        """Push a signed SBOM attestation of `image` as cosign does: `layout` "referrer" (cosign v3
+        bundle referrer) or "legacy" (the `sha256-<hex>.att` tag). `other_digest` attaches an SBOM
+        whose statement is about another image (the `sbom-other-digest` demo scenario)."""
+        if layout == "referrer":
+            manifest, blobs = signing.sbom_attestation_artifact(key, image.digest, image.descriptor(), fmt, other_digest)
+            return self.put(image.repository, manifest, blobs)
+        if layout == "legacy":
+            manifest, blobs = signing.legacy_attestation_artifact(key, image.digest, fmt, other_digest)
+            return self.put(image.repository, manifest, blobs, tag=f"sha256-{image.digest[7:]}.att")
+        msg = f"unknown attestation layout {layout!r} (referrer or legacy)"
+        raise ValueError(msg)
+
 
 def _tampered(manifest: bytes, blobs: dict[str, bytes]) -> tuple[bytes, dict[str, bytes]]:
     """Change one byte of meaning in the signed payload and fix up the manifest's descriptors."""

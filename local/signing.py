@@ -264,3 +264,146 @@ def image_descriptor(registry: MemoryRegistry, repository: str, digest: str) -> 
         msg = f"{repository}@{digest} is not in the registry"
         raise LookupError(msg)
     return {"mediaType": manifest.media_type, "digest": manifest.digest, "size": len(manifest.raw)}
+
+
+# --- SBOM attestations (cosign attest) ------------------------------------------------------------
+# Layouts as `podrelease.attest`'s docstring describes them (read in sigstore/cosign): the legacy
+# `sha256-<hex>.att` manifest with one `application/vnd.dsse.envelope.v1+json` layer per attestation
+# (layer annotations `predicateType` and an empty `dev.cosignproject.cosign/signature`), and the
+# cosign v3 bundle referrer with the `dev.sigstore.bundle.predicateType` annotation.
+
+SPDX_PREDICATE = "https://spdx.dev/Document"
+CYCLONEDX_PREDICATE = "https://cyclonedx.org/bom"
+SBOM_PREDICATES = {"spdx": SPDX_PREDICATE, "cyclonedx": CYCLONEDX_PREDICATE}
+DSSE_ENVELOPE_MEDIA_TYPE = "application/vnd.dsse.envelope.v1+json"
+STATEMENT_V1 = "https://in-toto.io/Statement/v1"
+STATEMENT_V01 = "https://in-toto.io/Statement/v0.1"
+
+
+def sbom_document(fmt: str = "spdx", name: str = "podinfo") -> dict[str, Any]:
+    """A small but well-formed SBOM of podinfo: SPDX 2.3 JSON or CycloneDX 1.5 JSON."""
+    if fmt == "spdx":
+        return {
+            "spdxVersion": "SPDX-2.3",
+            "dataLicense": "CC0-1.0",
+            "SPDXID": "SPDXRef-DOCUMENT",
+            "name": name,
+            "documentNamespace": f"https://example.com/spdx/{name}",
+            "creationInfo": {"created": "2025-01-01T00:00:00Z", "creators": ["Tool: local.signing"]},
+            "packages": [
+                {"name": "github.com/stefanprodan/podinfo", "SPDXID": "SPDXRef-Package-podinfo", "versionInfo": "6.9.1",
+                 "downloadLocation": "NOASSERTION"},
+            ],
+        }
+    if fmt == "cyclonedx":
+        return {
+            "bomFormat": "CycloneDX",
+            "specVersion": "1.5",
+            "version": 1,
+            "metadata": {"timestamp": "2025-01-01T00:00:00Z", "component": {"type": "container", "name": name}},
+            "components": [{"type": "library", "name": "github.com/stefanprodan/podinfo", "version": "6.9.1"}],
+        }
+    msg = f"unknown SBOM format {fmt!r} (spdx or cyclonedx)"
+    raise ValueError(msg)
+
+
+def sbom_statement(
+    digest: str,
+    fmt: str = "spdx",
+    *,
+    statement_type: str = STATEMENT_V1,
+    predicate: Any = None,
+    predicate_type: str | None = None,
+    subject_name: str = "podinfo",
+) -> bytes:
+    """The in-toto statement `cosign attest --type <fmt>` signs: one subject (`digest`), the SBOM
+    as the predicate. `predicate`/`predicate_type` override the defaults (for bad variants)."""
+    return _compact(
+        {
+            "_type": statement_type,
+            "predicateType": predicate_type or SBOM_PREDICATES[fmt],
+            "subject": [{"name": subject_name, "digest": {"sha256": digest.removeprefix("sha256:")}}],
+            "predicate": sbom_document(fmt) if predicate is None else predicate,
+        }
+    )
+
+
+def dsse_envelope(
+    private_key: ec.EllipticCurvePrivateKey, payload: bytes, payload_type: str = INTOTO_PAYLOAD_TYPE
+) -> bytes:
+    """A bare DSSE envelope (what a legacy `.att` layer's blob is)."""
+    signature = sign(private_key, dsse_pae(payload_type, payload))
+    return _compact(
+        {
+            "payloadType": payload_type,
+            "payload": base64.b64encode(payload).decode(),
+            "signatures": [{"keyid": "", "sig": base64.b64encode(signature).decode()}],
+        }
+    )
+
+
+def legacy_attestation_manifest(layers: list[tuple[bytes, str | None]]) -> tuple[bytes, Blobs]:
+    """A `.att` manifest whose layers are `(DSSE envelope bytes, predicate type annotation)`."""
+    blobs: Blobs = {}
+    descriptors = []
+    for envelope, predicate_type in layers:
+        digest = sha256_digest(envelope)
+        blobs[digest] = envelope
+        annotations = {SIGNATURE_ANNOTATION: ""}
+        if predicate_type is not None:
+            annotations["predicateType"] = predicate_type
+        descriptors.append(
+            {"mediaType": DSSE_ENVELOPE_MEDIA_TYPE, "size": len(envelope), "digest": digest, "annotations": annotations}
+        )
+    config = _compact(
+        {
+            "architecture": "",
+            "created": "0001-01-01T00:00:00Z",
+            "history": [{"created": "0001-01-01T00:00:00Z"}],
+            "os": "",
+            "rootfs": {"type": "layers", "diff_ids": [d["digest"] for d in descriptors]},
+            "config": {},
+        }
+    )
+    config_digest = sha256_digest(config)
+    blobs[config_digest] = config
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "size": len(config), "digest": config_digest},
+        "layers": descriptors,
+    }
+    return _compact(manifest), blobs
+
+
+def legacy_attestation_artifact(
+    private_key: ec.EllipticCurvePrivateKey,
+    digest: str,
+    fmt: str = "spdx",
+    other_digest: str | None = None,
+) -> tuple[bytes, Blobs]:
+    """The `.att` manifest and blobs `cosign attest --type <fmt>` (legacy mode) pushes for
+    `digest`; `other_digest` makes the statement's subject another image (a misattached SBOM)."""
+    statement = sbom_statement(other_digest or digest, fmt, statement_type=STATEMENT_V01)
+    return legacy_attestation_manifest([(dsse_envelope(private_key, statement), SBOM_PREDICATES[fmt])])
+
+
+def sbom_attestation_artifact(
+    private_key: ec.EllipticCurvePrivateKey,
+    digest: str,
+    subject_descriptor: dict[str, Any],
+    fmt: str = "spdx",
+    other_digest: str | None = None,
+) -> tuple[bytes, Blobs]:
+    """The referrer manifest and blobs of a cosign v3 SBOM attestation of `digest` (a DSSE bundle,
+    referring to `subject_descriptor`); `other_digest` signs a statement about another image while
+    still attaching it to this one."""
+    bundle = dsse_bundle(private_key, sbom_statement(other_digest or digest, fmt))
+    return bundle_referrer_manifest(bundle, subject_descriptor, predicate_type=SBOM_PREDICATES[fmt])
+
+
+def publish_attestation_legacy(
+    registry: MemoryRegistry, repository: str, image_digest: str, artifact: tuple[bytes, Blobs]
+) -> str:
+    """Publish a `.att` artifact under the legacy attestation tag of `image_digest`."""
+    return publish(registry, repository, artifact, tag=referrers_tag(image_digest) + ".att")
