@@ -213,9 +213,7 @@ def _layers(body: Mapping[str, Any], what: str) -> list[Mapping[str, Any]]:
     return [layer if isinstance(layer, dict) else {} for layer in layers]
 
 
-def _legacy_candidates(
-    registry: Registry, repository: str, digest: str, ignored: list[dict[str, Any]]
-) -> list[_Candidate]:
+def _legacy_candidates(registry: Registry, repository: str, digest: str, ignored: list[dict[str, Any]]) -> list[_Candidate]:
     tag = referrers_tag(digest) + ATTESTATION_TAG_SUFFIX
     source = f"tag:{tag}"
     manifest = registry.get_manifest(repository, tag)
@@ -237,8 +235,7 @@ def _legacy_candidates(
         if media_type != DSSE_ENVELOPE_MEDIA_TYPE:
             if announced in SBOM_PREDICATES:
                 candidate.error = MalformedSignature(
-                    f"layer announces {announced} but has media type {str(media_type)[:80]!r}, "
-                    f"not {DSSE_ENVELOPE_MEDIA_TYPE}"
+                    f"layer announces {announced} but has media type {str(media_type)[:80]!r}, not {DSSE_ENVELOPE_MEDIA_TYPE}"
                 )
                 found.append(candidate)
             else:
@@ -253,9 +250,7 @@ def _legacy_candidates(
     return found
 
 
-def _referrer_candidates(
-    registry: Registry, repository: str, digest: str, ignored: list[dict[str, Any]]
-) -> list[_Candidate]:
+def _referrer_candidates(registry: Registry, repository: str, digest: str, ignored: list[dict[str, Any]]) -> list[_Candidate]:
     found: list[_Candidate] = []
     for descriptor in registry.list_referrers(repository, digest):
         referrer = str(descriptor.get("digest"))

@@ -113,9 +113,7 @@ class EnvironmentPolicy:
         out: dict[str, Any] = {
             "environment": self.name,
             "key_ids": list(self.trust.key_ids),
-            "keyless": [
-                {k: v for k, v in vars(identity).items() if v is not None} for identity in self.keyless
-            ],
+            "keyless": [{k: v for k, v in vars(identity).items() if v is not None} for identity in self.keyless],
             "require_sbom": self.require_sbom,
         }
         if self.scan is not None:
@@ -151,9 +149,7 @@ def _type_name(value: object) -> str:
     )
 
 
-def _object(
-    value: object, where: str, allowed: AbstractSet[str], required: AbstractSet[str] = frozenset()
-) -> dict[str, Any]:
+def _object(value: object, where: str, allowed: AbstractSet[str], required: AbstractSet[str] = frozenset()) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise _fail(where, f"must be an object, not {_type_name(value)}")
     unknown = sorted(set(value) - allowed)
@@ -241,9 +237,7 @@ def _scan(value: object, where: str) -> ScanPolicy:
         raise _fail(where, str(exc)) from exc
 
 
-def _environment(
-    name: str, value: object, keyless_factory: KeylessFactory | None
-) -> EnvironmentPolicy:
+def _environment(name: str, value: object, keyless_factory: KeylessFactory | None) -> EnvironmentPolicy:
     where = f"environments.{name}"
     body = _object(value, where, {"signers", "require_sbom", "scan"}, {"signers"})
     signers = _object(body["signers"], f"{where}.signers", {"keys", "keyless"})
@@ -347,9 +341,7 @@ def installed_keyless_factory(identities: Sequence[KeylessIdentity]) -> KeylessV
     return trust.keyless
 
 
-def load_policy(
-    env: Mapping[str, str], *, keyless_factory: KeylessFactory | None = installed_keyless_factory
-) -> ReleasePolicy:
+def load_policy(env: Mapping[str, str], *, keyless_factory: KeylessFactory | None = installed_keyless_factory) -> ReleasePolicy:
     """RELEASE_POLICY if set (non-blank), else the COSIGN_PUBLIC_KEYS shorthand; neither is a
     ConfigurationError naming both."""
     document = env.get("RELEASE_POLICY", "").strip()
