@@ -20,6 +20,7 @@ from podrelease.errors import ConfigurationError, PolicyError
 from podrelease.policy import (
     KeylessIdentity,
     installed_keyless_factory,
+    keys_document,
     load_policy,
     parse_policy,
     policy_from_keys,
@@ -377,3 +378,20 @@ def test_the_docstring_example_parses() -> None:
     policy = parse_policy(json.dumps(body), keyless_factory=FakeKeyless)
     assert policy.environment("prod").keyless == (KeylessIdentity(issuer=ISSUER, identity=WORKFLOW),)
     assert policy.environment("prod").scan == ScanPolicy(block_at="HIGH", in_progress="wait", wait_seconds=30, top=10)
+
+
+def test_keys_document_writes_a_policy_the_gate_reads_back() -> None:
+    # GIVEN two concatenated PEM keys (what COSIGN_PUBLIC_KEYS holds), SBOM in dev, a prod scan
+    text = keys_document(PEM + PEM2, require_sbom=["dev"], scan={"prod": {"block_at": "CRITICAL"}})
+    # THEN it is one key per entry, and parses into exactly that
+    assert [len(s["signers"]["keys"]) for s in json.loads(text)["environments"].values()] == [2, 2]
+    policy = parse_policy(text)
+    dev, prod = policy.environment("dev"), policy.environment("prod")
+    assert (dev.trust.key_ids, dev.require_sbom, dev.scan) == ((KEY_ID, KEY_ID2), True, None)
+    assert (prod.require_sbom, prod.scan) == (False, ScanPolicy(block_at="CRITICAL"))
+    assert len(text) < 4096  # a Lambda environment holds 4 KiB in all
+
+
+def test_keys_document_refuses_unknown_environments() -> None:
+    with pytest.raises(PolicyError, match="unknown environment"):
+        keys_document(PEM, require_sbom=["staging"])

@@ -314,6 +314,32 @@ def policy_from_keys(pem: str) -> ReleasePolicy:
     )
 
 
+def keys_document(
+    pem: str,
+    *,
+    require_sbom: Sequence[str] = (),
+    scan: Mapping[str, Mapping[str, Any]] | None = None,
+) -> str:
+    """A policy document (JSON text) in which every environment trusts the concatenated PEM keys
+    `pem`; `require_sbom` names the environments that require an SBOM attestation, `scan` maps an
+    environment to its scan section. The result is checked by `parse_policy` before it is returned,
+    so what this writes is what the gate reads."""
+    keys = [key.pem() for key in TrustPolicy.from_pem(pem).keys]
+    unknown = sorted((set(require_sbom) | set(scan or {})) - set(ENVIRONMENTS))
+    if unknown:
+        msg = f"release policy: unknown environment(s) {', '.join(unknown)} (known: {', '.join(ENVIRONMENTS)})"
+        raise PolicyError(msg)
+    environments: dict[str, Any] = {}
+    for name in ENVIRONMENTS:
+        section: dict[str, Any] = {"signers": {"keys": keys}, "require_sbom": name in require_sbom}
+        if scan and name in scan:
+            section["scan"] = dict(scan[name])
+        environments[name] = section
+    text = json.dumps({"version": POLICY_VERSION, "environments": environments}, separators=(",", ":"))
+    parse_policy(text)
+    return text
+
+
 def installed_keyless_factory(identities: Sequence[KeylessIdentity]) -> KeylessVerifier:
     """The keyless factory the verify function uses, importing `podrelease.keyless` only now (a
     policy names keyless signers), never on the key-only path. It calls `keyless.verifier_for
