@@ -13,7 +13,7 @@ export PYTHONPATH := layers/common/python:.
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help install demo test lint unit integration statemachine e2e bench build clean
+.PHONY: help install demo test lint unit integration statemachine e2e conformance bench build clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -56,6 +56,12 @@ statemachine: $(VENV)/.installed ## the shipped ASL through the local runtime
 
 e2e: $(VENV)/.installed ## the demo scenarios
 	$(PY) -m pytest tests/e2e
+
+conformance: $(VENV)/.installed ## the sigstore-conformance client on the bundle vectors
+	$(PY) -m pytest tests/conformance
+
+bench: $(VENV)/.installed ## verification latency and cold import time, each beside a baseline from the same run
+	$(PY) bench/bench_verify.py
 
 build: $(SAM_VENV)/.installed ## sam build (python3.12 and arm64 wheels for the layer)
 	PATH="$(dir $(PYTHON)):$$PATH" $(SAM_VENV)/bin/sam build --template template.yaml
