@@ -162,6 +162,30 @@ class Resolver:
                 return self.resolve(arg[1] if self.conditions.get(arg[0], False) else arg[2])
         return {k: self.resolve(v) for k, v in value.items()}
 
+    def evaluate_conditions(self, definitions: dict[str, Any]) -> dict[str, bool]:
+        """Evaluate the template's Conditions (Fn::Equals/Not/And/Or, Condition) on the parameters."""
+
+        def evaluate(expr: Any) -> bool:
+            (key, arg), = expr.items()
+            if key == "Condition":
+                if arg not in self.conditions:
+                    self.conditions[arg] = evaluate(definitions[arg])
+                return self.conditions[arg]
+            if key == "Fn::Equals":
+                left, right = (self.resolve(item) for item in arg)
+                return str(left) == str(right)
+            if key == "Fn::Not":
+                return not evaluate(arg[0])
+            if key == "Fn::And":
+                return all(evaluate(item) for item in arg)
+            if key == "Fn::Or":
+                return any(evaluate(item) for item in arg)
+            raise ValueError(f"unsupported condition function {key}")
+
+        for name in definitions:
+            evaluate({"Condition": name})
+        return self.conditions
+
 
 def references(value: Any) -> set[str]:
     """Logical ids a resource's properties refer to (Ref, GetAtt, ${X} and ${X.Attr} in Sub)."""
@@ -233,7 +257,10 @@ class Provisioner:
         return f"arn:aws:{service}:{self.stack.region}:{self.stack.account}:{resource}"
 
     def create_all(self) -> Stack:
-        resources = self.translated["Resources"]
+        # Resources and outputs whose Condition is false do not exist (as in CloudFormation): the
+        # GitHub OIDC roles, for example, are only created when GitHubOrg/GitHubRepo are set.
+        conditions = self.resolver.evaluate_conditions(self.translated.get("Conditions", {}))
+        resources = {lid: r for lid, r in self.translated["Resources"].items() if conditions.get(r.get("Condition", ""), True)}
         for logical_id in creation_order(resources):
             resource = resources[logical_id]
             kind = resource["Type"].replace("::", "_").replace("AWS_", "", 1)
@@ -243,6 +270,8 @@ class Provisioner:
             props = self.resolver.resolve(resource.get("Properties", {}))
             creator(logical_id, props)
         for name, output in self.translated.get("Outputs", {}).items():
+            if not conditions.get(output.get("Condition", ""), True):
+                continue
             self.stack.outputs[name] = str(self.resolver.resolve(output["Value"]))
         return self.stack
 
