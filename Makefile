@@ -24,6 +24,14 @@ $(VENV)/.installed: requirements-dev.txt layers/common/requirements.txt
 	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
 	touch $@
 
+# checkov and zizmor, in a virtualenv of their own as well.
+LINT_VENV ?= .venv-lint
+$(LINT_VENV)/.installed: requirements-lint.txt
+	$(PYTHON) -m venv $(LINT_VENV)
+	$(LINT_VENV)/bin/pip install --quiet --upgrade pip
+	$(LINT_VENV)/bin/pip install --quiet -r requirements-lint.txt
+	touch $@
+
 # aws-sam-cli pins its own versions of shared libraries, so it lives in a venv of its own.
 $(SAM_VENV)/.installed: requirements-sam.txt
 	$(PYTHON) -m venv $(SAM_VENV)
@@ -31,16 +39,20 @@ $(SAM_VENV)/.installed: requirements-sam.txt
 	$(SAM_VENV)/bin/pip install --quiet -r requirements-sam.txt
 	touch $@
 
-install: $(VENV)/.installed $(SAM_VENV)/.installed ## create the virtualenvs (done by demo and test too)
+install: $(VENV)/.installed $(SAM_VENV)/.installed $(LINT_VENV)/.installed ## create the virtualenvs (done by demo and test too)
 
 demo: $(VENV)/.installed ## run a whole release locally: make demo [SCENARIO=happy|...|all] [APPROVAL=auto|manual]
 	$(PY) -m local.demo --scenario $(SCENARIO) --approval $(APPROVAL)
 
-lint: $(VENV)/.installed $(SAM_VENV)/.installed ## static checks: ruff, mypy, cfn-lint, sam validate --lint
+lint: $(VENV)/.installed $(SAM_VENV)/.installed $(LINT_VENV)/.installed ## static checks: ruff, mypy, cfn-lint, sam validate --lint, checkov (raw and SAM-translated), zizmor
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy layers/common/python/podrelease
 	$(VENV)/bin/cfn-lint template.yaml
 	$(SAM_VENV)/bin/sam validate --lint --template template.yaml --region $(AWS_DEFAULT_REGION)
+	mkdir -p build/checkov
+	$(PY) scripts/sam-translate.py > build/checkov/template.json
+	BC_SKIP_MAPPING=TRUE $(LINT_VENV)/bin/checkov --quiet --compact --config-file .checkov.yaml -f template.yaml build/checkov/template.json
+	$(LINT_VENV)/bin/zizmor --offline .github/workflows
 
 test: lint build ## static checks and sam build, then every test tier (unit, integration, statemachine, e2e)
 	$(PY) -m pytest
@@ -67,4 +79,4 @@ build: $(SAM_VENV)/.installed ## sam build (python3.12 and arm64 wheels for the 
 	PATH="$(dir $(PYTHON)):$$PATH" $(SAM_VENV)/bin/sam build --template template.yaml
 
 clean: ## remove virtualenvs, build output and demo state
-	rm -rf $(VENV) $(SAM_VENV) .aws-sam .demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) $(LINT_VENV) build .aws-sam .demo .pytest_cache .mypy_cache .ruff_cache

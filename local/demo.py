@@ -44,6 +44,8 @@ class Scenario:
     duplicate_events: bool = False
     approval_timeout: int = 300
     event_only: bool = False  # deliver a digest-less push event instead of pushing an image
+    policy: str = "keys"  # the local ReleasePolicy (see local.runtime.release_policy)
+    sbom: str = ""  # "" | "spdx" | "other-digest": the signed SBOM attestation pushed with the image
 
 
 SCENARIOS = {s.name: s for s in [
@@ -60,6 +62,12 @@ SCENARIOS = {s.name: s for s in [
              approval_timeout=8),
     Scenario("duplicate-event", "EventBridge delivers the push event twice: one release only", "SUCCEEDED", None,
              duplicate_events=True),
+    Scenario("keyless", "signed keyless by the build workflow (local sigstore), SBOM attested: prod demands exactly that",
+             "SUCCEEDED", None, signing="keyless", sbom="spdx", policy="keyless-prod"),
+    Scenario("missing-sbom", "signed, but no SBOM attestation while the policy requires one", "FAILED", "SbomMissing", None,
+             policy="keys+sbom"),
+    Scenario("sbom-other-digest", "the only SBOM attestation is about another image: it counts for nothing", "FAILED",
+             "SbomMissing", None, sbom="other-digest", policy="keys+sbom"),
     Scenario("malformed-event", "a push event without a digest (tag only): refused at once, nothing deployed", "FAILED",
              "MalformedEvent", None, event_only=True),
 ]}
@@ -172,6 +180,15 @@ def push_for(env: LocalRuntime, scenario: Scenario) -> Pushed:
     elif scenario.signing == "wrong-key":
         other, _ = signing.generate_key()
         env.pusher.sign_legacy(other, image)
+    elif scenario.signing == "keyless":
+        env.pusher.sign_keyless(env.sigstore, image)
+    if scenario.sbom == "spdx" and scenario.signing == "keyless":
+        env.pusher.attest_sbom_keyless(env.sigstore, image)
+    elif scenario.sbom == "spdx":
+        env.pusher.attest_sbom(env.signing_key, image)
+    elif scenario.sbom == "other-digest":
+        other_image = env.pusher.push_podinfo(WORKLOAD_REPOSITORY, "6.9.0-other", tag="other")
+        env.pusher.attest_sbom(env.signing_key, image, other_digest=other_image.digest)
     return image
 
 
@@ -222,7 +239,7 @@ def run(scenario: Scenario, manual: bool, minute_seconds: float, work_dir: Path)
     print(f"   local AWS: moto server + emulation; canary minutes last {minute_seconds:g}s here; "
           f"approval window {scenario.approval_timeout}s", flush=True)
     timeout = 3600 if manual else scenario.approval_timeout
-    with LocalRuntime.start(work_dir, minute_seconds=minute_seconds, approval_timeout=timeout) as env:
+    with LocalRuntime.start(work_dir, minute_seconds=minute_seconds, approval_timeout=timeout, policy=scenario.policy) as env:
         printer.line("local", f"ready in {time.time() - started:.1f}s: stack created from template.yaml, "
                               f"{len(env.stack.functions)} functions warm")
         env.emulation.timeline.listeners.append(lambda e: printer.line(e[1], e[3], e[2]))

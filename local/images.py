@@ -90,6 +90,17 @@ class Pusher:
             manifest, blobs = _tampered(manifest, blobs)
         return self.put(image.repository, manifest, blobs, tag=f"sha256-{image.digest[7:]}.sig")
 
+    def sign_keyless(self, sigstore: Any, image: Pushed, **options: Any) -> Pushed:
+        """Push a keyless cosign v3 bundle (certificate from the local sigstore instance) as a referrer."""
+        manifest, blobs = sigstore.keyless_referrer_artifact(image.digest, image.descriptor(), **options)
+        return self.put(image.repository, manifest, blobs)
+
+    def attest_sbom_keyless(self, sigstore: Any, image: Pushed, fmt: str = "spdx") -> Pushed:
+        """Push an SBOM attestation signed keyless (as `cosign attest` in the build workflow does)."""
+        bundle = sigstore.keyless_bundle(image.digest, statement=signing.sbom_statement(image.digest, fmt))
+        manifest, blobs = signing.bundle_referrer_manifest(bundle, image.descriptor(), predicate_type=signing.SBOM_PREDICATES[fmt])
+        return self.put(image.repository, manifest, blobs)
+
     def sign_bundle(self, key: Any, image: Pushed) -> Pushed:
         """Push a cosign v3 sigstore bundle as an OCI 1.1 referrer of the image."""
         manifest, blobs = signing.bundle_referrer_artifact(key, image.digest, image.descriptor())

@@ -33,7 +33,10 @@ from werkzeug.wrappers import Request, Response
 from local import signing
 from local.emulation import Emulation
 from local.images import Pusher
+from local.sigstore_local import BUILD_IDENTITY, LocalSigstore
 from local.stack import Stack, create_stack
+from podrelease.keyless import GITHUB_ACTIONS_ISSUER
+from podrelease.policy import keys_document, parse_policy
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -42,6 +45,24 @@ WORKLOAD_REPOSITORY = "podinfo"
 PROD_REPOSITORY = "podinfo-prod"
 APPROVERS = ("alice@example.com", "bob@example.com")
 NOTIFY = "releases@example.com"
+
+
+def release_policy(kind: str, pem: str) -> str:
+    """The ReleasePolicy document for the local stack (see `LocalRuntime.start`)."""
+    if kind == "keys":
+        return ""  # CosignPublicKeys alone: dev and prod accept these keys, no SBOM, no scan
+    if kind == "keys+sbom":
+        return keys_document(pem, require_sbom=["dev", "prod"])
+    if kind == "keyless-prod":
+        build = {"identity": BUILD_IDENTITY, "issuer": GITHUB_ACTIONS_ISSUER}
+        document = json.dumps({"version": 1, "environments": {
+            "dev": {"signers": {"keys": [pem], "keyless": [build]}, "require_sbom": False},
+            "prod": {"signers": {"keyless": [build]}, "require_sbom": True},
+        }})
+        parse_policy(document, keyless_factory=lambda identities: identities)  # shape check only
+        return document
+    msg = f"unknown local policy {kind!r}"
+    raise ValueError(msg)
 
 
 def _free_port() -> int:
@@ -94,6 +115,7 @@ class LocalRuntime(AbstractContextManager["LocalRuntime"]):
     signing_key: Any
     urls: FunctionUrls
     work_dir: Path
+    sigstore: LocalSigstore
 
     def client(self, service: str) -> Any:
         return self.session.client(service, region_name=REGION, endpoint_url=self.endpoint)
@@ -103,7 +125,11 @@ class LocalRuntime(AbstractContextManager["LocalRuntime"]):
         return f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
 
     @classmethod
-    def start(cls, work_dir: Path, minute_seconds: float = 1.0, approval_timeout: int = 300, extra_keys: str = "") -> LocalRuntime:
+    def start(cls, work_dir: Path, minute_seconds: float = 1.0, approval_timeout: int = 300, extra_keys: str = "",
+              policy: str = "keys") -> LocalRuntime:
+        """`policy`: "keys" (dev and prod accept the demo key), "keys+sbom" (and require a signed
+        SBOM), or "keyless-prod" (dev accepts the demo key or the build workflow's keyless
+        identity; prod only that identity, plus an SBOM)."""
         if work_dir.exists():
             shutil.rmtree(work_dir)
         work_dir.mkdir(parents=True)
@@ -134,6 +160,8 @@ class LocalRuntime(AbstractContextManager["LocalRuntime"]):
             ecr.create_repository(repositoryName=repository, imageTagMutability="MUTABLE")
         pusher = Pusher(ecr, f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com")
         key, public_pem = signing.generate_key()
+        sigstore = LocalSigstore.create()
+        trusted_root = sigstore.write_trusted_root(work_dir / "sigstore-trusted-root.json")
         bootstrap = pusher.push_podinfo(WORKLOAD_REPOSITORY, "6.9.0", tag="bootstrap")
         pusher.sign_legacy(key, bootstrap)
 
@@ -143,6 +171,7 @@ class LocalRuntime(AbstractContextManager["LocalRuntime"]):
             "ProdRepository": PROD_REPOSITORY,
             "BootstrapImageUri": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{WORKLOAD_REPOSITORY}@{bootstrap.digest}",
             "CosignPublicKeys": public_pem + extra_keys,
+            "ReleasePolicy": release_policy(policy, public_pem + extra_keys),
             "ApproverEmails": ",".join(APPROVERS),
             "NotifyEmail": NOTIFY,
             "DeployPollSeconds": "1",
@@ -156,11 +185,14 @@ class LocalRuntime(AbstractContextManager["LocalRuntime"]):
         for approver in APPROVERS[1:]:
             sns.subscribe(TopicArn=stack.outputs["ApprovalTopicArn"], Protocol="email", Endpoint=approver,
                           Attributes={"FilterPolicy": json.dumps({"approver": [approver]}), "FilterPolicyScope": "MessageAttributes"})
+        # The demo cannot get real Fulcio certificates: keyless signatures come from a local
+        # sigstore instance, and the verify function trusts its root instead of the pinned one.
+        stack.functions["VerifyFunction"].environment["SIGSTORE_TRUSTED_ROOT"] = str(trusted_root)
         emulation.attach(stack, endpoint)
         assert emulation.runtime is not None
         emulation.runtime.warm()
         emulation.timeline.add("local", f"stack {STACK} created from template.yaml ({len(stack.resources)} resources)")
-        return cls(server, endpoint, emulation, stack, session, pusher, key, urls, work_dir)
+        return cls(server, endpoint, emulation, stack, session, pusher, key, urls, work_dir, sigstore)
 
     def stop(self) -> None:
         self.emulation.shutdown()
