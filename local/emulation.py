@@ -44,7 +44,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from moto.awslambda.models import LambdaStorage
 from moto.awslambda.utils import get_backend as lambda_backend
@@ -63,6 +63,7 @@ from local import standin
 from local.stack import ROOT, LocalFunction, Stack
 
 LAYER_PATH = ROOT / "layers" / "common" / "python"
+_MISSING = object()
 IMAGE_MEDIA_TYPES = {
     "application/vnd.oci.image.manifest.v1+json",
     "application/vnd.docker.distribution.manifest.v2+json",
@@ -709,6 +710,7 @@ class Emulation:
 
     current: Emulation | None = None
     _installed = False
+    _saved: ClassVar[list[tuple[type, str, Any]]] = []
 
     def __init__(self, account: str, region: str, minute_seconds: float, work_dir: Path) -> None:
         self.account, self.region = account, region
@@ -746,12 +748,29 @@ class Emulation:
             self.events.deliver(event)
 
     @classmethod
+    def uninstall(cls) -> None:
+        """Put moto back as it was (the runtime's stop does this, so later in-process moto use is plain)."""
+        while cls._saved:
+            target, name, original = cls._saved.pop()
+            if original is _MISSING:
+                if name in target.__dict__:
+                    delattr(target, name)
+            else:
+                setattr(target, name, original)
+        cls._installed = False
+        cls.current = None
+
+    @classmethod
     def install(cls, emulation: Emulation) -> None:
         """Point moto's extension points at `emulation` (patches are installed once per process)."""
         cls.current = emulation
         if cls._installed:
             return
         cls._installed = True
+
+        def patch(target: type, name: str, value: Any) -> None:
+            cls._saved.append((target, name, target.__dict__.get(name, _MISSING)))
+            setattr(target, name, value)
 
         def current() -> Emulation:
             assert cls.current is not None, "no local emulation is active"
@@ -765,8 +784,8 @@ class Emulation:
                 return b'{"errorType": "LocalRuntimeNotReady"}'
             return runtime.invoke(function_name, qualifier, body, headers, response_headers)
 
-        LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign]
-        LambdaStorage.publish_version = _publish_version_keeping_code(LambdaStorage.publish_version)  # type: ignore[method-assign]
+        patch(LambdaSimpleBackend, "invoke", invoke)
+        patch(LambdaStorage, "publish_version", _publish_version_keeping_code(LambdaStorage.publish_version))
 
         from moto.awslambda.models import LambdaFunction
 
@@ -780,7 +799,7 @@ class Emulation:
                 response["Code"]["ResolvedImageUri"] = uri
             return response
 
-        LambdaFunction.get_code = get_code  # type: ignore[method-assign]
+        patch(LambdaFunction, "get_code", get_code)
 
         # Step Functions: moto deep-copies a state machine (with all its past executions) to start
         # an execution; a past callback execution holds a lock that cannot be copied, so every later
@@ -794,7 +813,7 @@ class Emulation:
                 setattr(clone, key, [] if key == "executions" else copy.deepcopy(value, memo))
             return clone
 
-        StateMachine.__deepcopy__ = deepcopy_without_executions  # type: ignore[attr-defined]
+        patch(StateMachine, "__deepcopy__", deepcopy_without_executions)
 
         # ECR: layer API, auth token, digest check and push events.
         def json_action(handler_name: str) -> Callable[[ECRResponse], Any]:
@@ -807,7 +826,7 @@ class Emulation:
 
         for name in ("batch_check_layer_availability", "get_download_url_for_layer", "initiate_layer_upload",
                      "upload_layer_part", "complete_layer_upload", "get_authorization_token"):
-            setattr(ECRResponse, name, json_action(name))
+            patch(ECRResponse, name, json_action(name))
 
         original_put_image = ECRResponse.put_image
 
@@ -824,7 +843,7 @@ class Emulation:
                 emulation.on_image_pushed(params["repositoryName"], image, params.get("imageTag"))
             return result
 
-        ECRResponse.put_image = put_image  # type: ignore[method-assign]
+        patch(ECRResponse, "put_image", put_image)
 
         # CodeDeploy: a created deployment runs; hook status and stop are accepted.
         original_create = CodeDeployBackend.create_deployment
@@ -834,7 +853,7 @@ class Emulation:
             current().codedeploy.start(deployment_id)
             return deployment_id
 
-        CodeDeployBackend.create_deployment = create_deployment  # type: ignore[method-assign]
+        patch(CodeDeployBackend, "create_deployment", create_deployment)
 
         def cd_action(method: str) -> Callable[[CodeDeployResponse], Any]:
             def action(self: CodeDeployResponse) -> Any:
@@ -844,8 +863,8 @@ class Emulation:
                     return _error_response(exc)
             return action
 
-        CodeDeployResponse.put_lifecycle_event_hook_execution_status = cd_action("put_hook_status")  # type: ignore[attr-defined]
-        CodeDeployResponse.stop_deployment = cd_action("stop")  # type: ignore[attr-defined]
+        patch(CodeDeployResponse, "put_lifecycle_event_hook_execution_status", cd_action("put_hook_status"))
+        patch(CodeDeployResponse, "stop_deployment", cd_action("stop"))
 
         from moto.codedeploy.models import DeploymentInfo
 
@@ -858,7 +877,7 @@ class Emulation:
                 data["rollbackInfo"] = {"rollbackMessage": self.rollback_message}
             return data
 
-        DeploymentInfo.to_dict = to_dict  # type: ignore[method-assign]
+        patch(DeploymentInfo, "to_dict", to_dict)
 
         # SNS: email subscriptions deliver to the outbox.
         original_publish = Subscription.publish
@@ -870,4 +889,4 @@ class Emulation:
                 return
             original_publish(self, message, message_id, subject, message_attributes, *args, **kwargs)
 
-        Subscription.publish = publish  # type: ignore[method-assign]
+        patch(Subscription, "publish", publish)

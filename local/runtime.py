@@ -196,6 +196,7 @@ class LocalRuntime(AbstractContextManager["LocalRuntime"]):
 
     def stop(self) -> None:
         self.emulation.shutdown()
+        Emulation.uninstall()
         self.urls.server.shutdown()
         self.server.stop()
 

@@ -98,8 +98,8 @@ def expressions_in_run(workflow: dict[str, Any]) -> list[str]:
 # --- the shipped workflows -------------------------------------------------------------------------
 
 
-def test_the_three_workflows_exist() -> None:
-    assert {path.name for path in WORKFLOWS} == {"build.yml", "ci.yml", "deploy.yml"}
+def test_the_workflows_exist() -> None:
+    assert {path.name for path in WORKFLOWS} == {"build.yml", "ci.yml", "deploy.yml", "refresh-trusted-root.yml"}
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
