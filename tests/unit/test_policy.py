@@ -204,17 +204,17 @@ INVALID: list[tuple[str, Any, str]] = [
     (
         "empty signers",
         _set(f"{DEV}.signers", {}),
-        "release policy environments.dev.signers: has no keys and no keyless identities: nothing could ever be allowed",
+        "release policy environments.dev.signers: has no keys, no KMS keys and no keyless identities: nothing could ever be allowed",
     ),
     (
         "empty key list",
         _set(f"{DEV}.signers", {"keys": [], "keyless": []}),
-        "release policy environments.dev.signers: has no keys and no keyless identities",
+        "release policy environments.dev.signers: has no keys, no KMS keys and no keyless identities",
     ),
     (
         "unknown signer kind",
-        _set(f"{DEV}.signers.kms", ["arn"]),
-        "release policy environments.dev.signers: unknown field(s) 'kms' (allowed: keyless, keys)",
+        _set(f"{DEV}.signers.x509", ["cert"]),
+        "release policy environments.dev.signers: unknown field(s) 'x509' (allowed: keyless, keys, kms)",
     ),
     (
         "keys not a list",

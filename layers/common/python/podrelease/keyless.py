@@ -56,7 +56,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -70,6 +69,7 @@ from podrelease.cosign import (
     check_signature,
 )
 from podrelease.errors import MalformedSignature, PolicyError, SignatureInvalid
+from podrelease.kms import kms_trusted_key
 
 #: The trusted root shipped with the function (sigstore public-good production instance).
 PRODUCTION_TRUSTED_ROOT = Path(__file__).parent / "trust" / "trusted_root.json"
@@ -920,26 +920,6 @@ def github_workflow_identity(repository: str, workflow: str = "build.yml", ref: 
 
 
 # --- AWS KMS ---------------------------------------------------------------------------------------
-
-
-def kms_trusted_key(kms_client: Any, key_id: str) -> TrustedKey:
-    """The public key of an AWS KMS asymmetric signing key (`GetPublicKey`), as a TrustedKey.
-
-    Refused (PolicyError) unless the key is for SIGN_VERIFY; the key type limits of TrustedKey
-    apply (ECC_NIST_P256/P384/P521, RSA >= 2048)."""
-    try:
-        reply = kms_client.get_public_key(KeyId=key_id)
-    except (ClientError, BotoCoreError) as exc:
-        msg = f"cannot read the public key of KMS key {key_id[:120]}: {type(exc).__name__}"
-        raise PolicyError(msg) from exc
-    if reply.get("KeyUsage") != "SIGN_VERIFY":
-        msg = f"KMS key {key_id[:120]} is not a signing key (KeyUsage {reply.get('KeyUsage')})"
-        raise PolicyError(msg)
-    der = reply.get("PublicKey")
-    if not isinstance(der, bytes | bytearray):
-        msg = f"KMS key {key_id[:120]} returned no public key"
-        raise PolicyError(msg)
-    return _der_public_key(bytes(der), f"KMS key {key_id[:120]}")
 
 
 def kms_policy(kms_client: Any, key_ids: Sequence[str], *, keyless: FulcioVerifier | None = None) -> TrustPolicy:

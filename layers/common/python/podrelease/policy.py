@@ -26,7 +26,9 @@ both `dev` and `prod` must be present, and no other:
 Fields of an environment:
 
 - `signers` (required): `keys`, a list of PEM public keys (one key per entry; ECDSA P-256/384/521,
-  RSA >= 2048, Ed25519), and/or `keyless`, a list of `{"identity" | "identity_regex", "issuer"}`
+  RSA >= 2048, Ed25519), and/or `kms`, a list of AWS KMS signing keys (key id, key ARN or alias;
+  their public keys are read once, at cold start, with `GetPublicKey`), and/or `keyless`, a list of
+  `{"identity" | "identity_regex", "issuer"}`
   (the certificate's SAN, exactly or as a regular expression matched against the whole SAN, and
   the exact OIDC issuer URL). At least one signer. The same signers sign SBOM attestations.
 - `require_sbom` (default false): a signed SPDX or CycloneDX attestation of this digest is required.
@@ -96,6 +98,8 @@ class KeylessIdentity:
 
 #: Builds the keyless verifier for an environment's keyless identities.
 KeylessFactory = Callable[[Sequence[KeylessIdentity]], KeylessVerifier]
+#: Turns a KMS key id/ARN/alias into its public key (`podrelease.kms.default_resolver` in Lambda).
+KmsResolver = Callable[[str], TrustedKey]
 
 
 @dataclass(frozen=True)
@@ -237,14 +241,37 @@ def _scan(value: object, where: str) -> ScanPolicy:
         raise _fail(where, str(exc)) from exc
 
 
-def _environment(name: str, value: object, keyless_factory: KeylessFactory | None) -> EnvironmentPolicy:
+def _kms(value: object, where: str, resolver: KmsResolver | None, seen: set[str]) -> list[TrustedKey]:
+    entries = _list(value, where)
+    if entries and resolver is None:
+        raise _fail(where, "KMS signers configured but no KMS client is available to read their public keys")
+    keys: list[TrustedKey] = []
+    for number, entry in enumerate(entries):
+        at = f"{where}[{number}]"
+        if not isinstance(entry, str):
+            raise _fail(at, f"must be a KMS key id, key ARN or alias string, not {_type_name(entry)}")
+        try:
+            key = resolver(entry)  # type: ignore[misc]
+        except PolicyError as exc:
+            raise _fail(at, str(exc)) from exc
+        if key.key_id in seen:
+            raise _fail(at, f"repeats key {key.key_id[:16]}")
+        seen.add(key.key_id)
+        keys.append(key)
+    return keys
+
+
+def _environment(
+    name: str, value: object, keyless_factory: KeylessFactory | None, kms_resolver: KmsResolver | None = None
+) -> EnvironmentPolicy:
     where = f"environments.{name}"
     body = _object(value, where, {"signers", "require_sbom", "scan"}, {"signers"})
-    signers = _object(body["signers"], f"{where}.signers", {"keys", "keyless"})
+    signers = _object(body["signers"], f"{where}.signers", {"keys", "keyless", "kms"})
     keys = _keys(signers.get("keys", []), f"{where}.signers.keys")
+    keys += _kms(signers.get("kms", []), f"{where}.signers.kms", kms_resolver, {k.key_id for k in keys})
     identities = _keyless(signers.get("keyless", []), f"{where}.signers.keyless")
     if not keys and not identities:
-        raise _fail(f"{where}.signers", "has no keys and no keyless identities: nothing could ever be allowed")
+        raise _fail(f"{where}.signers", "has no keys, no KMS keys and no keyless identities: nothing could ever be allowed")
     verifier: KeylessVerifier | None = None
     if identities:
         if keyless_factory is None:
@@ -279,7 +306,9 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return seen
 
 
-def parse_policy(text: str | bytes, *, keyless_factory: KeylessFactory | None = None) -> ReleasePolicy:
+def parse_policy(
+    text: str | bytes, *, keyless_factory: KeylessFactory | None = None, kms_resolver: KmsResolver | None = None
+) -> ReleasePolicy:
     """Parse and validate a release policy document (see the module docstring)."""
     data = text.encode() if isinstance(text, str) else bytes(text)
     if len(data) > MAX_POLICY_BYTES:
@@ -301,7 +330,7 @@ def parse_policy(text: str | bytes, *, keyless_factory: KeylessFactory | None = 
     if version != POLICY_VERSION or isinstance(version, bool):
         raise _fail("version", f"is {json.dumps(version)[:40]}; this gate reads version {POLICY_VERSION}")
     environments = _object(body["environments"], "environments", set(ENVIRONMENTS), set(ENVIRONMENTS))
-    parsed = {name: _environment(name, environments[name], keyless_factory) for name in ENVIRONMENTS}
+    parsed = {name: _environment(name, environments[name], keyless_factory, kms_resolver) for name in ENVIRONMENTS}
     return ReleasePolicy(environments=parsed, source="RELEASE_POLICY")
 
 
@@ -367,12 +396,23 @@ def installed_keyless_factory(identities: Sequence[KeylessIdentity]) -> KeylessV
     return trust.keyless
 
 
-def load_policy(env: Mapping[str, str], *, keyless_factory: KeylessFactory | None = installed_keyless_factory) -> ReleasePolicy:
+def _kms_resolver(key_id: str) -> TrustedKey:
+    from podrelease.kms import default_resolver  # noqa: PLC0415 - only policies naming KMS keys need it
+
+    return default_resolver(key_id)
+
+
+def load_policy(
+    env: Mapping[str, str],
+    *,
+    keyless_factory: KeylessFactory | None = installed_keyless_factory,
+    kms_resolver: KmsResolver | None = _kms_resolver,
+) -> ReleasePolicy:
     """RELEASE_POLICY if set (non-blank), else the COSIGN_PUBLIC_KEYS shorthand; neither is a
     ConfigurationError naming both."""
     document = env.get("RELEASE_POLICY", "").strip()
     if document:
-        return parse_policy(document, keyless_factory=keyless_factory)
+        return parse_policy(document, keyless_factory=keyless_factory, kms_resolver=kms_resolver)
     keys = env.get("COSIGN_PUBLIC_KEYS", "").strip()
     if not keys:
         # The same message as config.require: RELEASE_POLICY is the optional, richer alternative.
