@@ -461,6 +461,7 @@ RECORD_CASES = [
             "stopped_at": "deploy dev",
             "error": "DeploymentFailed",
             "cause": "dev deployment d-ABC failed and was rolled back: HOOK_EXECUTION_FAILURE: /readyz answered 503",
+            "evidence": VERIFIED,
         },
         f"podinfo sha256:7e7e7e7e7e7e failed [{RELEASE_ID}]",
         f"Release {RELEASE_ID} failed.\n"
@@ -517,6 +518,7 @@ RECORD_CASES = [
             "stopped_at": None,
             "error": None,
             "cause": None,
+            "evidence": VERIFIED,
         },
         f"podinfo sha256:7e7e7e7e7e7e released to prod [{RELEASE_ID}]",
         f"Release {RELEASE_ID} released to prod.\n"

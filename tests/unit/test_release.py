@@ -134,6 +134,7 @@ def test_summarize_a_release_that_reached_prod() -> None:
         "stopped_at": None,
         "error": None,
         "cause": None,
+        "evidence": {"verified": True},
     }
     assert out["subject"] == f"podinfo {SHORT} released to prod [{NAME}]"
     assert out["message"].splitlines() == [
@@ -170,6 +171,7 @@ def test_summarize_a_release_that_failed_while_deploying_to_dev() -> None:
         "stopped_at": "deploy dev",
         "error": "DeploymentFailed",
         "cause": lambda_cause["errorMessage"],
+        "evidence": {"verified": True},
     }
     assert out["subject"] == f"podinfo {SHORT} failed [{NAME}]"
     assert out["message"].splitlines() == [

@@ -133,6 +133,11 @@ def summarize(outcome: str, state: dict[str, Any], execution_name: str, console_
         "error": error.get("Error"),
         "cause": cause[:2000] or None,
     }
+    # The gate's evidence (signatures with key ids or signer identities, SBOM digests, scan summary)
+    # stays with the release record: what was checked, for whom, before dev and before prod.
+    for key in ("evidence", "evidence_prod"):
+        if isinstance(state.get(key), dict):
+            record[key] = state[key]
     verb = {"SUCCEEDED": "released to prod", "FAILED": "failed", "REJECTED": "refused"}.get(outcome, outcome.lower())
     subject = f"podinfo {digest[:19]} {verb} [{record['release_id']}]"[:100]
     lines = [
