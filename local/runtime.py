@@ -12,6 +12,7 @@ execution environment per function.
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import logging
 import os
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from moto.core.config import default_user_config
 from moto.server import ThreadedMotoServer
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
@@ -116,6 +118,7 @@ class LocalRuntime(AbstractContextManager["LocalRuntime"]):
     urls: FunctionUrls
     work_dir: Path
     sigstore: LocalSigstore
+    saved_config: dict[str, Any]
 
     def client(self, service: str) -> Any:
         return self.session.client(service, region_name=REGION, endpoint_url=self.endpoint)
@@ -143,6 +146,8 @@ class LocalRuntime(AbstractContextManager["LocalRuntime"]):
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         server.start()
         endpoint = f"http://127.0.0.1:{port}"
+        # moto's settings are process-wide: keep a copy to put back on stop (tests share the process).
+        saved_config = copy.deepcopy(dict(default_user_config))
         # One process may start several runtimes (tests): every start begins from an empty AWS.
         urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10).read()
         request = urllib.request.Request(
@@ -192,11 +197,13 @@ class LocalRuntime(AbstractContextManager["LocalRuntime"]):
         assert emulation.runtime is not None
         emulation.runtime.warm()
         emulation.timeline.add("local", f"stack {STACK} created from template.yaml ({len(stack.resources)} resources)")
-        return cls(server, endpoint, emulation, stack, session, pusher, key, urls, work_dir, sigstore)
+        return cls(server, endpoint, emulation, stack, session, pusher, key, urls, work_dir, sigstore, saved_config)
 
     def stop(self) -> None:
         self.emulation.shutdown()
         Emulation.uninstall()
+        default_user_config.clear()
+        default_user_config.update(self.saved_config)  # type: ignore[typeddict-item]
         self.urls.server.shutdown()
         self.server.stop()
 
