@@ -94,21 +94,15 @@ def simple_signing_payload(docker_reference: str, digest: str, optional: dict[st
     )
 
 
-def legacy_signature_manifest(layers: list[tuple[bytes, str]]) -> tuple[bytes, Blobs]:
-    """A `.sig` manifest whose layers are `(payload, base64 signature)` pairs."""
+def _legacy_manifest(layers: list[tuple[bytes, str, dict[str, str]]]) -> tuple[bytes, Blobs]:
+    """The OCI manifest cosign's legacy mode pushes under `.sig`/`.att`: the given layers
+    `(bytes, media type, annotations)` and the minimal image config cosign writes for them."""
     blobs: Blobs = {}
     descriptors = []
-    for payload, signature_b64 in layers:
-        digest = sha256_digest(payload)
-        blobs[digest] = payload
-        descriptors.append(
-            {
-                "mediaType": SIMPLESIGNING_MEDIA_TYPE,
-                "size": len(payload),
-                "digest": digest,
-                "annotations": {SIGNATURE_ANNOTATION: signature_b64},
-            }
-        )
+    for data, media_type, layer_annotations in layers:
+        digest = sha256_digest(data)
+        blobs[digest] = data
+        descriptors.append({"mediaType": media_type, "size": len(data), "digest": digest, "annotations": layer_annotations})
     config = _compact(
         {
             "architecture": "",
@@ -128,6 +122,13 @@ def legacy_signature_manifest(layers: list[tuple[bytes, str]]) -> tuple[bytes, B
         "layers": descriptors,
     }
     return _compact(manifest), blobs
+
+
+def legacy_signature_manifest(layers: list[tuple[bytes, str]]) -> tuple[bytes, Blobs]:
+    """A `.sig` manifest whose layers are `(payload, base64 signature)` pairs."""
+    return _legacy_manifest(
+        [(payload, SIMPLESIGNING_MEDIA_TYPE, {SIGNATURE_ANNOTATION: signature_b64}) for payload, signature_b64 in layers]
+    )
 
 
 def legacy_signature_artifact(
@@ -344,36 +345,12 @@ def dsse_envelope(
 
 def legacy_attestation_manifest(layers: list[tuple[bytes, str | None]]) -> tuple[bytes, Blobs]:
     """A `.att` manifest whose layers are `(DSSE envelope bytes, predicate type annotation)`."""
-    blobs: Blobs = {}
-    descriptors = []
-    for envelope, predicate_type in layers:
-        digest = sha256_digest(envelope)
-        blobs[digest] = envelope
-        annotations = {SIGNATURE_ANNOTATION: ""}
-        if predicate_type is not None:
-            annotations["predicateType"] = predicate_type
-        descriptors.append(
-            {"mediaType": DSSE_ENVELOPE_MEDIA_TYPE, "size": len(envelope), "digest": digest, "annotations": annotations}
-        )
-    config = _compact(
-        {
-            "architecture": "",
-            "created": "0001-01-01T00:00:00Z",
-            "history": [{"created": "0001-01-01T00:00:00Z"}],
-            "os": "",
-            "rootfs": {"type": "layers", "diff_ids": [d["digest"] for d in descriptors]},
-            "config": {},
-        }
+    return _legacy_manifest(
+        [
+            (envelope, DSSE_ENVELOPE_MEDIA_TYPE, {SIGNATURE_ANNOTATION: ""} | ({"predicateType": predicate} if predicate else {}))
+            for envelope, predicate in layers
+        ]
     )
-    config_digest = sha256_digest(config)
-    blobs[config_digest] = config
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_CONFIG, "size": len(config), "digest": config_digest},
-        "layers": descriptors,
-    }
-    return _compact(manifest), blobs
 
 
 def legacy_attestation_artifact(
