@@ -122,3 +122,34 @@ class PromotionFailed(ReleaseError):
 
 class ConfigurationError(ReleaseError):
     """A function's environment is missing a setting it needs."""
+
+
+# --- workload secret rotation (podrelease.rotation) -------------------------------------------------
+class RotationError(ReleaseError):
+    """Base class: a rotation step stopped; AWSCURRENT is left as it was."""
+
+
+class SecretNotFound(RotationError):
+    """The secret named by SecretId does not exist (or is not one this function rotates)."""
+
+
+class RotationTokenUnknown(RotationError):
+    """The ClientRequestToken is not a version of the secret, or not one staged AWSPENDING."""
+
+
+class SecretKmsAccessDenied(RotationError):
+    """Secrets Manager could not use the secret's KMS key for this role (key policy or IAM grant)."""
+
+
+class SetSecretFailed(RotationError):
+    """setSecret stopped part-way: some of the service's versions accept the pending value, others not."""
+
+
+class SecretTestFailed(RotationError):
+    """testSecret: the service does not accept a request authenticated with the pending value."""
+
+
+class RotationBusy(RotationError):
+    """The environment's lock is held (a release deploying, or another rotation): this rotation waits."""
+
+    transient = True

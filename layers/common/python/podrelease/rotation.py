@@ -1,0 +1,279 @@
+"""Rotation of the workload secret: podinfo's JWT signing secret (`jwt-secret`), one per environment.
+
+podinfo signs the tokens it issues on `POST /token` with this secret (HS256, issuer `podinfo`) and
+checks `Authorization: Bearer` tokens on `GET /token/validate` with it. The secret's value is JSON,
+`{"jwt-secret": "<random>"}`.
+
+The four steps Secrets Manager calls, each idempotent and resumable (a step called twice, or a
+rotation retried after a crash at any point, ends with AWSCURRENT valid and at most one AWSPENDING):
+
+- `createSecret`: take the environment's lock (holder = the rotation token), then put a new random
+  value as the token's version, staged AWSPENDING (kept if it already has one).
+- `setSecret`: every version of the service that the environment's `live` alias routes to accepts
+  a token signed with the pending value (the service reads the staged versions with a short cache,
+  so this waits at most that long). Some accepting and others not is `SetSecretFailed`.
+- `testSecret`: through the `live` alias, a token signed with the pending value validates and one
+  signed with the current value still does; otherwise `SecretTestFailed` (AWSCURRENT untouched).
+- `finishSecret`: move AWSCURRENT to the token's version (Secrets Manager puts AWSPREVIOUS on the
+  old one), drop AWSPENDING, release the lock.
+
+Every step first checks the token (stage guard): it must be a version of this secret staged
+AWSPENDING; a version already AWSCURRENT means the rotation is done (the lock is released again,
+which is a no-op when it is not held). Every step renews the lock, so a release never deploys the
+environment while a rotation is between steps, and a rotation never starts while a release holds it
+(`RotationBusy`). A failing step releases the lock.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from podrelease.errors import (
+    LockBusy,
+    RotationBusy,
+    RotationError,
+    RotationTokenUnknown,
+    SecretKmsAccessDenied,
+    SecretNotFound,
+    SecretTestFailed,
+    SetSecretFailed,
+)
+from podrelease.ledger import Ledger
+from podrelease.obs import register_secret
+
+SECRET_KEY = "jwt-secret"  # noqa: S105 - the field name in the secret's JSON value, not a secret
+ISSUER = "podinfo"
+STEPS = ("createSecret", "setSecret", "testSecret", "finishSecret")
+KMS_ERRORS = {"DecryptionFailure", "EncryptionFailure", "KMSAccessDeniedException", "KMSDisabledException",
+              "KMSInvalidStateException", "KMSNotFoundException"}
+
+
+# --- podinfo-compatible tokens (HS256 JWT, issuer "podinfo") ------------------------------------------
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def sign_token(secret: str, name: str = "anonymous", ttl: int = 60, now: float | None = None) -> tuple[str, int]:
+    """A token as podinfo's `POST /token` issues it: (token, expires_at epoch seconds)."""
+    expires = int((time.time() if now is None else now) + ttl)
+    header = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
+    claims = _b64(json.dumps({"name": name, "iss": ISSUER, "exp": expires}, separators=(",", ":")).encode())
+    signature = hmac.new(secret.encode(), f"{header}.{claims}".encode(), hashlib.sha256).digest()
+    return f"{header}.{claims}.{_b64(signature)}", expires
+
+
+def verify_token(token: str, accepted: Iterable[str], now: float | None = None) -> dict[str, Any] | None:
+    """The token's claims when it is an unexpired HS256 token of issuer podinfo signed by any of
+    the `accepted` secrets; None otherwise."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        header = json.loads(_unb64(parts[0]))
+        claims = json.loads(_unb64(parts[1]))
+        signature = _unb64(parts[2])
+    except ValueError:
+        return None
+    if not isinstance(header, dict) or header.get("alg") != "HS256" or not isinstance(claims, dict):
+        return None
+    signed = f"{parts[0]}.{parts[1]}".encode()
+    if not any(hmac.compare_digest(hmac.new(s.encode(), signed, hashlib.sha256).digest(), signature) for s in accepted if s):
+        return None
+    if claims.get("iss") != ISSUER or not isinstance(claims.get("exp"), int):
+        return None
+    if claims["exp"] < (time.time() if now is None else now):
+        return None
+    return claims
+
+
+def secret_value(secret_string: str) -> str:
+    value = json.loads(secret_string)[SECRET_KEY]
+    register_secret(value)
+    return str(value)
+
+
+# --- the rotation -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Target:
+    """Where a secret is used: its environment and the podinfo function serving it."""
+
+    environment: str
+    function_name: str
+    alias: str = "live"
+
+
+Invoker = Callable[[str, str, dict[str, Any]], dict[str, Any]]  # (function, qualifier, event) -> reply
+
+
+def podinfo_request(path: str, method: str = "GET", token: str | None = None, body: str = "") -> dict[str, Any]:
+    """A Function URL (payload 2.0) event, the shape the Lambda Web Adapter hands podinfo."""
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    return {"version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "", "headers": headers,
+            "requestContext": {"http": {"method": method, "path": path}}, "body": body, "isBase64Encoded": False}
+
+
+@dataclass(frozen=True)
+class _Step:
+    arn: str
+    token: str
+    target: Target
+    meta: dict[str, Any]
+
+
+class Rotator:
+    def __init__(self, secretsmanager: Any, ledger: Ledger, targets: dict[str, Target], invoke: Invoker,
+                 versions_of: Callable[[Target], list[str]], lease_seconds: int = 900, settle_seconds: float = 20.0,
+                 poll_seconds: float = 0.5) -> None:
+        self.sm = secretsmanager
+        self.ledger = ledger
+        self.targets = targets  # secret ARN -> target
+        self.invoke = invoke
+        self.versions_of = versions_of
+        self.lease_seconds = lease_seconds
+        self.settle_seconds = settle_seconds
+        self.poll_seconds = poll_seconds
+
+    # -- Secrets Manager calls, with their errors named ------------------------------------------------
+    def _call(self, operation: str, **kwargs: Any) -> Any:
+        try:
+            return getattr(self.sm, operation)(**kwargs)
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            code, message = str(error.get("Code", "")), str(error.get("Message", ""))
+            if code in KMS_ERRORS or (code == "AccessDeniedException" and "kms" in message.lower()):
+                msg = (f"{operation}: Secrets Manager could not use the secret's KMS key ({code}: {message}); "
+                       "check the key policy and the role's kms grant")
+                raise SecretKmsAccessDenied(msg) from exc
+            if code == "ResourceNotFoundException" and operation == "describe_secret":
+                raise SecretNotFound(f"secret {kwargs.get('SecretId')!r} does not exist") from exc
+            raise
+
+    def _pending_value(self, arn: str, token: str) -> str | None:
+        try:
+            reply = self._call("get_secret_value", SecretId=arn, VersionId=token, VersionStage="AWSPENDING")
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("ResourceNotFoundException", "InvalidRequestException"):
+                return None
+            raise
+        return secret_value(reply["SecretString"]) if reply.get("SecretString") else None
+
+    def _current(self, arn: str) -> tuple[str, str]:
+        reply = self._call("get_secret_value", SecretId=arn, VersionStage="AWSCURRENT")
+        return str(reply["VersionId"]), secret_value(reply["SecretString"])
+
+    # -- the entry point -------------------------------------------------------------------------------
+    def rotate(self, step: str, secret_id: str, token: str) -> dict[str, Any]:
+        if step not in STEPS:
+            raise RotationError(f"unknown rotation step {step!r}; expected one of {', '.join(STEPS)}")
+        meta = self._call("describe_secret", SecretId=secret_id)
+        arn = str(meta["ARN"])
+        target = self.targets.get(arn)
+        if target is None:
+            raise SecretNotFound(f"secret {meta.get('Name', secret_id)!r} is not a workload secret this function rotates")
+        stages = meta.get("VersionIdsToStages", {}).get(token)
+        if stages is None:
+            raise RotationTokenUnknown(f"ClientRequestToken {token} is not a version of secret {meta.get('Name')}")
+        if "AWSCURRENT" in stages:
+            self._tidy_done(arn, token, stages, target)
+            return {"step": step, "state": "done", "environment": target.environment}
+        if "AWSPENDING" not in stages:
+            msg = f"version {token} of secret {meta.get('Name')} is not staged AWSPENDING: not a rotation in progress"
+            raise RotationTokenUnknown(msg)
+        try:
+            self._lock(target, token)
+            result = getattr(self, "_" + step)(_Step(arn, token, target, meta))
+        except Exception:  # the lock is released only when this rotation holds it
+            self.ledger.release_lock(target.environment, token)
+            raise
+        return {"step": step, "state": result, "environment": target.environment}
+
+    def _lock(self, target: Target, token: str) -> None:
+        try:
+            self.ledger.acquire_lock(target.environment, token, self.lease_seconds)
+        except LockBusy as exc:
+            raise RotationBusy(f"rotation {token} of the {target.environment} secret waits: {exc}") from exc
+
+    def _tidy_done(self, arn: str, token: str, stages: list[str], target: Target) -> None:
+        if "AWSPENDING" in stages:
+            self._call("update_secret_version_stage", SecretId=arn, VersionStage="AWSPENDING", RemoveFromVersionId=token)
+        self.ledger.release_lock(target.environment, token)
+
+    # -- the four steps --------------------------------------------------------------------------------
+    def _createSecret(self, step: _Step) -> str:  # noqa: N802
+        arn, token = step.arn, step.token
+        if self._pending_value(arn, token) is not None:
+            return "pending value already created"
+        self._current(arn)  # the secret must have a readable current value (and the KMS key must work)
+        value = secrets.token_urlsafe(48)
+        register_secret(value)
+        self._call("put_secret_value", SecretId=arn, ClientRequestToken=token,
+                   SecretString=json.dumps({SECRET_KEY: value}), VersionStages=["AWSPENDING"])
+        return "pending value created"
+
+    def _accepts(self, target: Target, qualifier: str, secret: str) -> bool:
+        token, _ = sign_token(secret, name="rotation-check")
+        reply = self.invoke(target.function_name, qualifier, podinfo_request("/token/validate", token=token))
+        return int(reply.get("statusCode", 0)) == 200
+
+    def _setSecret(self, step: _Step) -> str:  # noqa: N802
+        arn, token, target = step.arn, step.token, step.target
+        pending = self._pending_value(arn, token)
+        if pending is None:
+            raise SetSecretFailed(f"version {token} has no pending value yet: run createSecret first")
+        versions = self.versions_of(target)
+        waiting = set(versions)
+        deadline = time.monotonic() + self.settle_seconds
+        while waiting:
+            waiting = {v for v in waiting if not self._accepts(target, v, pending)}
+            if not waiting or time.monotonic() > deadline:
+                break
+            time.sleep(self.poll_seconds)
+        if waiting:
+            accepted = sorted(set(versions) - waiting)
+            msg = (f"{target.function_name}: versions {sorted(waiting)} do not accept the pending value after "
+                   f"{self.settle_seconds:g}s (accepting: {accepted or 'none'}); AWSCURRENT unchanged")
+            raise SetSecretFailed(msg)
+        return f"accepted by versions {sorted(versions)}"
+
+    def _testSecret(self, step: _Step) -> str:  # noqa: N802
+        arn, token, target = step.arn, step.token, step.target
+        pending = self._pending_value(arn, token)
+        if pending is None:
+            raise SecretTestFailed(f"version {token} has no pending value: nothing to test")
+        _, current = self._current(arn)
+        if not self._accepts(target, target.alias, pending):
+            msg = f"{target.function_name}:{target.alias} refuses a token signed with the pending value; AWSCURRENT unchanged"
+            raise SecretTestFailed(msg)
+        if not self._accepts(target, target.alias, current):
+            msg = f"{target.function_name}:{target.alias} refuses a token signed with the current value; AWSCURRENT unchanged"
+            raise SecretTestFailed(msg)
+        return "pending and current values both accepted"
+
+    def _finishSecret(self, step: _Step) -> str:  # noqa: N802
+        arn, token, target = step.arn, step.token, step.target
+        current = next((v for v, s in step.meta.get("VersionIdsToStages", {}).items() if "AWSCURRENT" in s), None)
+        self._call("update_secret_version_stage", SecretId=arn, VersionStage="AWSCURRENT", MoveToVersionId=token,
+                   **({"RemoveFromVersionId": current} if current else {}))
+        self._call("update_secret_version_stage", SecretId=arn, VersionStage="AWSPENDING", RemoveFromVersionId=token)
+        self.ledger.release_lock(target.environment, token)
+        return f"AWSCURRENT moved from {current} to {token}"
+
+
+def staging_labels(secretsmanager: Any, secret_id: str) -> dict[str, list[str]]:
+    """Version id -> staging labels (for the demo and tests)."""
+    meta = secretsmanager.describe_secret(SecretId=secret_id)
+    return {k: sorted(v) for k, v in meta.get("VersionIdsToStages", {}).items()}

@@ -1,0 +1,257 @@
+"""Rotation of the workload secret (`podrelease.rotation.Rotator`) against moto in process.
+
+The service is the podinfo stand-in (`local.standin`) reading the secret's staged versions from the
+same moto Secrets Manager through its cache, so every assertion is about what Secrets Manager holds
+(staging labels) and what the service accepts, never about which calls were made.
+
+GIVEN a secret with a rotation started (a version staged AWSPENDING, as RotateSecret leaves it)
+WHEN steps run (twice each, after a crash, against a failing service, with a busy lock, ...)
+THEN the staging labels end with one valid AWSCURRENT and at most one AWSPENDING, or a named error.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from moto import mock_aws
+from moto.secretsmanager.models import secretsmanager_backends
+
+from local.standin import SecretCache, handle
+from podrelease.errors import (
+    RotationBusy,
+    RotationTokenUnknown,
+    SecretKmsAccessDenied,
+    SecretNotFound,
+    SecretTestFailed,
+    SetSecretFailed,
+)
+from podrelease.ledger import Ledger
+from podrelease.rotation import STEPS, Rotator, Target, secret_value, sign_token, staging_labels, verify_token
+from tests.conftest import FAKE_CREDENTIALS
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+NAME = "podrel/podinfo-jwt-dev"
+IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/podinfo@sha256:" + "a" * 64
+
+
+class Env:
+    def __init__(self) -> None:
+        self.sm = boto3.client("secretsmanager", region_name=REGION)
+        ddb = boto3.resource("dynamodb", region_name=REGION)
+        self.table = ddb.create_table(TableName="ledger", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                                      AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                                      BillingMode="PAY_PER_REQUEST")
+        self.ledger = Ledger(self.table)
+        self.arn = self.sm.create_secret(Name=NAME, SecretString=json.dumps({"jwt-secret": "first-" + uuid.uuid4().hex}))["ARN"]
+        # One execution environment per version of the service; "stale" ones never re-read the secret.
+        self.caches: dict[str, SecretCache] = {}
+        self.stale: set[str] = set()
+        self.versions = ["live"]
+
+    def invoke(self, function: str, qualifier: str, event: dict[str, Any]) -> dict[str, Any]:
+        if qualifier not in self.caches:
+            ttl = 3600.0 if qualifier in self.stale else 0.0
+            self.caches[qualifier] = SecretCache(lambda: self.sm, self.arn, ttl)
+        return handle(event, IMAGE, {}, self.caches[qualifier])
+
+    def rotator(self, **kwargs: Any) -> Rotator:
+        return Rotator(self.sm, self.ledger, {self.arn: Target("dev", "podrel-podinfo-dev")}, self.invoke,
+                       lambda target: list(self.versions), **{"settle_seconds": 0.3, "poll_seconds": 0.05, **kwargs})
+
+    def start_rotation(self) -> str:
+        """What RotateSecret does before it calls the function: a new version id staged AWSPENDING."""
+        token = str(uuid.uuid4())
+        secret = secretsmanager_backends[ACCOUNT][REGION].secrets[NAME]
+        secret.remove_version_stages_from_old_versions(["AWSPENDING"])
+        secret.versions[token] = {"createdate": int(time.time()), "version_id": token, "version_stages": ["AWSPENDING"]}
+        return token
+
+    def labels(self) -> dict[str, list[str]]:
+        return {v: s for v, s in staging_labels(self.sm, self.arn).items() if s}
+
+    def current(self) -> tuple[str, str]:
+        reply = self.sm.get_secret_value(SecretId=self.arn, VersionStage="AWSCURRENT")
+        return reply["VersionId"], secret_value(reply["SecretString"])
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
+    for var, value in FAKE_CREDENTIALS.items():
+        monkeypatch.setenv(var, value)
+    with mock_aws():
+        yield Env()
+
+
+def assert_rotated(env: Env, old_version: str, token: str) -> None:
+    assert env.labels() == {old_version: ["AWSPREVIOUS"], token: ["AWSCURRENT"]}
+    assert env.ledger.lock_holder("dev") is None
+
+
+def test_each_step_twice_ends_rotated(env: Env) -> None:
+    old_version, old_value = env.current()
+    token = env.start_rotation()
+    rotator = env.rotator()
+    for step in STEPS:
+        first = rotator.rotate(step, env.arn, token)
+        second = rotator.rotate(step, NAME, token)  # moto's RotateSecret passes the name: both work
+        assert first["environment"] == second["environment"] == "dev"
+    assert_rotated(env, old_version, token)
+    _, new_value = env.current()
+    assert new_value != old_value
+    # The service issues with the new value and still accepts tokens signed with the previous one.
+    issued = json.loads(env.invoke("f", "live", _request("/token", "POST"))["body"])["token"]
+    assert verify_token(issued, [new_value]) is not None
+    old_token, _ = sign_token(old_value)
+    assert env.invoke("f", "live", _request("/token/validate", token=old_token))["statusCode"] == 200
+
+
+@pytest.mark.parametrize("crashed_after", range(len(STEPS)))
+def test_crash_after_any_step_then_retry_from_the_start(env: Env, crashed_after: int) -> None:
+    old_version, _ = env.current()
+    token = env.start_rotation()
+    for step in STEPS[: crashed_after + 1]:
+        env.rotator().rotate(step, env.arn, token)
+    labels = env.labels()
+    assert sum("AWSCURRENT" in s for s in labels.values()) == 1
+    assert sum("AWSPENDING" in s for s in labels.values()) <= 1
+    retried = env.rotator()  # a new execution environment: nothing kept in memory
+    for step in STEPS:
+        retried.rotate(step, env.arn, token)
+    assert_rotated(env, old_version, token)
+
+
+def test_lock_is_held_between_steps_and_a_release_waits(env: Env) -> None:
+    token = env.start_rotation()
+    rotator = env.rotator()
+    rotator.rotate("createSecret", env.arn, token)
+    assert env.ledger.lock_holder("dev") == token
+    with pytest.raises(Exception, match="locked by release") as busy:
+        env.ledger.acquire_lock("dev", "podinfo-release-1", 600)
+    assert type(busy.value).__name__ == "LockBusy"
+    for step in STEPS[1:]:
+        rotator.rotate(step, env.arn, token)
+    env.ledger.acquire_lock("dev", "podinfo-release-1", 600)  # free again after finishSecret
+
+
+def test_rotation_waits_while_a_release_holds_the_environment(env: Env) -> None:
+    old_version, _ = env.current()
+    env.ledger.acquire_lock("dev", "podinfo-release-1", 600)
+    token = env.start_rotation()
+    with pytest.raises(RotationBusy, match="podinfo-release-1"):
+        env.rotator().rotate("createSecret", env.arn, token)
+    assert env.ledger.lock_holder("dev") == "podinfo-release-1"
+    assert env.labels() == {old_version: ["AWSCURRENT"], token: ["AWSPENDING"]}
+    assert env.sm.get_secret_value(SecretId=env.arn)["VersionId"] == old_version
+
+
+def test_concurrent_rotation_is_a_named_error(env: Env) -> None:
+    first = env.start_rotation()
+    env.rotator().rotate("createSecret", env.arn, first)
+    # A second rotation token while the first holds the lock (its version staged by hand, as a
+    # concurrent RotateSecret would) is refused by name; the first one then finishes.
+    secret = secretsmanager_backends[ACCOUNT][REGION].secrets[NAME]
+    second = str(uuid.uuid4())
+    secret.versions[second] = {"createdate": int(time.time()), "version_id": second, "version_stages": ["AWSPENDING"]}
+    with pytest.raises(RotationBusy, match=first):
+        env.rotator().rotate("createSecret", env.arn, second)
+    assert env.ledger.lock_holder("dev") == first
+
+
+def test_test_secret_failure_leaves_current_untouched(env: Env) -> None:
+    old_version, old_value = env.current()
+    env.invoke("f", "live", _request("/token", "POST"))  # primes a cache that will not see the new value
+    env.caches["live"].ttl = 3600
+    token = env.start_rotation()
+    rotator = env.rotator()
+    rotator.rotate("createSecret", env.arn, token)
+    with pytest.raises(SecretTestFailed, match="pending value"):
+        rotator.rotate("testSecret", env.arn, token)
+    assert env.labels() == {old_version: ["AWSCURRENT"], token: ["AWSPENDING"]}
+    assert env.current() == (old_version, old_value)
+    assert env.ledger.lock_holder("dev") is None  # released on failure
+    # Once the service reads the secret again, the same rotation resumes and finishes.
+    env.caches["live"].ttl = 0
+    for step in ("setSecret", "testSecret", "finishSecret"):
+        rotator.rotate(step, env.arn, token)
+    assert_rotated(env, old_version, token)
+
+
+def test_set_secret_failing_half_way_is_named(env: Env) -> None:
+    old_version, _ = env.current()
+    env.versions = ["1", "2"]  # a canary in progress: two versions behind the alias
+    env.stale = {"2"}
+    env.invoke("f", "2", _request("/token", "POST"))  # version 2 read the secret before the rotation, and keeps it
+    token = env.start_rotation()
+    rotator = env.rotator()
+    rotator.rotate("createSecret", env.arn, token)
+    with pytest.raises(SetSecretFailed, match=r"versions \['2'\].*accepting: \['1'\]"):
+        rotator.rotate("setSecret", env.arn, token)
+    assert env.labels() == {old_version: ["AWSCURRENT"], token: ["AWSPENDING"]}
+    assert env.ledger.lock_holder("dev") is None
+
+
+def test_unknown_token_and_a_token_not_pending(env: Env) -> None:
+    old_version, _ = env.current()
+    with pytest.raises(RotationTokenUnknown, match="not a version"):
+        env.rotator().rotate("createSecret", env.arn, str(uuid.uuid4()))
+    token = env.start_rotation()
+    for step in STEPS:
+        env.rotator().rotate(step, env.arn, token)
+    with pytest.raises(RotationTokenUnknown, match="not staged AWSPENDING"):
+        env.rotator().rotate("createSecret", env.arn, old_version)  # now AWSPREVIOUS
+    assert_rotated(env, old_version, token)
+
+
+def test_missing_secret_and_foreign_secret(env: Env) -> None:
+    with pytest.raises(SecretNotFound, match="does not exist"):
+        env.rotator().rotate("createSecret", "podrel/nope", str(uuid.uuid4()))
+    other = env.sm.create_secret(Name="other", SecretString="{}")["ARN"]
+    with pytest.raises(SecretNotFound, match="not a workload secret"):
+        env.rotator().rotate("createSecret", other, str(uuid.uuid4()))
+
+
+def test_kms_access_denied_is_named_and_changes_nothing(env: Env) -> None:
+    old_version, _ = env.current()
+    token = env.start_rotation()
+
+    class KmsDenied:
+        def __init__(self, real: Any) -> None:
+            self.real = real
+
+        def __getattr__(self, name: str) -> Any:
+            if name in ("get_secret_value", "put_secret_value"):
+                def denied(**_: Any) -> Any:
+                    raise ClientError({"Error": {"Code": "AccessDeniedException",
+                                                 "Message": "Access to KMS is not allowed"}}, name)
+                return denied
+            return getattr(self.real, name)
+
+    rotator = Rotator(KmsDenied(env.sm), env.ledger, {env.arn: Target("dev", "f")}, env.invoke, lambda t: ["live"])
+    with pytest.raises(SecretKmsAccessDenied, match="KMS key"):
+        rotator.rotate("createSecret", env.arn, token)
+    assert env.labels() == {old_version: ["AWSCURRENT"], token: ["AWSPENDING"]}
+    assert env.ledger.lock_holder("dev") is None
+
+
+def test_tokens_podinfo_shape() -> None:
+    token, expires = sign_token("s" * 32, name="alice", ttl=60, now=1000)
+    assert verify_token(token, ["other", "s" * 32], now=1001) == {"name": "alice", "iss": "podinfo", "exp": expires}
+    assert verify_token(token, ["other"], now=1001) is None
+    assert verify_token(token, ["s" * 32], now=expires + 1) is None
+    assert verify_token("not.a.jwt", ["s" * 32]) is None
+
+
+def _request(path: str, method: str = "GET", token: str | None = None) -> dict[str, Any]:
+    from podrelease.rotation import podinfo_request
+
+    return podinfo_request(path, method, token, "client" if method == "POST" else "")
