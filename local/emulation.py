@@ -19,6 +19,11 @@ Each class fills one documented gap (the README's "Emulated locally" list mirror
   are added. Bake minutes are shortened to `minute_seconds` seconds locally.
 - Step Functions  a new execution can start after one that waited for a task token (moto tried to
   copy the old execution's lock along with the state machine).
+- `SecretsRotation`  RotateSecret runs the rotation steps as AWS does: it stops at the first step
+  that fails (moto ran all four and then pointed GetSecretValue's default at the new version
+  anyway), a RotateSecret without RotationLambdaARN uses the configured function (moto forgot it),
+  and RotateImmediately=false only sets the schedule (moto left a pending copy of the value).
+  moto passes the secret's name as SecretId, as noted in DESIGN.md; the rotation function takes both.
 - `EmailOutbox`    SNS email subscriptions write each delivered message (after the subscription's
   filter policy) to files in an outbox folder.
 
@@ -161,6 +166,7 @@ class LambdaRuntime:
         self.all_workers: list[_Worker] = []
         self.lock = threading.Lock()
         self.route_counter: dict[str, itertools.count[int]] = {}
+        self.secret_caches: dict[str, standin.SecretCache] = {}
         logs_dir.mkdir(parents=True, exist_ok=True)
 
     def _env(self, function: LocalFunction) -> dict[str, str]:
@@ -267,10 +273,65 @@ class LambdaRuntime:
         version = self.resolve_version(function, qualifier)
         image_uri = self.image_of(function, version)
         try:
-            reply = standin.handle(event, image_uri, self.ecr.labels_of(image_uri))
+            reply = standin.handle(event, image_uri, self.ecr.labels_of(image_uri), self._secret_cache(function))
         except standin.FunctionError as exc:
             return {"error": {"errorType": "FunctionError", "errorMessage": str(exc)}, "version": version}
         return {"result": reply, "version": version}
+
+
+    def _secret_cache(self, function: LocalFunction) -> standin.SecretCache | None:
+        """One cache per function, like one per execution environment of the workload."""
+        arn = function.environment.get("WORKLOAD_SECRET_ARN")
+        if not arn:
+            return None
+        with self.lock:
+            if function.name not in self.secret_caches:
+                import boto3
+
+                ttl = float(function.environment.get("SECRET_CACHE_SECONDS", "10"))
+                self.secret_caches[function.name] = standin.SecretCache(
+                    lambda: boto3.client("secretsmanager", region_name=self.stack.region, endpoint_url=self.endpoint,
+                                         aws_access_key_id="local", aws_secret_access_key="local"),  # noqa: S106
+                    arn, ttl)
+            return self.secret_caches[function.name]
+
+
+class SecretsRotation:
+    """Follows a RotateSecret's steps in the thread moto runs them in (see the module docstring)."""
+
+    def __init__(self, timeline: Timeline) -> None:
+        self.timeline = timeline
+        self.local = threading.local()
+
+    @contextlib.contextmanager
+    def running(self, secret_name: str) -> Any:
+        self.local.rotation = {"secret": secret_name, "failed": None}
+        try:
+            yield self.local.rotation
+        finally:
+            self.local.rotation = None
+
+    def before_step(self, body: Any) -> bytes | None:
+        """An error reply instead of running the step, when an earlier step of this rotation failed."""
+        rotation = getattr(self.local, "rotation", None)
+        if rotation is None or rotation["failed"] is None:
+            return None
+        step = json.loads(body).get("Step", "?") if body else "?"
+        return json.dumps({"errorType": "RotationStopped", "errorMessage": f"{step} not run: {rotation['failed']}"}).encode()
+
+    def after_step(self, body: Any, reply: bytes, response_headers: dict[str, str]) -> None:
+        rotation = getattr(self.local, "rotation", None)
+        if rotation is None:
+            return
+        step = json.loads(body).get("Step", "?") if body else "?"
+        if response_headers.get("x-amz-function-error"):
+            error = json.loads(reply or b"{}")
+            rotation["failed"] = f"{step} failed with {error.get('errorType')}"
+            self.timeline.add("secrets", f"{rotation['secret']}: {step} failed: {error.get('errorType')}: "
+                                         f"{str(error.get('errorMessage', ''))[:160]}")
+            response_headers.pop("x-amz-function-error", None)  # RotateSecret itself succeeds (AWS runs steps async)
+        else:
+            self.timeline.add("secrets", f"{rotation['secret']}: {step} done")
 
 
 def _publish_version_keeping_code(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -720,6 +781,7 @@ class Emulation:
         self.events = EventBridgeDelivery(account, region, lambda: self.runtime, self.timeline)
         self.codedeploy = CodeDeployLifecycle(account, region, lambda: self.runtime, self.timeline, minute_seconds)
         self.outbox = EmailOutbox(work_dir / "outbox", self.timeline)
+        self.rotation = SecretsRotation(self.timeline)
         self.work_dir = work_dir
         self.duplicate_push_events = False
         self.registry_server: Any = None
@@ -778,11 +840,17 @@ class Emulation:
 
         # Lambda: every invocation runs the project's handler (or the podinfo stand-in).
         def invoke(self: Any, function_name: str, qualifier: str | None, body: Any, headers: Any, response_headers: Any) -> bytes:
-            runtime = current().runtime
+            emulation = current()
+            runtime = emulation.runtime
+            stopped = emulation.rotation.before_step(body)
+            if stopped is not None:
+                return stopped
             if runtime is None:
                 response_headers["x-amz-function-error"] = "Unhandled"
                 return b'{"errorType": "LocalRuntimeNotReady"}'
-            return runtime.invoke(function_name, qualifier, body, headers, response_headers)
+            reply = runtime.invoke(function_name, qualifier, body, headers, response_headers)
+            emulation.rotation.after_step(body, reply, response_headers)
+            return reply
 
         patch(LambdaSimpleBackend, "invoke", invoke)
         patch(LambdaStorage, "publish_version", _publish_version_keeping_code(LambdaStorage.publish_version))
@@ -878,6 +946,37 @@ class Emulation:
             return data
 
         patch(DeploymentInfo, "to_dict", to_dict)
+
+        # Secrets Manager: RotateSecret as AWS runs it.
+        from moto.secretsmanager.models import SecretsManagerBackend
+
+        original_rotate = SecretsManagerBackend.rotate_secret
+
+        def rotate_secret(self: Any, secret_id: str, client_request_token: str | None = None, rotation_lambda_arn: str | None = None,
+                          rotation_rules: dict[str, Any] | None = None, rotate_immediately: bool = True) -> str:
+            secret = self.secrets[secret_id] if self._is_valid_identifier(secret_id) else None
+            if secret is None:
+                return str(original_rotate(self, secret_id, client_request_token, rotation_lambda_arn, rotation_rules, rotate_immediately))
+            rotation_lambda_arn = rotation_lambda_arn or getattr(secret, "rotation_lambda_arn", "") or None
+            if not rotate_immediately:
+                secret.rotation_lambda_arn = rotation_lambda_arn or ""
+                days = int((rotation_rules or {}).get("AutomaticallyAfterDays", 0))
+                if days:
+                    secret.auto_rotate_after_days = days
+                    secret.next_rotation_date = int(time.time()) + days * 86400
+                secret.rotation_enabled = bool(secret.rotation_lambda_arn)
+                return str(secret.to_short_dict())
+            emulation = current()
+            with emulation.rotation.running(secret.name):
+                emulation.timeline.add("secrets", f"{secret.name}: RotateSecret")
+                result = original_rotate(self, secret_id, client_request_token, rotation_lambda_arn, rotation_rules, rotate_immediately)
+            # GetSecretValue without a stage returns whatever carries AWSCURRENT, rotation or not.
+            for version_id, version in secret.versions.items():
+                if "AWSCURRENT" in version["version_stages"]:
+                    secret.set_default_version_id(version_id)
+            return str(result)
+
+        patch(SecretsManagerBackend, "rotate_secret", rotate_secret)
 
         # SNS: email subscriptions deliver to the outbox.
         original_publish = Subscription.publish

@@ -180,6 +180,7 @@ class LocalRuntime(AbstractContextManager["LocalRuntime"]):
             "ApproverEmails": ",".join(APPROVERS),
             "NotifyEmail": NOTIFY,
             "DeployPollSeconds": "1",
+            "SecretCacheSeconds": "2",
             "SignatureWaitSeconds": "3",
             "ApprovalTimeoutSeconds": str(approval_timeout),
             "__FunctionUrlBase": urls.base,

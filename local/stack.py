@@ -332,8 +332,28 @@ class Provisioner:
             secret_string = json.dumps(value)
         else:
             secret_string = props["SecretString"]
-        arn = sm.create_secret(Name=props["Name"], Description=props.get("Description", ""), SecretString=secret_string)["ARN"]
+        kms = {"KmsKeyId": props["KmsKeyId"]} if props.get("KmsKeyId") else {}
+        arn = sm.create_secret(Name=props["Name"], Description=props.get("Description", ""), SecretString=secret_string, **kms)["ARN"]
         self._set(logical_id, arn, Id=arn)
+
+    def create_KMS_Key(self, logical_id: str, props: dict[str, Any]) -> None:
+        # Created with its key policy and rotation setting; KMS policies are not enforced locally.
+        kms = self.client("kms")
+        key = kms.create_key(Description=props.get("Description", ""), KeyUsage=props.get("KeyUsage", "ENCRYPT_DECRYPT"),
+                             KeySpec=props.get("KeySpec", "SYMMETRIC_DEFAULT"), Policy=json.dumps(props["KeyPolicy"]))["KeyMetadata"]
+        if props.get("EnableKeyRotation"):
+            kms.enable_key_rotation(KeyId=key["KeyId"])
+        self._set(logical_id, key["KeyId"], Arn=key["Arn"], KeyId=key["KeyId"])
+
+    def create_SecretsManager_RotationSchedule(self, logical_id: str, props: dict[str, Any]) -> None:
+        # As CloudFormation does with RotateImmediatelyOnUpdate false: the schedule and the function
+        # are set, nothing is rotated now (see local.emulation.SecretsRotation).
+        rules = {k: int(v) if k == "AutomaticallyAfterDays" else v for k, v in props.get("RotationRules", {}).items()}
+        self.client("secretsmanager").rotate_secret(
+            SecretId=props["SecretId"], RotationLambdaARN=props["RotationLambdaARN"], RotationRules=rules,
+            RotateImmediately=bool(props.get("RotateImmediatelyOnUpdate", True)),
+        )
+        self._set(logical_id, f"{props['SecretId']}|rotation")
 
     def create_Logs_LogGroup(self, logical_id: str, props: dict[str, Any]) -> None:
         name = props["LogGroupName"]
