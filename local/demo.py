@@ -27,6 +27,7 @@ from local import signing
 from local.images import Pushed
 from local.runtime import APPROVERS, PROD_REPOSITORY, WORKLOAD_REPOSITORY, LocalRuntime
 from podrelease.events import execution_name, fallback_execution_name
+from podrelease.rotation import podinfo_request, secret_value, staging_labels, verify_token
 
 ROOT = Path(__file__).resolve().parents[1]
 HIDDEN_STATES = re.compile(r"^(Wait|Check)(Dev|Prod)$|\?$")
@@ -46,6 +47,7 @@ class Scenario:
     event_only: bool = False  # deliver a digest-less push event instead of pushing an image
     policy: str = "keys"  # the local ReleasePolicy (see local.runtime.release_policy)
     sbom: str = ""  # "" | "spdx" | "other-digest": the signed SBOM attestation pushed with the image
+    secret_rotation: bool = False  # no release: rotate the dev workload secret under live traffic (run_rotation)
 
 
 SCENARIOS = {s.name: s for s in [
@@ -70,6 +72,8 @@ SCENARIOS = {s.name: s for s in [
              "SbomMissing", None, sbom="other-digest", policy="keys+sbom"),
     Scenario("malformed-event", "a push event without a digest (tag only): refused at once, nothing deployed", "FAILED",
              "MalformedEvent", None, event_only=True),
+    Scenario("rotation", "the dev JWT secret rotates in the middle of authenticated traffic: zero failed requests",
+             "SUCCEEDED", None, None, secret_rotation=True),
 ]}
 
 
@@ -233,6 +237,8 @@ def check_outcome(env: LocalRuntime, scenario: Scenario, image: Pushed, executio
 
 
 def run(scenario: Scenario, manual: bool, minute_seconds: float, work_dir: Path) -> int:
+    if scenario.secret_rotation:
+        return run_rotation(scenario, minute_seconds, work_dir)
     started = time.time()
     printer = Printer(started)
     print(f"== scenario {scenario.name}: {scenario.summary}", flush=True)
@@ -295,6 +301,123 @@ def run(scenario: Scenario, manual: bool, minute_seconds: float, work_dir: Path)
             return 1
         print(f"== scenario {scenario.name}: ended as expected", flush=True)
         return 0
+
+
+class TokenClient:
+    """A podinfo API client on the dev `live` alias (through the Lambda API): gets a token with
+    `POST /token`, calls `GET /token/validate` with it, and on a 401 gets a new token and retries
+    once, like a real client. Every answer that is not 200 counts as a failed request, the 401 too.
+    `refresh_seconds`: how often it asks for a new token anyway (None: only on 401 or expiry)."""
+
+    def __init__(self, env: LocalRuntime, function: str, name: str, refresh_seconds: float | None) -> None:
+        self.lam, self.function, self.name, self.refresh_seconds = env.client("lambda"), function, name, refresh_seconds
+        self.ok = 0
+        self.failed: list[str] = []
+        self.tokens = 0
+        self.stop = threading.Event()
+        self.token: str | None = None
+        self.token_at = 0.0
+
+    def call(self, path: str, method: str = "GET", token: str | None = None, body: str = "") -> tuple[int, dict[str, Any]]:
+        reply = self.lam.invoke(FunctionName=self.function, Qualifier="live",
+                                Payload=json.dumps(podinfo_request(path, method, token, body)).encode())
+        payload = json.loads(reply["Payload"].read() or b"{}")
+        if reply.get("FunctionError"):
+            return 502, payload
+        return int(payload.get("statusCode", 0)), json.loads(payload.get("body") or "{}")
+
+    def new_token(self) -> None:
+        status, body = self.call("/token", "POST", body=self.name)
+        if status != 200:
+            self.failed.append(f"POST /token: {status}")
+            self.token = None
+            return
+        self.ok += 1
+        self.tokens += 1
+        self.token, self.token_at = body["token"], time.time()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            if self.token is None or (self.refresh_seconds is not None and time.time() - self.token_at > self.refresh_seconds):
+                self.new_token()
+                continue
+            status, _ = self.call("/token/validate", token=self.token)
+            if status == 200:
+                self.ok += 1
+            else:
+                self.failed.append(f"GET /token/validate: {status}")
+                self.new_token()  # a real client's answer to a 401; the retry is the next loop
+            time.sleep(0.01)
+
+
+def run_rotation(scenario: Scenario, minute_seconds: float, work_dir: Path) -> int:
+    """Rotate the dev workload secret while two clients keep calling the dev service."""
+    started = time.time()
+    printer = Printer(started)
+    print(f"== scenario {scenario.name}: {scenario.summary}", flush=True)
+    with LocalRuntime.start(work_dir, minute_seconds=minute_seconds) as env:
+        env.emulation.timeline.listeners.append(lambda e: printer.line(e[1], e[3], e[2]))
+        outputs = env.stack.outputs
+        secret, function = outputs["WorkloadSecretDevArn"], outputs["PodinfoDevFunctionName"]
+        sm = env.client("secretsmanager")
+        before = staging_labels(sm, secret)
+        printer.line("local", f"ready in {time.time() - started:.1f}s; dev secret staging labels before: {_labels(before)}")
+        clients = [TokenClient(env, function, "fresh", refresh_seconds=0.5), TokenClient(env, function, "sticky", refresh_seconds=None)]
+        threads = [threading.Thread(target=c.run, daemon=True) for c in clients]
+        for thread in threads:
+            thread.start()
+        time.sleep(2)
+        printer.line("traffic", f"{sum(c.ok for c in clients)} requests ok so far; RotateSecret on the dev secret")
+        sm.rotate_secret(SecretId=secret)
+        middle = staging_labels(sm, secret)
+        printer.line("secrets", f"RotateSecret returned; staging labels: {_labels(middle)}")
+        cache = float(env.stack.parameters.get("SecretCacheSeconds", 10))
+        time.sleep(2 * cache + 1)  # every execution environment has re-read the secret; clients keep going
+        for client in clients:
+            client.stop.set()
+        for thread in threads:
+            thread.join(timeout=10)
+        after = staging_labels(sm, secret)
+        problems = []
+        current_before = next(v for v, s in before.items() if "AWSCURRENT" in s)
+        current_after = [v for v, s in after.items() if "AWSCURRENT" in s]
+        if current_after == [current_before] or len(current_after) != 1:
+            problems.append(f"AWSCURRENT did not move to one new version: {_labels(after)}")
+        if "AWSPREVIOUS" not in after.get(current_before, []):
+            problems.append("the previous value is not AWSPREVIOUS")
+        if any("AWSPENDING" in s for s in after.values()):
+            problems.append("an AWSPENDING version is left")
+        new_value = secret_value(sm.get_secret_value(SecretId=secret, VersionStage="AWSCURRENT")["SecretString"])
+        status, body = clients[0].call("/token", "POST", body="after")
+        if status != 200 or verify_token(body.get("token", ""), [new_value]) is None:
+            problems.append("the service does not issue tokens with the new value (no pickup without a redeploy)")
+        lock = env.client("dynamodb").get_item(TableName=outputs["LedgerTableName"], Key={"pk": {"S": "lock#dev"}}).get("Item")
+        if lock:
+            problems.append("the dev lock is still held")
+        failed = [f for c in clients for f in c.failed]
+        if failed:
+            problems.append(f"{len(failed)} failed requests: {failed[:5]}")
+        ok = sum(c.ok for c in clients)
+        if ok < 20:
+            problems.append(f"only {ok} successful requests: not enough traffic to mean anything")
+        print(flush=True)
+        print(f"== secret {secret.split(':')[-1]}", flush=True)
+        print(f"   before   {_labels(before)}", flush=True)
+        print(f"   after    {_labels(after)}", flush=True)
+        print(f"   traffic  {ok} requests ok, {len(failed)} failed; tokens issued: "
+              + ", ".join(f"{c.name} {c.tokens}" for c in clients), flush=True)
+        print(f"   ended    {'SUCCEEDED' if not problems else 'FAILED'}", flush=True)
+        print(f"   logs     {env.work_dir / 'logs'}", flush=True)
+        print(f"   took     {time.time() - started:.1f}s", flush=True)
+        if problems:
+            print(f"== scenario {scenario.name}: NOT as expected: " + "; ".join(problems), flush=True)
+            return 1
+        print(f"== scenario {scenario.name}: ended as expected", flush=True)
+        return 0
+
+
+def _labels(labels: dict[str, list[str]]) -> str:
+    return " ".join(f"{version[:8]}={'+'.join(stages)}" for version, stages in sorted(labels.items()) if stages) or "(none)"
 
 
 def main(argv: list[str] | None = None) -> int:
