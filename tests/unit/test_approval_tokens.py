@@ -193,7 +193,7 @@ class FakeSecrets:
     def __init__(self, secret: str) -> None:
         self.secret, self.reads = secret, 0
 
-    def get_secret_value(self, SecretId: str) -> dict[str, str]:
+    def get_secret_value(self, SecretId: str, VersionStage: str = "AWSCURRENT") -> dict[str, str]:
         self.reads += 1
         return {"SecretString": self.secret}
 

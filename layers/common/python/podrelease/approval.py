@@ -294,7 +294,9 @@ def load_keys(secretsmanager: Any, secret_id: str, *, now: float | None = None, 
     if cached is not None and current - cached[0] < max_age:
         return cached[1]
     try:
-        secret_string = secretsmanager.get_secret_value(SecretId=secret_id)["SecretString"]
+        # AWSCURRENT is the default, named anyway: a rotation moves the label, and the name makes the
+        # read exact (moto, for one, keeps its default on the version first created).
+        secret_string = secretsmanager.get_secret_value(SecretId=secret_id, VersionStage="AWSCURRENT")["SecretString"]
     except (ClientError, KeyError) as exc:
         msg = f"approval key secret {secret_id} cannot be read"
         raise ConfigurationError(msg) from exc
