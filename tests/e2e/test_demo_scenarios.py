@@ -8,6 +8,7 @@ the prod repository, locks) and exits 0 only when all of it is as the scenario e
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from local.demo import SCENARIOS
+from tests.conftest import known_secret, scan_text
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
@@ -28,6 +30,14 @@ def test_scenario_ends_as_expected(scenario: str, tmp_path: Path) -> None:
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
     )
     output = result.stdout + result.stderr
+    # The suite-wide log scan (tests/conftest.py) checks what the demo printed and its function logs
+    # (<work dir>/<scenario>/logs, under this session's temp dir); the approval tokens it mailed are
+    # the secrets this process can know.
+    scan_text(f"make demo SCENARIO={scenario} output", output)
+    for mail in sorted(tmp_path.rglob("outbox/*.eml")):
+        body = mail.read_text(errors="replace")
+        for link in re.findall(r"\?t=([A-Za-z0-9_.-]+)", body):
+            known_secret(link, "approval token mailed by the demo")
     assert result.returncode == 0, output[-4000:]
     assert f"== scenario {scenario}: ended as expected" in result.stdout
     expected = SCENARIOS[scenario]

@@ -5,6 +5,7 @@ One local runtime per test module (moto server + emulation + the stack from temp
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,14 +14,44 @@ from typing import Any
 import pytest
 
 from local.runtime import LocalRuntime
+from tests.conftest import known_secret
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRuntime]:
     work: Path = tmp_path_factory.mktemp("local")
     runtime = LocalRuntime.start(work / "run", minute_seconds=0.5, approval_timeout=45)
-    yield runtime
-    runtime.stop()
+    try:
+        yield runtime
+    finally:
+        try:
+            tell_log_scan(runtime)
+        finally:
+            runtime.stop()
+
+
+def tell_log_scan(env: LocalRuntime) -> None:
+    """Give the suite-wide log scan this runtime's secrets: every secret version, task tokens, approval tokens."""
+    sm = env.client("secretsmanager")
+    for secret in sm.list_secrets()["SecretList"]:
+        for version in sm.list_secret_version_ids(SecretId=secret["ARN"])["Versions"]:
+            value = sm.get_secret_value(SecretId=secret["ARN"], VersionId=version["VersionId"]).get("SecretString", "")
+            known_secret(value, f"secret value of {secret['Name']}")
+            try:
+                parsed = json.loads(value)
+            except ValueError:
+                continue
+            entries = [parsed, parsed.get("previous")] if isinstance(parsed, dict) else []
+            for entry in entries:
+                if isinstance(entry, dict) and isinstance(entry.get("key"), str):
+                    known_secret(entry["key"], f"key in {secret['Name']}")
+    items = env.client("dynamodb").scan(TableName=env.stack.outputs["LedgerTableName"])["Items"]
+    for item in items:
+        if "task_token" in item:
+            known_secret(item["task_token"]["S"], "Step Functions task token")
+    for message in env.emulation.outbox.messages:
+        if "?t=" in message["body"]:
+            known_secret(message["body"].split("?t=", 1)[1].split()[0], "approval token")
 
 
 def execution_arn(env: LocalRuntime, name: str) -> str:
