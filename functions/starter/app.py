@@ -8,7 +8,7 @@ import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from podrelease import config
-from podrelease.obs import get_logger
+from podrelease.obs import bind_release, get_logger
 from podrelease.release import start_release
 
 logger = get_logger()
@@ -20,7 +20,6 @@ WATCHED = config.csv("WATCHED_REPOSITORIES")
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     result = start_release(sfn, STATE_MACHINE_ARN, event, WATCHED)
-    if result.get("name"):
-        logger.set_correlation_id(result["name"])
+    bind_release(logger, result.get("name"))  # the execution name is the release id
     logger.info("release start", extra={"result": result})
     return result

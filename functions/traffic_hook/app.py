@@ -19,7 +19,7 @@ PHASE = config.require("HOOK_PHASE")
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
-        result = hooks.run_checks(lambda_client, codedeploy, event, PHASE)
+        result = hooks.run_checks(lambda_client, codedeploy, event, PHASE, on_release=lambda rid: bind_release(logger, rid))
     except Exception:
         logger.exception("hook checks crashed; reporting Failed so CodeDeploy rolls back")
         hooks.report(codedeploy, event, passed=False)

@@ -19,7 +19,9 @@ lifecycle event id the engine registered.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import logging
 import os
 import threading
 from dataclasses import dataclass
@@ -42,7 +44,7 @@ from local import signing
 from local.emulation import Emulation
 from local.images import Pushed, Pusher
 from local.stack import LocalFunction, Stack
-from podrelease import deploy
+from podrelease import deploy, obs
 from podrelease.errors import (
     ConfigurationError,
     DeploymentFailed,
@@ -745,6 +747,27 @@ def test_hook_reports_failed_even_when_its_checks_crash(site: Site, monkeypatch:
     assert info.value.response["Error"]["Code"] == "ResourceNotFoundException"
     # THEN the verdict still reached CodeDeploy, so the deployment does not hang on the hook
     assert reported(site, hooked) == {hooked.execution_id: "Failed"}
+
+
+def test_hook_crash_line_carries_the_release_id(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The correlation id is bound as soon as the deployment names the release, before any check runs."""
+    image = site.registry.pusher.push_podinfo(REPOSITORY, "6.9.1")
+    hooked = created_by_hand(site, image.digest, "99")
+    app = hook_app(monkeypatch, "BeforeAllowTraffic")
+    printed = io.StringIO()
+    handlers = [h for h in logging.getLogger(obs.SERVICE).handlers if isinstance(h, logging.StreamHandler)]
+    previous = [h.setStream(printed) for h in handlers]
+    try:
+        with pytest.raises(ClientError):
+            app.handler(hooked.event(), Context())
+    finally:
+        for handler, stream in zip(handlers, previous, strict=True):
+            handler.setStream(stream)
+    lines = [json.loads(line) for line in printed.getvalue().splitlines() if line.startswith("{")]
+    crash = [line for line in lines if line["message"].startswith("hook checks crashed")]
+    assert crash, lines
+    assert crash[0]["correlation_id"] == execution_name(REPOSITORY, image.digest)
+    assert crash[0]["release_id"] == execution_name(REPOSITORY, image.digest)
 
 
 def test_hook_without_a_phase_fails_at_import(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:

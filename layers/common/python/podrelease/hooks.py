@@ -13,9 +13,12 @@ import base64
 import json
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from podrelease.deploy import ALIAS, appspec_versions, parse_description
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 PATHS = ("/healthz", "/readyz", "/version")
 
@@ -76,11 +79,19 @@ def call(lambda_client: Any, function_name: str, qualifier: str, path: str, corr
     return {"path": path, "ok": ok, "status": code, "detail": body[:200]}
 
 
-def run_checks(lambda_client: Any, codedeploy: Any, event: dict[str, Any], phase: str) -> dict[str, Any]:
-    """Check the deployment's new version (phase BeforeAllowTraffic) or its alias (AfterAllowTraffic)."""
+def run_checks(
+    lambda_client: Any, codedeploy: Any, event: dict[str, Any], phase: str, on_release: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    """Check the deployment's new version (phase BeforeAllowTraffic) or its alias (AfterAllowTraffic).
+
+    `on_release` is called with the release id as soon as the deployment's description names it, so
+    every log line of the checks (and of a crash) carries the correlation id.
+    """
     info = codedeploy.get_deployment(deploymentId=event["DeploymentId"])["deploymentInfo"]
     facts = parse_description(info.get("description", ""))
     correlation_id = facts.get("release", "unknown")
+    if on_release is not None and "release" in facts:
+        on_release(correlation_id)
     revision = info.get("revision", {})
     versions = appspec_versions(revision["appSpecContent"]["content"])
     function, target = versions["function"], versions["target"]
