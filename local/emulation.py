@@ -241,7 +241,10 @@ class LambdaRuntime:
     def run(self, function: LocalFunction, qualifier: str | None, event: Any) -> dict[str, Any]:
         if function.code_dir is None:
             return self._podinfo(function, qualifier, event)
-        config = lambda_backend(self.stack.account, self.stack.region).get_function(function.name)
+        try:
+            config = lambda_backend(self.stack.account, self.stack.region).get_function(function.name)
+        except Exception:  # an asynchronous invocation that outlived its runtime (stopped, reset)
+            return {"error": {"errorType": "ResourceNotFoundException", "errorMessage": f"{function.name} no longer exists"}}
         worker = self._checkout(function)
         reply = worker.call(event, float(config.timeout))
         if worker.alive():
