@@ -16,7 +16,7 @@ export AWS_DEFAULT_REGION ?= us-east-1
 .PHONY: help install demo test lint unit integration statemachine e2e conformance bench build clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: requirements-dev.txt layers/common/requirements.txt
 	$(PYTHON) -m venv $(VENV)
