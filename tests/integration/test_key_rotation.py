@@ -140,7 +140,7 @@ def test_a_token_that_is_neither_pending_nor_current_is_refused(sm: Any) -> None
     old_version = next(v for v, s in old.items() if "AWSCURRENT" in s)
     _rotate(sm, "00000000-0000-4000-8000-000000000005", time.time() + GRACE + 1)
     # The first version is now AWSPREVIOUS.
-    with pytest.raises(RotationError, match="is not AWSPENDING"):
+    with pytest.raises(RotationError, match="is not staged AWSPENDING"):
         rotate(sm, {"SecretId": SECRET, "ClientRequestToken": old_version, "Step": "finishSecret"}, ttl_seconds=TTL)
 
 

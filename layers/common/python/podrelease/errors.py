@@ -149,6 +149,10 @@ class SecretTestFailed(RotationError):
     """testSecret: the service does not accept a request authenticated with the pending value."""
 
 
+class RotationTooSoon(RotationError):
+    """The current key is younger than the grace it must keep (approval links still rely on it)."""
+
+
 class RotationBusy(RotationError):
     """The environment's lock is held (a release deploying, or another rotation): this rotation waits."""
 

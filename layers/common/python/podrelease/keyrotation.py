@@ -27,31 +27,17 @@ import time
 from datetime import datetime
 from typing import Any
 
-from botocore.exceptions import ClientError
-
 from podrelease.approval import KEY_CACHE_SECONDS, MIN_KEY_BYTES, KeyRing, mint_token, parse_key_secret, verify_token
-from podrelease.errors import ReleaseError
+from podrelease.errors import ReleaseError, RotationError, RotationTooSoon
+from podrelease.errors import SecretTestFailed as RotationTestFailed
 from podrelease.obs import get_logger, register_secret
+from podrelease.secretstages import CURRENT, PENDING, STEPS, already_current, current_version, pending_string, promote_pending
 
 logger = get_logger("keyrotation")
 
-CURRENT, PENDING = "AWSCURRENT", "AWSPENDING"
-STEPS = ("createSecret", "setSecret", "testSecret", "finishSecret")
 #: Bytes of a new signing key (HMAC-SHA256: 256 bits is the block-size-independent minimum).
 NEW_KEY_BYTES = max(MIN_KEY_BYTES, 32)
 _PROBE_TTL = 60
-
-
-class RotationError(ReleaseError):
-    """A rotation step cannot run for this secret and token; nothing was changed."""
-
-
-class RotationTooSoon(RotationError):
-    """The current key is younger than the approval TTL: rotating now would drop a key still in use."""
-
-
-class RotationTestFailed(RotationError):
-    """The pending key does not sign and verify, or links signed with the current key would stop verifying."""
 
 
 def new_kid(token: str) -> str:
@@ -65,24 +51,7 @@ def _stage_guard(sm: Any, secret_id: str, token: str) -> tuple[dict[str, Any], b
     if described.get("RotationEnabled") is False:
         msg = f"secret {secret_id} does not have rotation enabled"
         raise RotationError(msg)
-    stages = described.get("VersionIdsToStages", {})
-    if token not in stages:
-        msg = f"version {token} is not a version of secret {secret_id}; refusing to rotate"
-        raise RotationError(msg)
-    if CURRENT in stages[token]:
-        return described, True
-    if PENDING not in stages[token]:
-        msg = f"version {token} of secret {secret_id} is not AWSPENDING; refusing to rotate"
-        raise RotationError(msg)
-    return described, False
-
-
-def _current_version(described: dict[str, Any]) -> str:
-    for version, stages in described.get("VersionIdsToStages", {}).items():
-        if CURRENT in stages:
-            return str(version)
-    msg = f"secret {described.get('ARN')} has no AWSCURRENT version"
-    raise RotationError(msg)
+    return described, already_current(described, token)
 
 
 def _value(sm: Any, secret_id: str, **selector: str) -> str:
@@ -92,13 +61,7 @@ def _value(sm: Any, secret_id: str, **selector: str) -> str:
 
 
 def _pending_exists(sm: Any, secret_id: str, token: str) -> bool:
-    try:
-        _value(sm, secret_id, VersionId=token, VersionStage=PENDING)
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in {"ResourceNotFoundException", "InvalidRequestException"}:
-            return False
-        raise
-    return True
+    return pending_string(sm, secret_id, token) is not None
 
 
 def _created_at(sm: Any, secret_id: str, version_id: str) -> float | None:
@@ -121,8 +84,11 @@ def create_secret(sm: Any, secret_id: str, token: str, *, ttl_seconds: int, now:
     if done or _pending_exists(sm, secret_id, token):
         logger.info("createSecret: pending key already exists", extra={"version": token})
         return
-    current_version = _current_version(described)
-    created = _created_at(sm, secret_id, current_version)
+    current = current_version(described)
+    if current is None:
+        msg = f"secret {secret_id} has no AWSCURRENT version"
+        raise RotationError(msg)
+    created = _created_at(sm, secret_id, current)
     grace = ttl_seconds + KEY_CACHE_SECONDS
     if created is not None and now - created < grace:
         msg = (
@@ -130,10 +96,10 @@ def create_secret(sm: Any, secret_id: str, token: str, *, ttl_seconds: int, now:
             "(APPROVAL_TTL_SECONDS + key cache) would drop the previous key while links signed with it are valid"
         )
         raise RotationTooSoon(msg)
-    current = json.loads(_value(sm, secret_id, VersionStage=CURRENT))
+    current_value = json.loads(_value(sm, secret_id, VersionStage=CURRENT))
     key = base64.b64encode(secrets.token_bytes(NEW_KEY_BYTES)).decode("ascii")
     register_secret(key)
-    pending = {"kid": new_kid(token), "key": key, "previous": {"kid": current["kid"], "key": current["key"]}}
+    pending = {"kid": new_kid(token), "key": key, "previous": {"kid": current_value["kid"], "key": current_value["key"]}}
     parse_key_secret(json.dumps(pending))  # never store a value approval.py cannot read
     sm.put_secret_value(SecretId=secret_id, ClientRequestToken=token, SecretString=json.dumps(pending), VersionStages=[PENDING])
     logger.info("createSecret: pending key stored", extra={"version": token, "kid": pending["kid"]})
@@ -188,15 +154,8 @@ def check_pending(sm: Any, secret_id: str, token: str, *, now: float) -> None:
 
 
 def finish_secret(sm: Any, secret_id: str, token: str) -> None:
-    described, done = _stage_guard(sm, secret_id, token)
-    if not done:
-        sm.update_secret_version_stage(
-            SecretId=secret_id, VersionStage=CURRENT, MoveToVersionId=token, RemoveFromVersionId=_current_version(described)
-        )
-    # Secrets Manager drops AWSPENDING after a successful rotation; doing it here too leaves none behind
-    # when the step is retried or run by hand.
-    if PENDING in described.get("VersionIdsToStages", {}).get(token, []):
-        sm.update_secret_version_stage(SecretId=secret_id, VersionStage=PENDING, RemoveFromVersionId=token)
+    described, _ = _stage_guard(sm, secret_id, token)
+    promote_pending(sm, secret_id, token, described)
     logger.info("finishSecret: pending key is now current", extra={"version": token})
 
 

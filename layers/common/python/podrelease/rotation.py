@@ -42,7 +42,6 @@ from podrelease.errors import (
     LockBusy,
     RotationBusy,
     RotationError,
-    RotationTokenUnknown,
     SecretKmsAccessDenied,
     SecretNotFound,
     SecretTestFailed,
@@ -50,10 +49,10 @@ from podrelease.errors import (
 )
 from podrelease.ledger import Ledger
 from podrelease.obs import register_secret
+from podrelease.secretstages import PENDING, STEPS, already_current, pending_string, promote_pending
 
 SECRET_KEY = "jwt-secret"  # noqa: S105 - the field name in the secret's JSON value, not a secret
 ISSUER = "podinfo"
-STEPS = ("createSecret", "setSecret", "testSecret", "finishSecret")
 KMS_ERRORS = {"DecryptionFailure", "EncryptionFailure", "KMSAccessDeniedException", "KMSDisabledException",
               "KMSInvalidStateException", "KMSNotFoundException"}
 
@@ -164,12 +163,11 @@ class Rotator:
 
     def _pending_value(self, arn: str, token: str) -> str | None:
         try:
-            reply = self._call("get_secret_value", SecretId=arn, VersionId=token, VersionStage="AWSPENDING")
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("ResourceNotFoundException", "InvalidRequestException"):
-                return None
+            text = pending_string(self.sm, arn, token)
+        except ClientError:
+            self._call("get_secret_value", SecretId=arn, VersionId=token, VersionStage=PENDING)  # names the error
             raise
-        return secret_value(reply["SecretString"]) if reply.get("SecretString") else None
+        return secret_value(text) if text else None
 
     def _current(self, arn: str) -> tuple[str, str]:
         reply = self._call("get_secret_value", SecretId=arn, VersionStage="AWSCURRENT")
@@ -184,15 +182,9 @@ class Rotator:
         target = self.targets.get(arn)
         if target is None:
             raise SecretNotFound(f"secret {meta.get('Name', secret_id)!r} is not a workload secret this function rotates")
-        stages = meta.get("VersionIdsToStages", {}).get(token)
-        if stages is None:
-            raise RotationTokenUnknown(f"ClientRequestToken {token} is not a version of secret {meta.get('Name')}")
-        if "AWSCURRENT" in stages:
-            self._tidy_done(arn, token, stages, target)
+        if already_current(meta, token):
+            self._tidy_done(arn, token, meta, target)
             return {"step": step, "state": "done", "environment": target.environment}
-        if "AWSPENDING" not in stages:
-            msg = f"version {token} of secret {meta.get('Name')} is not staged AWSPENDING: not a rotation in progress"
-            raise RotationTokenUnknown(msg)
         try:
             self._lock(target, token)
             result = getattr(self, "_" + step)(_Step(arn, token, target, meta))
@@ -207,9 +199,8 @@ class Rotator:
         except LockBusy as exc:
             raise RotationBusy(f"rotation {token} of the {target.environment} secret waits: {exc}") from exc
 
-    def _tidy_done(self, arn: str, token: str, stages: list[str], target: Target) -> None:
-        if "AWSPENDING" in stages:
-            self._call("update_secret_version_stage", SecretId=arn, VersionStage="AWSPENDING", RemoveFromVersionId=token)
+    def _tidy_done(self, arn: str, token: str, meta: dict[str, Any], target: Target) -> None:
+        promote_pending(self.sm, arn, token, meta)  # already current: only a left-over AWSPENDING goes
         self.ledger.release_lock(target.environment, token)
 
     # -- the four steps --------------------------------------------------------------------------------
@@ -265,10 +256,11 @@ class Rotator:
 
     def _finishSecret(self, step: _Step) -> str:  # noqa: N802
         arn, token, target = step.arn, step.token, step.target
-        current = next((v for v, s in step.meta.get("VersionIdsToStages", {}).items() if "AWSCURRENT" in s), None)
-        self._call("update_secret_version_stage", SecretId=arn, VersionStage="AWSCURRENT", MoveToVersionId=token,
-                   **({"RemoveFromVersionId": current} if current else {}))
-        self._call("update_secret_version_stage", SecretId=arn, VersionStage="AWSPENDING", RemoveFromVersionId=token)
+        try:
+            current = promote_pending(self.sm, arn, token, step.meta)
+        except ClientError:
+            self._call("describe_secret", SecretId=arn)  # names a KMS or missing-secret error
+            raise
         self.ledger.release_lock(target.environment, token)
         return f"AWSCURRENT moved from {current} to {token}"
 
