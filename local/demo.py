@@ -279,6 +279,9 @@ def run(scenario: Scenario, manual: bool, minute_seconds: float, work_dir: Path)
         executions = [e for e in sfn.list_executions(stateMachineArn=env.stack.outputs["ReleaseStateMachineArn"])["executions"]
                       if e["name"].startswith(release[:30])]
         problems = check_outcome(env, scenario, image, execution)
+        # The demo's own (local, throw-away) secrets, for the e2e tier's log scan: a separate process
+        # cannot otherwise know them. Never written anywhere but this local work directory.
+        (work_dir / "known-secrets.json").write_text(json.dumps(env.known_secrets()))
         if scenario.duplicate_events and len(executions) != 1:
             problems.append(f"{len(executions)} executions for one digest, expected exactly 1")
         record = env.client("dynamodb").get_item(TableName=env.stack.outputs["LedgerTableName"],
@@ -398,6 +401,7 @@ def run_rotation(scenario: Scenario, minute_seconds: float, work_dir: Path) -> i
         if failed:
             problems.append(f"{len(failed)} failed requests: {failed[:5]}")
         ok = sum(c.ok for c in clients)
+        (work_dir / "known-secrets.json").write_text(json.dumps(env.known_secrets()))  # for the e2e log scan
         if ok < 20:
             problems.append(f"only {ok} successful requests: not enough traffic to mean anything")
         print(flush=True)

@@ -200,6 +200,34 @@ class LocalRuntime(AbstractContextManager["LocalRuntime"]):
         emulation.timeline.add("local", f"stack {STACK} created from template.yaml ({len(stack.resources)} resources)")
         return cls(server, endpoint, emulation, stack, session, pusher, key, urls, work_dir, sigstore, saved_config)
 
+    def known_secrets(self) -> list[tuple[str, str]]:
+        """(value, kind) of every secret this local AWS holds or handed out: each Secrets Manager
+        version (and keys inside JSON values), Step Functions task tokens, mailed approval tokens.
+        The log scans use it to prove none of them reached a log line."""
+        found: list[tuple[str, str]] = []
+        sm = self.client("secretsmanager")
+        for secret in sm.list_secrets()["SecretList"]:
+            for version in sm.list_secret_version_ids(SecretId=secret["ARN"])["Versions"]:
+                value = sm.get_secret_value(SecretId=secret["ARN"], VersionId=version["VersionId"]).get("SecretString", "")
+                found.append((value, f"secret value of {secret['Name']}"))
+                try:
+                    parsed = json.loads(value)
+                except ValueError:
+                    continue
+                entries = [parsed, parsed.get("previous")] if isinstance(parsed, dict) else []
+                found.extend(
+                    (entry[field], f"{field} in {secret['Name']}")
+                    for entry in entries
+                    for field in ("key", "jwt-secret")
+                    if isinstance(entry, dict) and isinstance(entry.get(field), str)
+                )
+        items = self.client("dynamodb").scan(TableName=self.stack.outputs["LedgerTableName"])["Items"]
+        found += [(item["task_token"]["S"], "Step Functions task token") for item in items if "task_token" in item]
+        for message in self.emulation.outbox.messages:
+            if "?t=" in message["body"]:
+                found.append((message["body"].split("?t=", 1)[1].split()[0], "approval token"))
+        return found
+
     def stop(self) -> None:
         self.emulation.shutdown()
         Emulation.uninstall()

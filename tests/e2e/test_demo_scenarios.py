@@ -7,6 +7,7 @@ the prod repository, locks) and exits 0 only when all of it is as the scenario e
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -31,9 +32,13 @@ def test_scenario_ends_as_expected(scenario: str, tmp_path: Path) -> None:
     )
     output = result.stdout + result.stderr
     # The suite-wide log scan (tests/conftest.py) checks what the demo printed and its function logs
-    # (<work dir>/<scenario>/logs, under this session's temp dir); the approval tokens it mailed are
-    # the secrets this process can know.
+    # (<work dir>/<scenario>/logs, under this session's temp dir).
     scan_text(f"make demo SCENARIO={scenario} output", output)
+    # The demo leaves the secrets of its local AWS (secret versions, task tokens, approval tokens)
+    # beside its logs, so the scan knows exactly what must not appear.
+    for known in sorted(tmp_path.rglob("known-secrets.json")):
+        for value, kind in json.loads(known.read_text()):
+            known_secret(value, f"{kind} (make demo SCENARIO={scenario})")
     for mail in sorted(tmp_path.rglob("outbox/*.eml")):
         body = mail.read_text(errors="replace")
         for link in re.findall(r"\?t=([A-Za-z0-9_.-]+)", body):

@@ -5,7 +5,6 @@ One local runtime per test module (moto server + emulation + the stack from temp
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,27 +30,9 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRuntime]:
 
 
 def tell_log_scan(env: LocalRuntime) -> None:
-    """Give the suite-wide log scan this runtime's secrets: every secret version, task tokens, approval tokens."""
-    sm = env.client("secretsmanager")
-    for secret in sm.list_secrets()["SecretList"]:
-        for version in sm.list_secret_version_ids(SecretId=secret["ARN"])["Versions"]:
-            value = sm.get_secret_value(SecretId=secret["ARN"], VersionId=version["VersionId"]).get("SecretString", "")
-            known_secret(value, f"secret value of {secret['Name']}")
-            try:
-                parsed = json.loads(value)
-            except ValueError:
-                continue
-            entries = [parsed, parsed.get("previous")] if isinstance(parsed, dict) else []
-            for entry in entries:
-                if isinstance(entry, dict) and isinstance(entry.get("key"), str):
-                    known_secret(entry["key"], f"key in {secret['Name']}")
-    items = env.client("dynamodb").scan(TableName=env.stack.outputs["LedgerTableName"])["Items"]
-    for item in items:
-        if "task_token" in item:
-            known_secret(item["task_token"]["S"], "Step Functions task token")
-    for message in env.emulation.outbox.messages:
-        if "?t=" in message["body"]:
-            known_secret(message["body"].split("?t=", 1)[1].split()[0], "approval token")
+    """Give the suite-wide log scan this runtime's secrets (see LocalRuntime.known_secrets)."""
+    for value, kind in env.known_secrets():
+        known_secret(value, kind)
 
 
 def execution_arn(env: LocalRuntime, name: str) -> str:
