@@ -236,6 +236,17 @@ def check_outcome(env: LocalRuntime, scenario: Scenario, image: Pushed, executio
     return problems
 
 
+def verdict(env: LocalRuntime, scenario: Scenario, problems: list[str], started: float) -> int:
+    """The scenario's last lines: where the logs are, how long it took, and whether it ended as expected."""
+    print(f"   logs     {env.work_dir / 'logs'}", flush=True)
+    print(f"   took     {time.time() - started:.1f}s", flush=True)
+    if problems:
+        print(f"== scenario {scenario.name}: NOT as expected: " + "; ".join(problems), flush=True)
+        return 1
+    print(f"== scenario {scenario.name}: ended as expected", flush=True)
+    return 0
+
+
 def run(scenario: Scenario, manual: bool, minute_seconds: float, work_dir: Path) -> int:
     if scenario.secret_rotation:
         return run_rotation(scenario, minute_seconds, work_dir)
@@ -297,13 +308,7 @@ def run(scenario: Scenario, manual: bool, minute_seconds: float, work_dir: Path)
             print(f"   ledger   outcome={record.get('outcome', {}).get('S')} stopped_at={record.get('stopped_at', {}).get('S', '-')}",
                   flush=True)
         print(f"   emails   {len(env.emulation.outbox.messages)} in {env.emulation.outbox.folder}", flush=True)
-        print(f"   logs     {env.work_dir / 'logs'}", flush=True)
-        print(f"   took     {time.time() - started:.1f}s", flush=True)
-        if problems:
-            print(f"== scenario {scenario.name}: NOT as expected: " + "; ".join(problems), flush=True)
-            return 1
-        print(f"== scenario {scenario.name}: ended as expected", flush=True)
-        return 0
+        return verdict(env, scenario, problems, started)
 
 
 class TokenClient:
@@ -411,13 +416,7 @@ def run_rotation(scenario: Scenario, minute_seconds: float, work_dir: Path) -> i
         print(f"   traffic  {ok} requests ok, {len(failed)} failed; tokens issued: "
               + ", ".join(f"{c.name} {c.tokens}" for c in clients), flush=True)
         print(f"   ended    {'SUCCEEDED' if not problems else 'FAILED'}", flush=True)
-        print(f"   logs     {env.work_dir / 'logs'}", flush=True)
-        print(f"   took     {time.time() - started:.1f}s", flush=True)
-        if problems:
-            print(f"== scenario {scenario.name}: NOT as expected: " + "; ".join(problems), flush=True)
-            return 1
-        print(f"== scenario {scenario.name}: ended as expected", flush=True)
-        return 0
+        return verdict(env, scenario, problems, started)
 
 
 def _labels(labels: dict[str, list[str]]) -> str:
