@@ -9,20 +9,33 @@ PYTHON    ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12
 PY        := $(VENV)/bin/python
 SCENARIO  ?= happy
 APPROVAL  ?= auto
+# The browser tier drives this Chromium (Debian's `chromium` package; `make install` installs it).
+CHROMIUM  ?= /usr/bin/chromium
+SUDO      := $(if $(filter 0,$(shell id -u)),,sudo)
+export CHROMIUM
 export PYTHONPATH := layers/common/python:.
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help install demo test lint unit integration statemachine e2e conformance bench build clean
+.PHONY: help install demo test lint unit integration statemachine e2e browser conformance bench build clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: requirements-dev.txt layers/common/requirements.txt
+$(VENV)/.installed: requirements-dev.txt layers/common/requirements.txt | $(CHROMIUM)
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
 	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
 	touch $@
+
+# The browser tier's Chromium, from Debian (playwright's own browser download is never used).
+# Without apt-get, say what to do: the browser tier then fails with the same advice.
+$(CHROMIUM):
+	@if command -v apt-get >/dev/null; then \
+	  set -x; $(SUDO) apt-get update -q && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium; \
+	else \
+	  echo "warning: $(CHROMIUM) is missing and apt-get is not available: install Chromium and run make with CHROMIUM=/path/to/chromium (the browser tier needs it)" >&2; \
+	fi
 
 # checkov and zizmor, in a virtualenv of their own as well.
 LINT_VENV ?= .venv-lint
@@ -39,7 +52,7 @@ $(SAM_VENV)/.installed: requirements-sam.txt
 	$(SAM_VENV)/bin/pip install --quiet -r requirements-sam.txt
 	touch $@
 
-install: $(VENV)/.installed $(SAM_VENV)/.installed $(LINT_VENV)/.installed ## create the virtualenvs (done by demo and test too)
+install: $(VENV)/.installed $(SAM_VENV)/.installed $(LINT_VENV)/.installed ## create the virtualenvs and install Debian chromium if missing (done by demo and test too)
 
 demo: $(VENV)/.installed ## run a whole release locally: make demo [SCENARIO=happy|...|all] [APPROVAL=auto|manual]
 	$(PY) -m local.demo --scenario $(SCENARIO) --approval $(APPROVAL)
@@ -54,7 +67,7 @@ lint: $(VENV)/.installed $(SAM_VENV)/.installed $(LINT_VENV)/.installed ## stati
 	BC_SKIP_MAPPING=TRUE $(LINT_VENV)/bin/checkov --quiet --compact --config-file .checkov.yaml -f template.yaml build/checkov/template.json
 	$(LINT_VENV)/bin/zizmor --offline .github/workflows
 
-test: lint build ## static checks and sam build, then every test tier (unit, integration, statemachine, e2e)
+test: lint build ## static checks and sam build, then every test tier (unit, integration, statemachine, e2e, browser)
 	$(PY) -m pytest
 
 unit: $(VENV)/.installed ## unit tests only
@@ -68,6 +81,9 @@ statemachine: $(VENV)/.installed ## the shipped ASL through the local runtime
 
 e2e: $(VENV)/.installed ## the demo scenarios
 	$(PY) -m pytest tests/e2e
+
+browser: $(VENV)/.installed ## the approval page in headless Chromium, on a real release of the local runtime
+	$(PY) -m pytest tests/browser
 
 conformance: $(VENV)/.installed ## the sigstore-conformance client on the bundle vectors
 	$(PY) -m pytest tests/conformance
