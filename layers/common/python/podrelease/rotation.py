@@ -26,13 +26,10 @@ environment while a rotation is between steps, and a rotation never starts while
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,60 +46,22 @@ from podrelease.errors import (
 )
 from podrelease.ledger import Ledger
 from podrelease.obs import register_secret
+from podrelease.secretgate import ISSUER, SECRET_KEY, check_token, parse_secret_string, sign_token, verify_token
 from podrelease.secretstages import PENDING, STEPS, already_current, pending_string, promote_pending
 
-SECRET_KEY = "jwt-secret"  # noqa: S105 - the field name in the secret's JSON value, not a secret
-ISSUER = "podinfo"
+__all__ = ["ISSUER", "SECRET_KEY", "Rotator", "Target", "check_token", "podinfo_request", "secret_value", "sign_token",
+           "staging_labels", "verify_token"]
+
 KMS_ERRORS = {"DecryptionFailure", "EncryptionFailure", "KMSAccessDeniedException", "KMSDisabledException",
               "KMSInvalidStateException", "KMSNotFoundException"}
 
 
-# --- podinfo-compatible tokens (HS256 JWT, issuer "podinfo") ------------------------------------------
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def sign_token(secret: str, name: str = "anonymous", ttl: int = 60, now: float | None = None) -> tuple[str, int]:
-    """A token as podinfo's `POST /token` issues it: (token, expires_at epoch seconds)."""
-    expires = int((time.time() if now is None else now) + ttl)
-    header = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
-    claims = _b64(json.dumps({"name": name, "iss": ISSUER, "exp": expires}, separators=(",", ":")).encode())
-    signature = hmac.new(secret.encode(), f"{header}.{claims}".encode(), hashlib.sha256).digest()
-    return f"{header}.{claims}.{_b64(signature)}", expires
-
-
-def verify_token(token: str, accepted: Iterable[str], now: float | None = None) -> dict[str, Any] | None:
-    """The token's claims when it is an unexpired HS256 token of issuer podinfo signed by any of
-    the `accepted` secrets; None otherwise."""
-    parts = token.split(".")
-    if len(parts) != 3:
-        return None
-    try:
-        header = json.loads(_unb64(parts[0]))
-        claims = json.loads(_unb64(parts[1]))
-        signature = _unb64(parts[2])
-    except ValueError:
-        return None
-    if not isinstance(header, dict) or header.get("alg") != "HS256" or not isinstance(claims, dict):
-        return None
-    signed = f"{parts[0]}.{parts[1]}".encode()
-    if not any(hmac.compare_digest(hmac.new(s.encode(), signed, hashlib.sha256).digest(), signature) for s in accepted if s):
-        return None
-    if claims.get("iss") != ISSUER or not isinstance(claims.get("exp"), int):
-        return None
-    if claims["exp"] < (time.time() if now is None else now):
-        return None
-    return claims
-
-
+# --- podinfo-compatible tokens: one copy, in podrelease.secretgate (it ships in the workload image) ---
 def secret_value(secret_string: str) -> str:
-    value = json.loads(secret_string)[SECRET_KEY]
+    """The `jwt-secret` of a SecretString, registered for log redaction."""
+    value = parse_secret_string(secret_string, "workload secret")
     register_secret(value)
-    return str(value)
+    return value
 
 
 # --- the rotation -----------------------------------------------------------------------------------
