@@ -8,6 +8,7 @@ APIs CloudFormation would call, in dependency order. The state machine's definit
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import os
@@ -55,6 +56,7 @@ class Stack:
     attributes: dict[str, dict[str, str]] = field(default_factory=dict)
     functions: dict[str, LocalFunction] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
+    mappings: dict[str, Any] = field(default_factory=dict)
 
     def function_by_name(self, name: str) -> LocalFunction | None:
         short = name.split(":function:")[-1].split(":")[0]
@@ -160,6 +162,11 @@ class Resolver:
                 return str(self.resolve(arg[1])).split(arg[0])
             if key == "Fn::If":
                 return self.resolve(arg[1] if self.conditions.get(arg[0], False) else arg[2])
+            if key == "Fn::FindInMap":
+                name, first, second = (self.resolve(item) for item in arg)
+                return self.stack.mappings[name][first][second]
+            if key == "Fn::Base64":
+                return base64.b64encode(str(self.resolve(arg)).encode()).decode()
         return {k: self.resolve(v) for k, v in value.items()}
 
     def evaluate_conditions(self, definitions: dict[str, Any]) -> dict[str, bool]:
@@ -445,6 +452,92 @@ class Provisioner:
             events.put_targets(Rule=name, Targets=targets)
         self._set(logical_id, name, Arn=arn)
 
+    # --- the EC2 fleet --------------------------------------------------------------------------------
+    def create_IAM_InstanceProfile(self, logical_id: str, props: dict[str, Any]) -> None:
+        iam = self.client("iam")
+        name = props.get("InstanceProfileName") or f"{self.stack.name}-{logical_id}"[:128]
+        profile = iam.create_instance_profile(InstanceProfileName=name)["InstanceProfile"]
+        for role in props.get("Roles", []):
+            iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=role)
+        self._set(logical_id, name, Arn=profile["Arn"])
+
+    def create_EC2_SecurityGroup(self, logical_id: str, props: dict[str, Any]) -> None:
+        ec2 = self.client("ec2")
+        group_id = ec2.create_security_group(GroupName=f"{self.stack.name}-{logical_id}", Description=props["GroupDescription"],
+                                             VpcId=props["VpcId"])["GroupId"]
+
+        def permissions(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            out = []
+            for rule in rules:
+                perm: dict[str, Any] = {"IpProtocol": rule["IpProtocol"], "FromPort": int(rule["FromPort"]), "ToPort": int(rule["ToPort"])}
+                if "CidrIp" in rule:
+                    perm["IpRanges"] = [{"CidrIp": rule["CidrIp"], "Description": rule.get("Description", "")}]
+                if "SourceSecurityGroupId" in rule:
+                    perm["UserIdGroupPairs"] = [{"GroupId": rule["SourceSecurityGroupId"]}]
+                out.append(perm)
+            return out
+
+        if props.get("SecurityGroupIngress"):
+            ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=permissions(props["SecurityGroupIngress"]))
+        if props.get("SecurityGroupEgress"):
+            ec2.authorize_security_group_egress(GroupId=group_id, IpPermissions=permissions(props["SecurityGroupEgress"]))
+        self._set(logical_id, group_id, GroupId=group_id)
+
+    def create_ElasticLoadBalancingV2_LoadBalancer(self, logical_id: str, props: dict[str, Any]) -> None:
+        lb = self.client("elbv2").create_load_balancer(
+            Name=props["Name"], Subnets=props["Subnets"], SecurityGroups=props.get("SecurityGroups", []),
+            Scheme=props.get("Scheme", "internet-facing"), Type=props.get("Type", "application"),
+        )["LoadBalancers"][0]
+        if props.get("LoadBalancerAttributes"):
+            self.client("elbv2").modify_load_balancer_attributes(LoadBalancerArn=lb["LoadBalancerArn"],
+                                                                 Attributes=props["LoadBalancerAttributes"])
+        full_name = lb["LoadBalancerArn"].split(":loadbalancer/", 1)[1]
+        self._set(logical_id, lb["LoadBalancerArn"], DNSName=lb["DNSName"], LoadBalancerFullName=full_name,
+                  LoadBalancerName=lb["LoadBalancerName"])
+
+    def create_ElasticLoadBalancingV2_TargetGroup(self, logical_id: str, props: dict[str, Any]) -> None:
+        keys = ("Name", "Protocol", "Port", "VpcId", "TargetType", "HealthCheckPath", "HealthCheckIntervalSeconds",
+                "HealthyThresholdCount", "UnhealthyThresholdCount")
+        group = self.client("elbv2").create_target_group(**{k: props[k] for k in keys if k in props})["TargetGroups"][0]
+        arn = group["TargetGroupArn"]
+        self._set(logical_id, arn, TargetGroupFullName=arn.split(":", 5)[5], TargetGroupName=group["TargetGroupName"])
+
+    def create_ElasticLoadBalancingV2_Listener(self, logical_id: str, props: dict[str, Any]) -> None:
+        listener = self.client("elbv2").create_listener(
+            LoadBalancerArn=props["LoadBalancerArn"], Protocol=props["Protocol"], Port=int(props["Port"]),
+            DefaultActions=props["DefaultActions"],
+        )["Listeners"][0]
+        self._set(logical_id, listener["ListenerArn"], ListenerArn=listener["ListenerArn"])
+
+    def create_ElasticLoadBalancingV2_ListenerRule(self, logical_id: str, props: dict[str, Any]) -> None:
+        rule = self.client("elbv2").create_rule(ListenerArn=props["ListenerArn"], Priority=int(props["Priority"]),
+                                                Conditions=props["Conditions"], Actions=props["Actions"])["Rules"][0]
+        self._set(logical_id, rule["RuleArn"])
+
+    def create_EC2_LaunchTemplate(self, logical_id: str, props: dict[str, Any]) -> None:
+        template = self.client("ec2").create_launch_template(
+            LaunchTemplateName=props.get("LaunchTemplateName") or f"{self.stack.name}-{logical_id}",
+            LaunchTemplateData=props["LaunchTemplateData"],
+        )["LaunchTemplate"]
+        self._set(logical_id, template["LaunchTemplateId"], LatestVersionNumber=str(template["LatestVersionNumber"]),
+                  DefaultVersionNumber=str(template["DefaultVersionNumber"]))
+
+    def create_AutoScaling_AutoScalingGroup(self, logical_id: str, props: dict[str, Any]) -> None:
+        name = props.get("AutoScalingGroupName") or f"{self.stack.name}-{logical_id}"
+        subnets = props["VPCZoneIdentifier"]
+        self.client("autoscaling").create_auto_scaling_group(
+            AutoScalingGroupName=name,
+            LaunchTemplate={"LaunchTemplateId": props["LaunchTemplate"]["LaunchTemplateId"],
+                            "Version": str(props["LaunchTemplate"]["Version"])},
+            MinSize=int(props["MinSize"]), MaxSize=int(props["MaxSize"]), DesiredCapacity=int(props.get("DesiredCapacity", props["MinSize"])),
+            VPCZoneIdentifier=",".join(subnets) if isinstance(subnets, list) else subnets,
+            TargetGroupARNs=props.get("TargetGroupARNs", []), HealthCheckType=props.get("HealthCheckType", "EC2"),
+            HealthCheckGracePeriod=int(props.get("HealthCheckGracePeriod", 0)),
+            Tags=[{"Key": t["Key"], "Value": str(t["Value"]), "PropagateAtLaunch": bool(t.get("PropagateAtLaunch"))}
+                  for t in props.get("Tags", [])],
+        )
+        self._set(logical_id, name)
+
     def create_CodeDeploy_Application(self, logical_id: str, props: dict[str, Any]) -> None:
         self.client("codedeploy").create_application(applicationName=props["ApplicationName"], computePlatform=props["ComputePlatform"])
         self._set(logical_id, props["ApplicationName"])
@@ -474,5 +567,9 @@ def create_stack(session: Any, name: str, region: str, account: str, parameters:
             parameters[key] = spec["Default"]
         if spec.get("Type") == "CommaDelimitedList" and isinstance(parameters.get(key), str):
             parameters[key] = [part.strip() for part in parameters[key].split(",")]
-    stack = Stack(name=name, region=region, account=account, parameters=parameters, resources=translated["Resources"])
+        if spec.get("Type", "").startswith("AWS::SSM::Parameter::Value<") and isinstance(parameters.get(key), str):
+            # CloudFormation resolves these parameters from SSM at deploy time (moto carries the public AMI ones).
+            parameters[key] = session.client("ssm", region_name=region).get_parameter(Name=parameters[key])["Parameter"]["Value"]
+    stack = Stack(name=name, region=region, account=account, parameters=parameters, resources=translated["Resources"],
+                  mappings=translated.get("Mappings", {}))
     return Provisioner(session, stack, translated, local_paths, source).create_all()
