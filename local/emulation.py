@@ -166,7 +166,8 @@ class LambdaRuntime:
         self.all_workers: list[_Worker] = []
         self.lock = threading.Lock()
         self.route_counter: dict[str, itertools.count[int]] = {}
-        self.secret_caches: dict[str, standin.SecretCache] = {}
+        self.secret_caches: dict[str, standin.StagedSource] = {}
+        self.secrets_extension: standin.SecretsExtension | None = None  # started on the first secret read
         logs_dir.mkdir(parents=True, exist_ok=True)
 
     def _env(self, function: LocalFunction) -> dict[str, str]:
@@ -215,9 +216,12 @@ class LambdaRuntime:
     def stop(self) -> None:
         with self.lock:
             workers, self.all_workers, self.idle = self.all_workers, [], {}
+            extension, self.secrets_extension, self.secret_caches = self.secrets_extension, None, {}
         for worker in workers:
             with contextlib.suppress(OSError):
                 worker.stop()
+        if extension is not None:
+            extension.stop()
 
     # The single entry point moto calls for every invocation.
     def invoke(self, function_name: str, qualifier: str | None, body: Any, headers: Any, response_headers: dict[str, str]) -> bytes:
@@ -282,20 +286,23 @@ class LambdaRuntime:
         return {"result": reply, "version": version}
 
 
-    def _secret_cache(self, function: LocalFunction) -> standin.SecretCache | None:
-        """One cache per function, like one per execution environment of the workload."""
+    def _secret_cache(self, function: LocalFunction) -> standin.StagedSource | None:
+        """One source per function, like one per execution environment of the workload, reading the
+        staged values as the image's gate does on Lambda: through the Parameters and Secrets
+        extension's HTTP API (emulated by `local.secrets_extension`, started on first use)."""
         arn = function.environment.get("WORKLOAD_SECRET_ARN")
         if not arn:
             return None
         with self.lock:
-            if function.name not in self.secret_caches:
+            if self.secrets_extension is None:
                 import boto3
 
-                ttl = float(function.environment.get("SECRET_CACHE_SECONDS", "10"))
-                self.secret_caches[function.name] = standin.SecretCache(
+                self.secrets_extension = standin.SecretsExtension(
                     lambda: boto3.client("secretsmanager", region_name=self.stack.region, endpoint_url=self.endpoint,
-                                         aws_access_key_id="local", aws_secret_access_key="local"),  # noqa: S106
-                    arn, ttl)
+                                         aws_access_key_id="local", aws_secret_access_key="local")).start()  # noqa: S106
+            if function.name not in self.secret_caches:
+                ttl = float(function.environment.get("SECRET_CACHE_SECONDS", "10"))
+                self.secret_caches[function.name] = self.secrets_extension.source(arn, ttl)
             return self.secret_caches[function.name]
 
 

@@ -11,24 +11,31 @@ The image decides the behaviour: the version comes from the image config's
   `errors`    health endpoints pass, but every other request is a function error (a canary alarm)
   `crash`     every request is a function error
 
-podinfo's JWT endpoints are answered too: `POST /token` issues a token signed with the workload
-secret's AWSCURRENT value, `GET /token/validate` accepts a token signed with AWSCURRENT, AWSPREVIOUS
-or AWSPENDING. The values come from Secrets Manager (the function's `WORKLOAD_SECRET_ARN`), read
-when first needed and again after `SECRET_CACHE_SECONDS`, as the workload does on Lambda: a rotated
-value is picked up without a redeploy, and the previous one stays accepted.
+podinfo's JWT endpoints are answered by the code the image runs in front of podinfo,
+`podrelease.secretgate.token_reply`: `POST /token` issues a token signed with the workload secret's
+AWSCURRENT value, `GET /token/validate` accepts a token signed with AWSCURRENT, AWSPREVIOUS or
+AWSPENDING. The local runtime reads the staged values as the image does on Lambda: through the
+Parameters and Secrets extension's HTTP API (emulated by `local.secrets_extension`), with the gate's
+`SECRET_CACHE_SECONDS` snapshot per execution environment, so a rotated value is picked up without
+a redeploy and the previous one stays accepted.
 """
 
 from __future__ import annotations
 
+import base64
 import json
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import ClientError
 
-from podrelease.rotation import secret_value, sign_token, verify_token
+from local.secrets_extension import SecretsExtension
+from podrelease.rotation import secret_value
+from podrelease.secretgate import CURRENT, StagedSource, WorkloadSecretUnreadable, is_token_path, token_reply
+
+__all__ = ["FAULT_LABEL", "VERSION_LABEL", "FunctionError", "SdkSource", "SecretCache", "SecretsExtension", "StagedSource",
+           "handle"]
 
 FAULT_LABEL = "dev.podinfo-release.demo-fault"
 VERSION_LABEL = "org.opencontainers.image.version"
@@ -38,53 +45,32 @@ class FunctionError(Exception):
     """The function itself failed (Lambda reports FunctionError: Unhandled)."""
 
 
-class SecretCache:
-    """The staged values of one workload secret, re-read from Secrets Manager after `ttl` seconds."""
+class SdkSource(StagedSource):
+    """The staged values read with a Secrets Manager client, for in-process tests where no extension
+    runs (moto's `mock_aws`). The snapshot, its cache time and the stage rules are secretgate's."""
 
-    STAGES = ("AWSCURRENT", "AWSPREVIOUS", "AWSPENDING")
+    MISSING = frozenset({"ResourceNotFoundException", "InvalidRequestException"})
 
     def __init__(self, client: Callable[[], Any], secret_arn: str, ttl: float) -> None:
-        self.client, self.secret_arn, self.ttl = client, secret_arn, ttl
-        self.values: dict[str, str] = {}
-        self.read_at = 0.0
-        self.lock = threading.Lock()
+        super().__init__(ttl)
+        self.client, self.secret_arn = client, secret_arn
 
-    def staged(self) -> dict[str, str]:
-        with self.lock:
-            if time.monotonic() - self.read_at >= self.ttl:
-                sm = self.client()
-                values = {}
-                for stage in self.STAGES:
-                    try:
-                        reply = sm.get_secret_value(SecretId=self.secret_arn, VersionStage=stage)
-                    except ClientError as exc:
-                        if exc.response.get("Error", {}).get("Code") in ("ResourceNotFoundException", "InvalidRequestException"):
-                            continue  # no version carries this stage (or it has no value yet)
-                        raise
-                    if reply.get("SecretString"):
-                        values[stage] = secret_value(reply["SecretString"])
-                self.values, self.read_at = values, time.monotonic()
-            return dict(self.values)
+    def describe(self) -> str:
+        return f"secret {self.secret_arn} (Secrets Manager API)"
+
+    def _read_stage(self, stage: str) -> str | None:
+        try:
+            reply = self.client().get_secret_value(SecretId=self.secret_arn, VersionStage=stage)
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if stage != CURRENT and code in self.MISSING:
+                return None  # no version carries this stage (or it has no value yet)
+            raise WorkloadSecretUnreadable(f"{self.describe()} {stage}: {code}") from None
+        text = reply.get("SecretString")
+        return secret_value(text) if text else None
 
 
-def _token_endpoint(event: dict[str, Any], path: str, secrets: SecretCache | None) -> dict[str, Any]:
-    if secrets is None:
-        return _reply(500, {"code": 500, "message": "no workload secret configured"})
-    staged = secrets.staged()
-    if path == "/token":
-        if "AWSCURRENT" not in staged:
-            return _reply(500, {"code": 500, "message": "workload secret unreadable"})
-        name = event.get("body") or "anonymous"
-        token, expires = sign_token(staged["AWSCURRENT"], name=name)
-        return _reply(200, {"token": token, "expires_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires))})
-    header = (event.get("headers") or {}).get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        return _reply(401, {"code": 401, "message": "authorization bearer header required"})
-    claims = verify_token(token, staged.values())
-    if claims is None:
-        return _reply(401, {"code": 401, "message": "Invalid authorization token"})
-    return _reply(200, {"token_name": claims.get("name"), "expires_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(claims["exp"]))})
+SecretCache = SdkSource  # the name tests/unit/test_rotation.py imports
 
 
 def _reply(status: int, body: dict[str, Any]) -> dict[str, Any]:
@@ -92,7 +78,18 @@ def _reply(status: int, body: dict[str, Any]) -> dict[str, Any]:
             "body": json.dumps(body), "isBase64Encoded": False}
 
 
-def handle(event: dict[str, Any], image_uri: str, labels: dict[str, str], secrets: SecretCache | None = None) -> dict[str, Any]:
+def _token_endpoint(event: dict[str, Any], path: str, secrets: StagedSource | None) -> dict[str, Any]:
+    method = event.get("requestContext", {}).get("http", {}).get("method", "GET")
+    body = event.get("body") or ""
+    raw = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode()
+    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+    reply = token_reply(method, path, headers.get("authorization"), raw, secrets, now=time.time())
+    assert reply is not None  # is_token_path(path) holds
+    return {"statusCode": reply.status, "headers": {k.lower(): v for k, v in reply.headers.items()},
+            "body": reply.body.decode(), "isBase64Encoded": False}
+
+
+def handle(event: dict[str, Any], image_uri: str, labels: dict[str, str], secrets: StagedSource | None = None) -> dict[str, Any]:
     fault = labels.get(FAULT_LABEL, "")
     version = labels.get(VERSION_LABEL, "0.0.0")
     path = event.get("rawPath") or event.get("requestContext", {}).get("http", {}).get("path", "/")
@@ -106,7 +103,7 @@ def handle(event: dict[str, Any], image_uri: str, labels: dict[str, str], secret
         return _reply(200, {"status": "OK"})
     if path == "/version":
         return _reply(200, {"version": version, "commit": image_uri.rsplit("@", 1)[-1][7:19]})
-    if path in ("/token", "/token/validate"):
+    if is_token_path(path):
         return _token_endpoint(event, path, secrets)
     if fault == "errors":
         raise FunctionError(f"podinfo {version}: demo fault 'errors' on {path}")
