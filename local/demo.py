@@ -227,12 +227,48 @@ def check_outcome(env: LocalRuntime, scenario: Scenario, image: Pushed, executio
             problems.append(f"{environment} alias is left mid-shift: {alias['RoutingConfig']}")
         if live != should:
             problems.append(f"{environment} live alias {'runs' if live else 'does not run'} the new digest")
+        problems.extend(fleet_problems(env, environment, image.digest, should))
     if promoted != (scenario.expect_status == "SUCCEEDED"):
         problems.append(f"prod repository {'has' if promoted else 'lacks'} the digest")
     holders = [env_ for env_ in ("dev", "prod")
                if env.client("dynamodb").get_item(TableName=outputs["LedgerTableName"], Key={"pk": {"S": f"lock#{env_}"}}).get("Item")]
     if holders:
         problems.append(f"locks still held: {holders}")
+    return problems
+
+
+def fleet_view(env: LocalRuntime, environment: str) -> dict[str, Any]:
+    """The environment's fleet as AWS describes it: listener weights, and per colour the image its
+    Auto Scaling group launches and how many instances it runs."""
+    elb, asg = env.client("elbv2"), env.client("autoscaling")
+    physical = env.stack.physical
+    prefix = f"Fleet{environment.capitalize()}"
+    listener = elb.describe_listeners(ListenerArns=[physical[f"{prefix}Listener"]])["Listeners"][0]
+    by_arn = {physical[f"{prefix}{c.capitalize()}"]: c for c in ("blue", "green")}
+    forward = listener["DefaultActions"][0]["ForwardConfig"]["TargetGroups"]
+    view: dict[str, Any] = {"weights": {by_arn[g["TargetGroupArn"]]: int(g["Weight"]) for g in forward}}
+    for colour in ("blue", "green"):
+        group = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[physical[f"{prefix}{colour.capitalize()}Group"]])["AutoScalingGroups"][0]
+        tags = {t["Key"]: t["Value"] for t in group.get("Tags", [])}
+        view[colour] = {"image": tags.get("podinfo-image", ""), "instances": len(group.get("Instances", []))}
+    return view
+
+
+def fleet_problems(env: LocalRuntime, environment: str, digest: str, should_run: bool) -> list[str]:
+    """What is wrong with the environment's fleet: traffic must be whole on one colour, that colour
+    must run the new digest exactly when `should_run`, and the other colour must be scaled to zero."""
+    view = fleet_view(env, environment)
+    live = [c for c, w in view["weights"].items() if w == 100]
+    if len(live) != 1:
+        return [f"{environment} fleet is left mid-shift: {view['weights']}"]
+    idle = "green" if live[0] == "blue" else "blue"
+    problems = []
+    if view[live[0]]["image"].endswith(digest) != should_run:
+        problems.append(f"{environment} fleet's live colour {live[0]} {'runs' if not should_run else 'does not run'} the new digest")
+    if view[live[0]]["instances"] == 0:
+        problems.append(f"{environment} fleet's live colour {live[0]} has no instances")
+    if view[idle]["instances"]:
+        problems.append(f"{environment} fleet's idle colour {idle} still runs {view[idle]['instances']} instances")
     return problems
 
 

@@ -1,0 +1,253 @@
+"""The EC2 fleet controller (podrelease.fleet) against moto's ELBv2, Auto Scaling and CloudWatch.
+
+GIVEN an environment's fleet as the template builds it (ALB listener forwarding by weight to blue
+and green target groups, an Auto Scaling group per colour, the fleet alarm)
+WHEN a release starts, advances through its phases, meets an alarm, a failed check or an abort
+THEN the listener's weights, the groups' sizes and image tags are what the phase promises.
+
+podinfo's answers through the ALB are the one thing moto cannot give: the controller's HTTP GET
+is replaced by a function answering as podinfo would (or failing where the test says).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from podrelease.errors import ConfigurationError, DeploymentFailed
+from podrelease.fleet import Fleet, FleetTarget, canary_plan
+
+REGION = "us-east-1"
+DIGEST_OLD = "sha256:" + "a" * 64
+DIGEST_NEW = "sha256:" + "b" * 64
+REPO = "123456789012.dkr.ecr.us-east-1.amazonaws.com/podinfo"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Podinfo:
+    """podinfo's answers through the ALB; `failing` paths answer 503."""
+
+    def __init__(self) -> None:
+        self.failing: set[str] = set()
+        self.requests: list[tuple[str, dict[str, str]]] = []
+
+    def __call__(self, url: str, headers: dict[str, str]) -> tuple[int, str]:
+        self.requests.append((url, headers))
+        path = "/" + url.split("/", 3)[3]
+        if path in self.failing:
+            return 503, '{"status": "not ready"}'
+        return 200, json.dumps({"version": "6.9.2"} if path == "/version" else {"status": "OK"})
+
+
+@pytest.fixture
+def aws() -> Iterator[dict[str, Any]]:
+    with mock_aws():
+        ec2 = boto3.client("ec2", REGION)
+        elb = boto3.client("elbv2", REGION)
+        asg = boto3.client("autoscaling", REGION)
+        cw = boto3.client("cloudwatch", REGION)
+        vpc = ec2.describe_vpcs()["Vpcs"][0]["VpcId"]
+        subnets = [s["SubnetId"] for s in ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"]][:2]
+        lb = elb.create_load_balancer(Name="podinfo-dev", Subnets=subnets)["LoadBalancers"][0]
+        tgs = {c: elb.create_target_group(Name=f"dev-{c}", Protocol="HTTP", Port=80, VpcId=vpc, HealthCheckPath="/readyz")
+               ["TargetGroups"][0]["TargetGroupArn"] for c in ("blue", "green")}
+        listener = elb.create_listener(LoadBalancerArn=lb["LoadBalancerArn"], Protocol="HTTP", Port=80, DefaultActions=[
+            {"Type": "forward", "ForwardConfig": {"TargetGroups": [{"TargetGroupArn": tgs["blue"], "Weight": 100},
+                                                                   {"TargetGroupArn": tgs["green"], "Weight": 0}]}}])["Listeners"][0]
+        image = ec2.describe_images()["Images"][0]["ImageId"]
+        template = ec2.create_launch_template(LaunchTemplateName="dev", LaunchTemplateData={"ImageId": image, "InstanceType": "t4g.small"})
+        for colour, size in (("blue", 2), ("green", 0)):
+            asg.create_auto_scaling_group(
+                AutoScalingGroupName=f"dev-{colour}", MinSize=0, MaxSize=2, DesiredCapacity=size, VPCZoneIdentifier=",".join(subnets),
+                LaunchTemplate={"LaunchTemplateId": template["LaunchTemplate"]["LaunchTemplateId"], "Version": "$Latest"},
+                TargetGroupARNs=[tgs[colour]],
+                Tags=[{"Key": "podinfo-image", "Value": f"{REPO}@{DIGEST_OLD}", "PropagateAtLaunch": True}])
+        cw.put_metric_alarm(AlarmName="fleet-dev-errors", Namespace="AWS/ApplicationELB", MetricName="HTTPCode_Target_5XX_Count",
+                            Statistic="Sum", Period=60, EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanOrEqualToThreshold")
+        spec = {"listener": listener["ListenerArn"], "blue_group": "dev-blue", "green_group": "dev-green",
+                "blue_target_group": tgs["blue"], "green_target_group": tgs["green"], "alarm": "fleet-dev-errors",
+                "url": "http://podinfo-dev.example", "size": 2, "canary": "CodeDeployDefault.LambdaCanary10Percent5Minutes"}
+        yield {"elb": elb, "asg": asg, "cw": cw, "ec2": ec2, "spec": spec}
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def podinfo() -> Podinfo:
+    return Podinfo()
+
+
+def fleet_of(aws: dict[str, Any], podinfo: Podinfo, clock: Clock, **changes: Any) -> Fleet:
+    target = FleetTarget.from_env("dev", json.dumps(aws["spec"] | changes), minute_seconds=60.0)
+    assert target is not None
+    return Fleet(aws["elb"], aws["asg"], aws["cw"], target, get=podinfo, clock=clock)
+
+
+def sizes(aws: dict[str, Any]) -> dict[str, int]:
+    groups = aws["asg"].describe_auto_scaling_groups(AutoScalingGroupNames=["dev-blue", "dev-green"])["AutoScalingGroups"]
+    return {g["AutoScalingGroupName"].split("-")[1]: len(g["Instances"]) for g in groups}
+
+
+def image_tag(aws: dict[str, Any], colour: str) -> str:
+    group = aws["asg"].describe_auto_scaling_groups(AutoScalingGroupNames=[f"dev-{colour}"])["AutoScalingGroups"][0]
+    return next(t["Value"] for t in group["Tags"] if t["Key"] == "podinfo-image")
+
+
+def started(fleet: Fleet) -> dict[str, Any]:
+    return fleet.start("rel-1", DIGEST_NEW, f"{REPO}@{DIGEST_NEW}")
+
+
+# --- the schedule ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("name", "steps", "minutes"), [
+    ("CodeDeployDefault.LambdaCanary10Percent5Minutes", [10, 100], 5),
+    ("CodeDeployDefault.LambdaCanary10Percent15Minutes", [10, 100], 15),
+    ("CodeDeployDefault.LambdaLinear10PercentEvery1Minute", [10, 20, 30, 40, 50, 60, 70, 80, 90, 100], 1),
+    ("CodeDeployDefault.LambdaLinear30PercentEvery2Minutes", [30, 60, 90, 100], 2),
+    ("CodeDeployDefault.LambdaAllAtOnce", [100], 0),
+])
+def test_canary_plan_follows_the_deployment_config(name: str, steps: list[int], minutes: int) -> None:
+    assert canary_plan(name) == (steps, minutes)
+
+
+def test_unknown_schedule_and_bad_description_are_named_errors(aws: dict[str, Any]) -> None:
+    with pytest.raises(ConfigurationError, match="names no canary"):
+        canary_plan("MyCustomConfig")
+    with pytest.raises(ConfigurationError, match="FLEET_DEV is not a fleet description"):
+        FleetTarget.from_env("dev", '{"listener": "x"}')
+    assert FleetTarget.from_env("dev", "") is None  # no fleet in this stack
+
+
+# --- the whole way through --------------------------------------------------------------------------------
+def test_release_moves_traffic_in_canary_steps_then_retires_the_old_colour(aws: dict[str, Any], podinfo: Podinfo, clock: Clock) -> None:
+    fleet = fleet_of(aws, podinfo, clock)
+    state = started(fleet)
+    assert (state["phase"], state["live"], state["idle"]) == ("launching", "blue", "green")
+    assert image_tag(aws, "green") == f"{REPO}@{DIGEST_NEW}"
+    assert image_tag(aws, "blue") == f"{REPO}@{DIGEST_OLD}"
+    assert sizes(aws) == {"blue": 2, "green": 2}
+
+    state = fleet.advance(state)  # healthy: pre-traffic checks on green, then 10 %
+    assert state["phase"] == "shifting"
+    assert fleet.weights() == {"blue": 90, "green": 10}
+    # the pre-traffic checks reached the green colour only, with the correlation id
+    assert all(h.get("X-Podinfo-Colour") == "green" and h["X-Correlation-Id"] == "rel-1" for _, h in podinfo.requests)
+
+    clock.now += 299  # the 5-minute bake is not over: nothing moves
+    state = fleet.advance(state)
+    assert fleet.weights() == {"blue": 90, "green": 10}
+
+    clock.now += 1
+    state = fleet.advance(state)
+    assert fleet.weights() == {"blue": 0, "green": 100}
+    state = fleet.advance(state)  # post-traffic checks through the listener
+    assert state["phase"] == "shifted"
+    # held while the Lambda target is still shifting: blue keeps running, so both can still roll back
+    assert fleet.advance(state, retire=False)["phase"] == "shifted"
+    assert sizes(aws) == {"blue": 2, "green": 2}
+
+    state = fleet.advance(state, retire=True)
+    assert sizes(aws)["blue"] == 0
+    state = fleet.advance(state)
+    assert state["phase"] == "Succeeded"
+
+    # the next release goes to blue, the now idle colour
+    following = fleet.start("rel-2", DIGEST_OLD, f"{REPO}@{DIGEST_OLD}")
+    assert (following["live"], following["idle"]) == ("green", "blue")
+
+
+def test_a_digest_already_live_is_not_redeployed(aws: dict[str, Any], podinfo: Podinfo, clock: Clock) -> None:
+    fleet = fleet_of(aws, podinfo, clock)
+    state = fleet.start("rel-0", DIGEST_OLD, f"{REPO}@{DIGEST_OLD}")
+    assert state["phase"] == "Succeeded"
+    assert sizes(aws) == {"blue": 2, "green": 0}
+
+
+def test_tags_are_refused(aws: dict[str, Any], podinfo: Podinfo, clock: Clock) -> None:
+    with pytest.raises(DeploymentFailed, match="by digest only"):
+        fleet_of(aws, podinfo, clock).start("rel-1", DIGEST_NEW, f"{REPO}:latest")
+    assert sizes(aws) == {"blue": 2, "green": 0}
+    assert image_tag(aws, "green") == f"{REPO}@{DIGEST_OLD}"
+
+
+# --- failures roll back ------------------------------------------------------------------------------------
+def test_alarm_during_the_canary_moves_traffic_back(aws: dict[str, Any], podinfo: Podinfo, clock: Clock) -> None:
+    fleet = fleet_of(aws, podinfo, clock)
+    state = fleet.advance(started(fleet))
+    assert fleet.weights() == {"blue": 90, "green": 10}
+    aws["cw"].set_alarm_state(AlarmName="fleet-dev-errors", StateValue="ALARM", StateReason="5xx from green")
+    with pytest.raises(DeploymentFailed, match=r"alarm fleet-dev-errors is in ALARM \(5xx from green\)"):
+        fleet.advance(state)
+    assert fleet.weights() == {"blue": 100, "green": 0}
+    assert sizes(aws) == {"blue": 2, "green": 0}
+
+
+def test_failed_pre_traffic_check_keeps_all_traffic_on_the_old_colour(aws: dict[str, Any], podinfo: Podinfo, clock: Clock) -> None:
+    fleet = fleet_of(aws, podinfo, clock)
+    podinfo.failing = {"/readyz"}
+    with pytest.raises(DeploymentFailed, match=r"pre-traffic checks failed on the green colour \(/readyz -> 503\)"):
+        fleet.advance(started(fleet))
+    assert fleet.weights() == {"blue": 100, "green": 0}
+    assert sizes(aws) == {"blue": 2, "green": 0}
+
+
+def test_failed_post_traffic_check_rolls_back(aws: dict[str, Any], podinfo: Podinfo, clock: Clock) -> None:
+    fleet = fleet_of(aws, podinfo, clock, canary="CodeDeployDefault.LambdaAllAtOnce")
+    state = fleet.advance(started(fleet))
+    assert fleet.weights() == {"blue": 0, "green": 100}
+    podinfo.failing = {"/version"}
+    with pytest.raises(DeploymentFailed, match="post-traffic checks failed"):
+        fleet.advance(state)
+    assert fleet.weights() == {"blue": 100, "green": 0}
+    assert sizes(aws) == {"blue": 2, "green": 0}
+
+
+def test_instances_that_never_get_healthy_time_out(aws: dict[str, Any], podinfo: Podinfo, clock: Clock) -> None:
+    fleet = fleet_of(aws, podinfo, clock)
+    state = started(fleet)
+    green = [i["InstanceId"] for i in aws["asg"].describe_auto_scaling_groups(AutoScalingGroupNames=["dev-green"])
+             ["AutoScalingGroups"][0]["Instances"]]
+    aws["ec2"].stop_instances(InstanceIds=green)  # the target group reports them unused, never healthy
+    state = fleet.advance(state)
+    assert state["phase"] == "launching"  # still within the launch window
+    clock.now += 15 * 60 + 1
+    with pytest.raises(DeploymentFailed, match="did not pass the /readyz health check"):
+        fleet.advance(state)
+    assert fleet.weights() == {"blue": 100, "green": 0}
+    assert sizes(aws) == {"blue": 2, "green": 0}
+
+
+def test_abort_undoes_a_release_in_flight_and_nothing_once_done(aws: dict[str, Any], podinfo: Podinfo, clock: Clock) -> None:
+    fleet = fleet_of(aws, podinfo, clock)
+    state = fleet.advance(started(fleet))
+    assert "traffic back on blue" in (fleet.abort(state) or "")
+    assert fleet.weights() == {"blue": 100, "green": 0}
+    assert sizes(aws) == {"blue": 2, "green": 0}
+    assert fleet.abort({"phase": "Succeeded"}) is None
+
+
+def test_a_split_left_by_a_crashed_release_is_taken_back_first(aws: dict[str, Any], podinfo: Podinfo, clock: Clock) -> None:
+    fleet = fleet_of(aws, podinfo, clock)
+    fleet.scale("green", 2)
+    fleet.set_weights({"blue": 70, "green": 30})
+    state = started(fleet)
+    assert (state["live"], state["idle"]) == ("blue", "green")
+    assert fleet.weights() == {"blue": 100, "green": 0}
+    assert state["phase"] == "draining"  # green had instances: they go before new ones start
+    state = fleet.advance(state)
+    assert state["phase"] == "launching"
+    assert image_tag(aws, "green") == f"{REPO}@{DIGEST_NEW}"
