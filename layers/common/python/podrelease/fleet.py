@@ -247,7 +247,8 @@ class Fleet:
                 self._roll_back(state)
                 detail = ", ".join(f"{i}: {s}" for i, s in health.items()) or "no instance in service"
                 msg = (f"{self.target.environment} fleet: the {idle} instances did not pass the /readyz health check within "
-                       f"{self.target.launch_timeout_seconds:g}s ({detail}) and were scaled to zero; {state['live']} kept all traffic")
+                       f"{self.target.launch_timeout_seconds:g}s ({detail}) and were scaled to zero; "
+                       f"{state['live']} kept all traffic")
                 raise DeploymentFailed(msg)
             return state | {"health": health}
         checks = self.checks(idle, release)
@@ -284,7 +285,8 @@ class Fleet:
             msg = (f"{self.target.environment} fleet: post-traffic checks failed ({failed}); traffic moved back to "
                    f"{state['live']} and {state['idle']} was scaled to zero")
             raise DeploymentFailed(msg)
-        return state | {"phase": "shifted", "since": now, "checks": [*state["checks"], {"phase": "post-traffic", "results": checks}]}
+        checks_so_far = [*state["checks"], {"phase": "post-traffic", "results": checks}]
+        return state | {"phase": "shifted", "since": now, "checks": checks_so_far}
 
     def _roll_back(self, state: dict[str, Any]) -> None:
         self.set_weights({state["live"]: 100, state["idle"]: 0})
