@@ -335,7 +335,10 @@ def _rfc3339(epoch: int) -> str:
 def route_path(raw: str) -> str:
     """The path a router sees: percent-decoded, duplicate slashes and dot segments removed (so
     `/%74oken` or `//token/./validate` cannot slip past the gate to podinfo's own token endpoints)."""
-    path = urllib.parse.unquote(urllib.parse.urlsplit(raw).path or "/")
+    target = raw.split("?", 1)[0].split("#", 1)[0]
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", target):  # absolute form: http://host/path
+        target = urllib.parse.urlsplit(target).path
+    path = urllib.parse.unquote(target or "/")
     cleaned = posixpath.normpath("/" + re.sub("/+", "/", path))
     cleaned = re.sub("^/+", "/", cleaned)
     return cleaned + "/" if path.endswith("/") and cleaned != "/" else cleaned
