@@ -1,0 +1,440 @@
+"""The approval page in a real browser, on real releases of the local runtime.
+
+GIVEN two signed, SBOM-attested releases of the local runtime, each paused at RequestApproval
+WHEN an approver (or a link scanner, a replayer, a forger) uses the emailed link in Chromium
+THEN GET changes nothing, only the page's buttons decide, and a replayed, forged or expired link is
+refused with a page saying so, all asserted through Step Functions, the ledger, ECR and Lambda.
+
+The tests run in file order and share the two releases: the first is looked at, approved and
+replayed; the second is attacked with forged and expired links while it waits, then rejected.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from playwright.sync_api import BrowserContext, Page, Response
+
+from local.demo import approval_link
+from local.images import Pushed
+from local.runtime import APPROVERS, PROD_REPOSITORY, WORKLOAD_REPOSITORY, LocalRuntime
+from podrelease.approval import KeyRing, mint_token, parse_key_secret
+from podrelease.events import execution_name
+from tests.conftest import APPROVAL_TOKEN_SHAPE, known_secret
+from tests.statemachine.conftest import execution_arn, history, ledger_item, live_image, wait_for, wait_for_state
+
+pytestmark = pytest.mark.browser
+
+ALICE, BOB = APPROVERS
+#: How often the read-only page is reloaded and fetched the way link scanners do.
+PREFETCHES = 5
+
+
+@dataclass
+class Release:
+    """One release paused at approval, as the test pushed it."""
+
+    name: str
+    image: Pushed
+    signature: Pushed
+    attestation: Pushed
+    links: dict[str, str] = field(default_factory=dict)
+    tabs: dict[str, Page] = field(default_factory=dict)  # pages left open on the link, for replays
+
+    @property
+    def digest(self) -> str:
+        return self.image.digest
+
+    def token(self, approver: str) -> str:
+        return token_of(self.links[approver])
+
+
+def token_of(link: str) -> str:
+    return parse_qs(urlparse(link).query)["t"][0]
+
+
+def claims_of(token: str) -> dict[str, Any]:
+    payload = token.split(".")[0]
+    return dict(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))))
+
+
+def with_token(link: str, token: str) -> str:
+    return link.split("?")[0] + "?t=" + token
+
+
+def push(env: LocalRuntime, version: str) -> tuple[Pushed, Pushed, Pushed]:
+    image = env.pusher.push_podinfo(WORKLOAD_REPOSITORY, version)
+    signature = env.pusher.sign_legacy(env.signing_key, image)
+    attestation = env.pusher.attest_sbom(env.signing_key, image)
+    return image, signature, attestation
+
+
+def snapshot(env: LocalRuntime, name: str) -> tuple[str, int, dict[str, Any]]:
+    """What a decision would change: the execution's status, its history, the approval record."""
+    status = env.client("stepfunctions").describe_execution(executionArn=execution_arn(env, name))["status"]
+    return status, len(history(env, name)), ledger_item(env, f"approval#{name}")
+
+
+def settled(env: LocalRuntime, name: str, timeout: float = 30) -> tuple[str, int, dict[str, Any]]:
+    """The snapshot once the approval request is done (every approver emailed and recorded)."""
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        now = snapshot(env, name)
+        notified = now[2].get("notified", {}).get("M", {})
+        if now == last and set(notified) == set(APPROVERS):
+            return now
+        last = now
+        time.sleep(0.5)
+    raise AssertionError(f"approval request of {name} never settled: {last}")
+
+
+def wait_paused(env: LocalRuntime, release: Release) -> Release:
+    wait_for_state(env, release.name, "RequestApproval", timeout=120)
+    for approver in APPROVERS:
+        link = approval_link(env, approver, release.name, timeout=60)
+        assert link is not None, f"no approval email for {approver}"
+        known_secret(token_of(link), "approval token")
+        release.links[approver] = link
+    settled(env, release.name)
+    return release
+
+
+def prod_digests(env: LocalRuntime) -> set[str]:
+    return {d["imageDigest"] for d in env.client("ecr").describe_images(repositoryName=PROD_REPOSITORY)["imageDetails"]}
+
+
+def heading(page: Page) -> str:
+    return page.locator("h1").inner_text().strip()
+
+
+def facts(page: Page) -> dict[str, str]:
+    return dict(zip(page.locator("dt").all_inner_texts(), page.locator("dd").all_inner_texts(), strict=True))
+
+
+def block(page: Page, title: str) -> Any:
+    return json.loads(page.locator(f"h2:text-is('{title}') + pre").inner_text())
+
+
+def press(page: Page, button: str) -> Response:
+    """Press a button on the page; return the response to the request it sent."""
+    with page.expect_response(lambda r: r.url.split("?")[0] == page.url.split("?")[0] and r.request.method != "GET") as sent:
+        page.get_by_role("button", name=button).click()
+    response = sent.value
+    page.wait_for_load_state()
+    return response
+
+
+def assert_refused(page: Page, response: Response | None, status: int, title: str) -> None:
+    assert response is not None
+    assert response.status == status, f"expected {status} {title!r}, got {response.status} {heading(page)!r}"
+    assert heading(page) == title
+    assert page.get_by_role("button").count() == 0, "a refusal page must offer no decision"
+    assert response.headers["cache-control"] == "no-store"
+
+
+# --- the two releases ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def key_ring(env: LocalRuntime) -> KeyRing:
+    """The stack's approval signing keys (read as the approval functions read them)."""
+    secret = env.client("secretsmanager").get_secret_value(SecretId=env.stack.physical["ApprovalSigningKey"])["SecretString"]
+    return parse_key_secret(secret)
+
+
+@pytest.fixture(scope="module")
+def second_push(env: LocalRuntime) -> dict[str, tuple[Pushed, Pushed, Pushed]]:
+    return {}
+
+
+@pytest.fixture(scope="module")
+def first(env: LocalRuntime, second_push: dict[str, tuple[Pushed, Pushed, Pushed]]) -> Release:
+    image, signature, attestation = push(env, "6.9.2")
+    release = Release(execution_name(WORKLOAD_REPOSITORY, image.digest), image, signature, attestation)
+    wait_paused(env, release)
+    # The second release is pushed now that the first has left dev: its dev rollout overlaps the
+    # first release's tests instead of adding to the tier's time.
+    second_push["pushed"] = push(env, "6.9.3")
+    return release
+
+
+@pytest.fixture(scope="module")
+def second(env: LocalRuntime, first: Release, second_push: dict[str, tuple[Pushed, Pushed, Pushed]]) -> Release:
+    image, signature, attestation = second_push["pushed"]
+    return wait_paused(env, Release(execution_name(WORKLOAD_REPOSITORY, image.digest), image, signature, attestation))
+
+
+# --- GET is read-only ---------------------------------------------------------------------------
+def test_the_link_shows_the_release_and_changes_nothing(
+    env: LocalRuntime, first: Release, context: BrowserContext, no_js_context: BrowserContext, page: Page
+) -> None:
+    before = settled(env, first.name)
+    assert before[0] == "RUNNING"
+
+    response = page.goto(first.links[ALICE])
+    assert response is not None
+    assert response.status == 200
+    assert heading(page) == f"Approve podinfo release {first.name} for prod?"
+    shown = facts(page)
+    assert shown["Release (correlation id)"] == first.name
+    assert shown["Repository"] == WORKLOAD_REPOSITORY
+    assert shown["Digest"] == first.digest
+    assert shown["Image"].endswith(f"/{WORKLOAD_REPOSITORY}@{first.digest}")
+    assert shown["Execution"] == execution_arn(env, first.name)
+    assert shown["You are"] == ALICE
+    # the signature and SBOM evidence is about this digest, from the signature and attestation pushed
+    evidence = block(page, "Signature and SBOM evidence")
+    assert evidence["verified"] is True
+    assert evidence["digest"] == first.digest
+    assert {(s["kind"], s["digest"], s["signature_manifest"]) for s in evidence["signatures"]} == {
+        ("simple-signing", first.digest, first.signature.digest)
+    }
+    assert evidence["sbom"]["digest"] == first.digest
+    assert [(s["format"], s["attestation_manifest"]) for s in evidence["sbom"]["sboms"]] == [("spdx", first.attestation.digest)]
+    assert evidence["sbom"]["sboms"][0]["sbom_digest"].startswith("sha256:")
+    # the dev results are this release's CodeDeploy deployment, which succeeded
+    dev = block(page, "Dev deployment results")["deployment"]
+    assert (dev["environment"], dev["status"]) == ("dev", "Succeeded")
+    cd = env.client("codedeploy")
+    deployment = cd.get_deployment(deploymentId=dev["id"])["deploymentInfo"]
+    assert f"release={first.name}" in deployment["description"]
+    assert deployment["status"] == "Succeeded"
+    # only a form decides; the page is not cached, not framed, leaks no referrer, runs no script
+    assert page.get_by_role("button", name="Approve").is_visible()
+    assert page.get_by_role("button", name="Reject").is_visible()
+    assert page.locator("form").get_attribute("method") == "post"
+    assert page.locator("script").count() == 0
+    headers = response.headers
+    assert headers["cache-control"] == "no-store"
+    assert headers["referrer-policy"] == "no-referrer"
+    assert headers["x-frame-options"] == "DENY"
+    assert "default-src 'none'" in headers["content-security-policy"]
+    assert "script-src" not in headers["content-security-policy"]
+
+    # WHEN the approver reloads it, a scanner fetches it (GET and HEAD), another profile opens it
+    for _ in range(PREFETCHES):
+        again = page.reload()
+        assert again is not None
+        assert again.status == 200
+    for _ in range(PREFETCHES):
+        fetched = context.request.get(first.links[ALICE], max_redirects=0)
+        assert fetched.status == 200
+        assert "Approve" in fetched.text()
+    head = context.request.head(first.links[ALICE])
+    assert head.status == 405
+    assert head.headers["allow"] == "GET, POST"
+    scanner = no_js_context.new_page()
+    assert (scanner.goto(first.links[BOB]) or pytest.fail("no response")).status == 200
+    scanner.close()
+    # Tabs left open on the page, to press their buttons after the decision (replays).
+    for label, approver in (("alice-second-tab", ALICE), ("bob", BOB)):
+        tab = context.new_page()
+        assert (tab.goto(first.links[approver]) or pytest.fail("no response")).status == 200
+        first.tabs[label] = tab
+
+    # THEN the release still waits, with the same history and the same approval record
+    time.sleep(1)
+    after = snapshot(env, first.name)
+    assert after == before
+    assert after[2]["status"]["S"] == "pending"
+    assert "decided_by" not in after[2]
+
+
+# --- POST decides -------------------------------------------------------------------------------
+def test_approve_button_posts_the_form_and_the_digest_reaches_prod(
+    env: LocalRuntime, first: Release, no_js_context: BrowserContext
+) -> None:
+    """With JavaScript off: the page is a plain HTML form, so it works without any."""
+    prod_before = live_image(env, "prod")
+    page = no_js_context.new_page()
+    assert (page.goto(first.links[ALICE]) or pytest.fail("no response")).status == 200
+
+    response = press(page, "Approve")
+
+    assert response.request.method == "POST"
+    assert response.request.headers["content-type"] == "application/x-www-form-urlencoded"
+    assert parse_qs(response.request.post_data or "") == {"t": [first.token(ALICE)], "decision": ["approve"]}
+    assert response.status == 200
+    assert heading(page) == "Release approved"
+    assert f"was approved by {ALICE}" in page.locator("p").inner_text()
+    page.close()
+    # THEN the same digest goes to prod and the release succeeds
+    execution = wait_for(env, first.name, timeout=120)
+    assert execution["status"] == "SUCCEEDED"
+    assert live_image(env, "prod").endswith(f"/{PROD_REPOSITORY}@{first.digest}")
+    assert live_image(env, "prod") != prod_before
+    assert first.digest in prod_digests(env)
+    record = ledger_item(env, f"approval#{first.name}")
+    assert (record["status"]["S"], record["decided_by"]["S"], record["callback"]["S"]) == ("approved", ALICE, "delivered")
+    assert record["decision_jti"]["S"] == claims_of(first.token(ALICE))["jti"]
+    assert ledger_item(env, f"release#{first.name}")["outcome"]["S"] == "SUCCEEDED"
+
+
+def test_a_decided_link_is_refused_when_replayed(env: LocalRuntime, first: Release, context: BrowserContext, page: Page) -> None:
+    decided = snapshot(env, first.name)
+    assert decided[0] == "SUCCEEDED"
+
+    # the link opened again
+    assert_refused(page, page.goto(first.links[ALICE]), 410, "Release already approved")
+    assert f"already approved by {ALICE}" in page.locator("p").inner_text()
+    # buttons pressed on pages opened before the decision: the same decision again, and the other one
+    assert_refused(
+        first.tabs["alice-second-tab"], press(first.tabs["alice-second-tab"], "Approve"), 410, "Release already approved"
+    )
+    assert_refused(first.tabs["bob"], press(first.tabs["bob"], "Reject"), 410, "Release already approved")
+    # the form replayed by a script, byte for byte
+    replay = context.request.post(first.links[ALICE].split("?")[0], form={"t": first.token(ALICE), "decision": "reject"})
+    assert replay.status == 410
+    for tab in first.tabs.values():
+        tab.close()
+
+    # THEN nothing changed: still approved by alice, still on prod
+    assert snapshot(env, first.name) == decided
+    assert live_image(env, "prod").endswith(f"/{PROD_REPOSITORY}@{first.digest}")
+
+
+# --- forged and expired links -------------------------------------------------------------------
+def _mac_altered(token: str, **_: Any) -> str:
+    payload, mac = token.split(".")
+    return f"{payload}.{'B' if mac[0] == 'A' else 'A'}{mac[1:]}"  # the first character: never padding bits
+
+
+def _claims_altered(token: str, **_: Any) -> str:
+    """Alice stretches her link's expiry by a year and keeps the MAC."""
+    claims = claims_of(token)
+    claims["exp"] += 365 * 24 * 3600
+    payload = base64.urlsafe_b64encode(json.dumps(claims, sort_keys=True, separators=(",", ":")).encode()).rstrip(b"=").decode()
+    return f"{payload}.{token.split('.')[1]}"
+
+
+def _resigned(token: str, ring: KeyRing, key: bytes | None = None, kid: str | None = None, **changes: Any) -> str:
+    claims = claims_of(token)
+    claims.update(changes)
+    return mint_token(
+        key or ring.signing_key,
+        kid or ring.current,
+        release_id=claims["rid"],
+        execution_arn=claims["exe"],
+        digest=claims["dig"],
+        approver=claims["apr"],
+        expires_at=claims["exp"],
+    )
+
+
+Forge = Callable[..., str]
+NOT_VALID, NOT_FOR_THIS = "This approval link is not valid", "This approval link is not valid for this release"
+FORGERIES: list[tuple[str, Forge, int, str]] = [
+    ("mac-altered", _mac_altered, 403, NOT_VALID),
+    ("claims-altered-mac-kept", _claims_altered, 403, NOT_VALID),
+    ("truncated", lambda token, **_: token[:-6], 403, NOT_VALID),
+    ("signed-with-another-key", lambda token, ring, **_: _resigned(token, ring, key=secrets.token_bytes(32)), 403, NOT_VALID),
+    ("unknown-key-id", lambda token, ring, **_: _resigned(token, ring, key=secrets.token_bytes(32), kid="v999"), 403, NOT_VALID),
+    ("not-a-token", lambda token, **_: "not-a-token", 403, NOT_VALID),
+    # genuinely signed (the real key leaked, say), but bound to someone or something else
+    ("signed-for-an-outsider", lambda token, ring, **_: _resigned(token, ring, apr="mallory@example.com"), 403, NOT_FOR_THIS),
+    ("signed-for-another-digest", lambda token, ring, other, **_: _resigned(token, ring, dig=other.digest), 403, NOT_FOR_THIS),
+    (
+        "signed-for-another-execution",
+        lambda token, ring, other, env, **_: _resigned(token, ring, exe=execution_arn(env, other.name)),
+        403,
+        NOT_FOR_THIS,
+    ),
+    ("missing", lambda token, **_: "", 400, "Missing approval token"),
+]
+
+
+@pytest.mark.parametrize(("forge", "status", "title"), [f[1:] for f in FORGERIES], ids=[f[0] for f in FORGERIES])
+def test_a_forged_link_is_refused_and_decides_nothing(
+    env: LocalRuntime, first: Release, second: Release, key_ring: KeyRing, page: Page, forge: Forge, status: int, title: str
+) -> None:
+    before = snapshot(env, second.name)
+    assert before[0] == "RUNNING"
+    genuine = second.token(ALICE)
+    forged = forge(genuine, ring=key_ring, other=first, env=env)
+    assert forged != genuine
+    if "." in forged:  # shaped like a token: the log scan looks for it too
+        known_secret(forged, "forged approval token")
+    link = with_token(second.links[ALICE], forged) if forged else second.links[ALICE].split("?")[0]
+
+    assert_refused(page, page.goto(link), status, title)
+    assert "nothing was approved or rejected" in page.locator("p").inner_text() or status == 400
+    assert snapshot(env, second.name) == before
+
+
+def test_a_forged_or_tampered_form_decides_nothing(env: LocalRuntime, second: Release, key_ring: KeyRing, page: Page) -> None:
+    """The genuine page, its form tampered with in the browser before pressing a button."""
+    before = snapshot(env, second.name)
+    cases = [
+        ("t", _mac_altered(second.token(ALICE)), "Approve", 403, NOT_VALID),
+        ("t", _resigned(second.token(ALICE), key_ring, apr="mallory@example.com"), "Approve", 403, NOT_FOR_THIS),
+        ("t", second.token(BOB) + "x", "Reject", 403, NOT_VALID),
+    ]
+    for field_name, value, button, status, title in cases:
+        known_secret(value, "forged approval token")
+        assert (page.goto(second.links[ALICE]) or pytest.fail("no response")).status == 200
+        page.locator(f"input[name={field_name}]").evaluate("(input, value) => { input.value = value; }", value)
+        assert_refused(page, press(page, button), status, title)
+    # a decision the form does not offer
+    assert (page.goto(second.links[ALICE]) or pytest.fail("no response")).status == 200
+    page.get_by_role("button", name="Approve").evaluate("(button) => { button.value = 'approve-all'; }")
+    assert_refused(page, press(page, "Approve"), 400, "Bad request")
+    assert snapshot(env, second.name) == before
+
+
+def test_an_expired_link_is_refused(env: LocalRuntime, second: Release, key_ring: KeyRing, page: Page) -> None:
+    """A genuine link of this release and approver, signed with the real key, whose expiry has passed."""
+    before = snapshot(env, second.name)
+    expired = _resigned(second.token(ALICE), key_ring, exp=int(time.time()) - 60)
+    known_secret(expired, "expired approval token")
+
+    assert_refused(page, page.goto(with_token(second.links[ALICE], expired)), 410, "This approval link has expired")
+    # the same token pressed through the genuine page's form
+    assert (page.goto(second.links[ALICE]) or pytest.fail("no response")).status == 200
+    page.locator("input[name=t]").evaluate("(input, value) => { input.value = value; }", expired)
+    assert_refused(page, press(page, "Approve"), 410, "This approval link has expired")
+    assert snapshot(env, second.name) == before
+
+
+# --- Reject -------------------------------------------------------------------------------------
+def test_reject_button_ends_the_release_rejected(env: LocalRuntime, first: Release, second: Release, page: Page) -> None:
+    assert snapshot(env, second.name)[0] == "RUNNING"
+    assert (page.goto(second.links[BOB]) or pytest.fail("no response")).status == 200
+
+    response = press(page, "Reject")
+
+    assert response.status == 200
+    assert parse_qs(response.request.post_data or "") == {"t": [second.token(BOB)], "decision": ["reject"]}
+    assert heading(page) == "Release rejected"
+    execution = wait_for(env, second.name, timeout=60)
+    assert (execution["status"], execution["error"]) == ("FAILED", "ApprovalRejected")
+    record = ledger_item(env, f"approval#{second.name}")
+    assert (record["status"]["S"], record["decided_by"]["S"]) == ("rejected", BOB)
+    # prod is untouched: still the first release's digest, the second never copied there
+    assert live_image(env, "prod").endswith(f"/{PROD_REPOSITORY}@{first.digest}")
+    assert second.digest not in prod_digests(env)
+    # and alice's link, still unexpired, is refused now
+    assert_refused(page, page.goto(second.links[ALICE]), 410, "Release already rejected")
+
+
+# --- logs ---------------------------------------------------------------------------------------
+def test_no_token_reaches_the_approval_page_log(env: LocalRuntime, first: Release, second: Release) -> None:
+    """The page logged every refusal above, and no token of any kind (the suite-wide scan checks all logs)."""
+    log = (env.work_dir / "logs" / "podrel-approval-page.log").read_text()
+    lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    refused = [line for line in lines if line.get("message") == "approval page refused"]
+    assert len(refused) >= len(FORGERIES) + 8, "the page did not log the refusals: this scan would prove nothing"
+    assert any(line.get("message") == "decision delivered" for line in lines)
+    tokens = [release.token(approver) for release in (first, second) for approver in APPROVERS]
+    for token in tokens:
+        assert token not in log
+        assert token.split(".")[1] not in log  # not even the MAC alone
+    assert not APPROVAL_TOKEN_SHAPE.search(log)
+    assert not re.search(r"[?&]t=", log), "a URL with its token reached the log"
