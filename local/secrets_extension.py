@@ -9,8 +9,9 @@ JWT secret's staged values that way, and so does the local stand-in, through thi
 - a ThreadingHTTPServer on 127.0.0.1 and a free port, started and stopped by the local runtime;
 - backed by boto3 against the moto endpoint (the same Secrets Manager the rotation writes to);
 - a request without the token header, or with another token, is refused (401);
-- an error from Secrets Manager is answered with that error's HTTP status and `<Code>: <Message>`
-  as a plain-text body (a stage no version carries: `400 ResourceNotFoundException: ...`);
+- an error from Secrets Manager is answered with `<Code>: <Message>` as a plain-text body, status
+  400 as Secrets Manager's own for a client error, 500 for a service fault (a stage no version
+  carries: `400 ResourceNotFoundException: ...`);
 - no cache: the image disables the extension's own cache (`SECRETS_MANAGER_TTL=0`) so that the
   gate's snapshot of all three stages is the only one (see `workload/Dockerfile`).
 """
@@ -77,7 +78,8 @@ class _Handler(BaseHTTPRequestHandler):
             reply = self.extension.client().get_secret_value(SecretId=secret_id, **selector)
         except ClientError as exc:
             error = exc.response.get("Error", {})
-            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 400)
+            # Secrets Manager answers client errors with 400 (moto uses 404 for some): 400 unless it is a server fault.
+            status = 500 if int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 400) >= 500 else 400
             self._text(status, f"{error.get('Code', 'Error')}: {error.get('Message', '')}")
             return
         document = {name: _json_value(reply[name]) for name in REPLY_FIELDS if name in reply}
