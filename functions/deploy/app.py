@@ -3,8 +3,9 @@ the stack has one, its EC2 fleet blue/green (podrelease.fleet), side by side.
 
 Actions: `start` (update code by digest, publish, start the deployment; start the fleet's idle
 colour), `status` (poll CodeDeploy and advance the fleet; raises DeploymentFailed on rollback;
-`Succeeded` once both targets are), `abort` (failure path: stop this release's in-flight
-deployments, which rolls them back, move fleet traffic back, and release its locks).
+`Succeeded` once both targets are), `abort` (failure path: in the environment the release
+was deploying, stop in-flight deployments (CodeDeploy rolls them back), point a finished alias back,
+move fleet traffic back; then release its locks).
 """
 
 from __future__ import annotations
@@ -83,10 +84,15 @@ def _abort(state: dict[str, Any]) -> dict[str, Any]:
     bind_release(logger, release_id)
     in_flight = {env: state[env]["deployment"] for env in ENVIRONMENTS
                  if isinstance(state.get(env), dict) and isinstance(state[env].get("deployment"), dict)}
-    stopped = deploy.abort(codedeploy, list(in_flight.values()))
+    # The environment(s) this release still holds were being deployed when it failed: everything
+    # there is undone, finished targets included. An environment it already let go of (dev, once
+    # its canary passed) keeps the release: a rejected promotion does not roll dev back.
+    holding = {env for env in ENVIRONMENTS if release_id and ledger.lock_holder(env) == release_id}
+    stopped: list[str] = []
     for env, deployment in in_flight.items():
+        stopped += deploy.abort(codedeploy, [deployment], lambda_client if env in holding else None)
         controller = _fleet(env)
-        if controller is not None and isinstance(deployment.get("fleet"), dict):
+        if controller is not None and env in holding and isinstance(deployment.get("fleet"), dict):
             undone = controller.abort(deployment["fleet"])
             if undone:
                 stopped.append(undone)

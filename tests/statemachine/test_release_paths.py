@@ -13,7 +13,7 @@ import time
 import pytest
 
 from local import signing
-from local.demo import approval_link, decide
+from local.demo import approval_link, decide, fleet_problems, fleet_view
 from local.runtime import APPROVERS, PROD_REPOSITORY, WORKLOAD_REPOSITORY, LocalRuntime
 from podrelease.events import execution_name, fallback_execution_name
 from tests.statemachine.conftest import history, ledger_item, live_image, wait_for, wait_for_state
@@ -66,6 +66,12 @@ def test_happy_path_promotes_the_same_digest_to_prod(env: LocalRuntime) -> None:
     outcome_mails = [m for m in env.emulation.outbox.messages if m["to"] == "releases@example.com" and name in m["subject"]]
     assert len(outcome_mails) == 1
     assert "released to prod" in outcome_mails[0]["subject"]
+    # and both fleets serve it from their live colour, the other colour scaled to zero
+    assert fleet_problems(env, "dev", digest, should_run=True) == []
+    assert fleet_problems(env, "prod", digest, should_run=True) == []
+    prod_fleet = fleet_view(env, "prod")
+    live = max(prod_fleet["weights"], key=prod_fleet["weights"].get)
+    assert prod_fleet[live]["image"].endswith(f"/{PROD_REPOSITORY}@{digest}")
 
 
 @pytest.mark.parametrize(
@@ -170,6 +176,30 @@ def test_wrong_key_refused_before_anything_is_deployed(env: LocalRuntime) -> Non
     name = execution_name(WORKLOAD_REPOSITORY, image.digest)
     execution = wait_for(env, name)
     assert execution["error"] == "SignatureInvalid"
+    assert live_image(env, "dev") == dev_before
+    assert not ledger_item(env, "lock#dev")
+
+
+def test_fleet_alarm_rolls_back_both_targets(env: LocalRuntime) -> None:
+    """An alarm on the EC2 fleet alone (the Lambda canary is healthy) fails the release, and the
+    Abort path rolls back the Lambda target too: nothing half-deployed keeps serving."""
+    dev_before = live_image(env, "dev")
+    digest = _push_signed(env, "6.9.8")
+    name = execution_name(WORKLOAD_REPOSITORY, digest)
+    deadline = time.time() + 90
+    while time.time() < deadline and sorted(fleet_view(env, "dev")["weights"].values()) != [10, 90]:
+        time.sleep(0.05)
+    view = fleet_view(env, "dev")
+    assert sorted(view["weights"].values()) == [10, 90], f"the dev fleet canary never started: {view}"
+    env.client("cloudwatch").set_alarm_state(AlarmName=env.stack.physical["FleetDevErrorsAlarm"], StateValue="ALARM",
+                                             StateReason="operator test: 5xx on the new colour")
+    execution = wait_for(env, name)
+    assert execution["status"] == "FAILED"
+    assert execution["error"] == "DeploymentFailed"
+    assert "fleet canary at 10%" in execution["cause"]
+    assert "operator test" in execution["cause"]
+    # THEN the fleet is whole on the old colour, the new one is gone, and the Lambda alias is back too
+    assert fleet_problems(env, "dev", digest, should_run=False) == []
     assert live_image(env, "dev") == dev_before
     assert not ledger_item(env, "lock#dev")
 

@@ -179,16 +179,26 @@ def status(codedeploy: Any, deployment: dict[str, Any]) -> dict[str, Any]:
     return {**deployment, "status": state, "overview": {k: v for k, v in overview.items() if v}}
 
 
-def abort(codedeploy: Any, deployments: list[dict[str, Any]]) -> list[str]:
-    """Stop every listed deployment that is still in flight, rolling it back. Returns those stopped."""
-    stopped = []
+def abort(codedeploy: Any, deployments: list[dict[str, Any]], lambda_client: Any = None) -> list[str]:
+    """Undo this release's Lambda deployments: stop those still in flight (CodeDeploy rolls them
+    back), and point the alias back at the previous version for those that already succeeded (the
+    release failed elsewhere, e.g. on the environment's other target). Returns what was undone."""
+    undone = []
     for deployment in deployments:
         deployment_id = deployment.get("id")
         if not deployment_id:
             continue
         info = codedeploy.get_deployment(deploymentId=deployment_id)["deploymentInfo"]
-        if info.get("status") in {TERMINAL_OK, *TERMINAL_FAILED}:
+        status = info.get("status")
+        if status == TERMINAL_OK and lambda_client is not None and deployment.get("previous_version"):
+            function, previous = deployment["function"], str(deployment["previous_version"])
+            alias = lambda_client.get_alias(FunctionName=function, Name=ALIAS)
+            if str(alias["FunctionVersion"]) == str(deployment.get("version")):
+                lambda_client.update_alias(FunctionName=function, Name=ALIAS, FunctionVersion=previous, RoutingConfig={})
+                undone.append(f"{function}:{ALIAS} back to version {previous}")
+            continue
+        if status in {TERMINAL_OK, *TERMINAL_FAILED}:
             continue
         codedeploy.stop_deployment(deploymentId=deployment_id, autoRollbackEnabled=True)
-        stopped.append(str(deployment_id))
-    return stopped
+        undone.append(str(deployment_id))
+    return undone
