@@ -186,6 +186,18 @@ def test_summarize_a_release_that_failed_while_deploying_to_dev() -> None:
     assert "stackTrace" not in out["message"]
 
 
+def test_summarize_a_release_failed_after_dev_says_dev_keeps_it() -> None:
+    # GIVEN dev's canary succeeded and the approver rejected the promotion
+    state = {"release": RELEASE, "evidence": {"verified": True}, "dev": {"deployment": {"status": "Succeeded"}},
+             "error": {"Error": "ApprovalRejected", "Cause": "alice@example.com rejected the release"}}
+    out = summarize("FAILED", state, NAME)
+    assert out["record"]["stages_done"] == ["verify", "deploy dev"]
+    assert out["record"]["stopped_at"] == "approval"
+    # THEN the email does not claim dev was rolled back: it keeps the release, prod is untouched
+    assert "dev keeps running this release (its canary passed); prod was left as it was" in out["message"]
+    assert "Nothing from this release is left serving traffic" not in out["message"]
+
+
 def test_summarize_keeps_a_plain_text_cause_as_it_is() -> None:
     state = {"release": RELEASE, "error": {"Error": "States.Timeout", "Cause": "the approval timed out"}}
     out = summarize("FAILED", state, NAME)

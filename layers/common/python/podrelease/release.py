@@ -149,6 +149,10 @@ def summarize(outcome: str, state: dict[str, Any], execution_name: str, console_
         lines += [f"Stopped at: {stopped_at or 'start'}", f"Reason: {record['error']}: {record['cause']}"]
         if outcome == "REJECTED":
             lines.append("Nothing was deployed: the event was refused before any stage ran.")
+        elif "deploy dev" in done:
+            # dev's canary passed and dev was let go of: it keeps the release; prod is as it was.
+            lines.append("dev keeps running this release (its canary passed); prod was left as it was, "
+                         "any prod deployment in flight was rolled back.")
         else:
             lines.append("Nothing from this release is left serving traffic: in-flight deployments were rolled back.")
     lines.append(f"Correlation id: {record['release_id']}")
