@@ -367,6 +367,8 @@ def _publish_version_keeping_code(original: Callable[..., Any]) -> Callable[...,
 class EcrExtension:
     """Layer blobs, the OCI read API (with referrers), digest checks and push events for moto's ECR."""
 
+    PART_SIZE = 20 * 1024 * 1024  # what InitiateLayerUpload tells clients, and the most UploadLayerPart takes
+
     def __init__(self, account: str, region: str, timeline: Timeline) -> None:
         self.account, self.region = account, region
         self.blobs: dict[tuple[str, str], bytes] = {}
@@ -428,11 +430,15 @@ class EcrExtension:
     def initiate_layer_upload(self, params: dict[str, Any]) -> dict[str, Any]:
         upload_id = str(uuid.uuid4())
         self.uploads[upload_id] = (params["repositoryName"], bytearray())
-        return {"uploadId": upload_id, "partSize": 20 * 1024 * 1024}
+        return {"uploadId": upload_id, "partSize": self.PART_SIZE}
 
     def upload_layer_part(self, params: dict[str, Any]) -> dict[str, Any]:
         repo, data = self.uploads[params["uploadId"]]
         part = base64.b64decode(params["layerPartBlob"])
+        if len(part) > self.PART_SIZE:
+            raise LocalError("LayerPartTooLargeException", f"a layer part is at most {self.PART_SIZE} bytes, got {len(part)}")
+        if int(params["partFirstByte"]) != len(data):
+            raise LocalError("InvalidLayerPartException", f"part starts at {params['partFirstByte']}, expected {len(data)}")
         data[int(params["partFirstByte"]):] = part
         return {"registryId": self.account, "repositoryName": repo, "uploadId": params["uploadId"], "lastByteReceived": len(data) - 1}
 

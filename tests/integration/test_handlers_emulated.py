@@ -364,6 +364,22 @@ def test_promote_copies_the_exact_manifest_and_its_blobs_to_prod_by_digest(regis
     assert prod_images(registry.ecr) == [image.digest]
 
 
+def test_promote_uploads_blobs_in_the_part_size_ecr_asks_for(
+    registry: Registry, promote_app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    image = registry.pusher.push_podinfo(REPOSITORY, "6.9.1")
+    config = json.loads(image.manifest)["config"]
+    # GIVEN ECR asks for parts far smaller than the image config (and refuses bigger ones), as the
+    # real registry does at 20 MiB for large layers
+    monkeypatch.setattr(type(registry.emulation.ecr), "PART_SIZE", 64)
+    assert config["size"] > 3 * 64
+    promote_app.handler({"release": release_of(image.digest)}, Context())
+    # THEN every blob arrived whole (CompleteLayerUpload checks the digest of the joined parts)
+    assert prod_images(registry.ecr) == [image.digest]
+    copied = registry.emulation.ecr.blobs[(PROD_REPOSITORY, config["digest"])]
+    assert len(copied) == config["size"]
+
+
 def test_promote_of_a_digest_not_in_the_workload_repository_fails_and_copies_nothing(
     registry: Registry, promote_app: Any
 ) -> None:

@@ -22,6 +22,7 @@ ACCEPTED = [
     "application/vnd.docker.distribution.manifest.list.v2+json",
 ]
 MAX_BLOB_BYTES = 512 * 1024 * 1024
+MAX_PART_BYTES = 20 * 1024 * 1024  # ECR's UploadLayerPart limit (20,971,520 bytes per part)
 
 
 def _manifest(ecr: Any, repository: str, digest: str) -> tuple[str, str]:
@@ -41,17 +42,26 @@ def _blob_digests(manifest: dict[str, Any]) -> list[str]:
 
 
 def _copy_blob(ecr: Any, source: str, target: str, digest: str, opener: Any) -> None:
+    """Stream one blob into the target repository, part by part in the size ECR asks for (at most
+    MAX_PART_BYTES, ECR's limit per UploadLayerPart), so memory holds one part, not the layer."""
     url = ecr.get_download_url_for_layer(repositoryName=source, layerDigest=digest)["downloadUrl"]
-    with opener(url, timeout=60) as response:
-        data = response.read(MAX_BLOB_BYTES + 1)
-    if len(data) > MAX_BLOB_BYTES:
-        msg = f"layer {digest} is over {MAX_BLOB_BYTES} bytes"
-        raise PromotionFailed(msg)
     upload = ecr.initiate_layer_upload(repositoryName=target)
     upload_id = upload["uploadId"]
-    ecr.upload_layer_part(
-        repositoryName=target, uploadId=upload_id, partFirstByte=0, partLastByte=max(len(data) - 1, 0), layerPartBlob=data
-    )
+    part_size = min(int(upload.get("partSize") or MAX_PART_BYTES), MAX_PART_BYTES)
+    sent = 0
+    with opener(url, timeout=60) as response:
+        while True:
+            part = response.read(part_size)
+            if not part and sent:
+                break
+            if sent + len(part) > MAX_BLOB_BYTES:
+                msg = f"layer {digest} is over {MAX_BLOB_BYTES} bytes"
+                raise PromotionFailed(msg)
+            ecr.upload_layer_part(repositoryName=target, uploadId=upload_id, partFirstByte=sent,
+                                  partLastByte=max(sent + len(part) - 1, 0), layerPartBlob=part)
+            sent += len(part)
+            if len(part) < part_size:
+                break
     ecr.complete_layer_upload(repositoryName=target, uploadId=upload_id, layerDigests=[digest])
 
 
