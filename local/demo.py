@@ -72,7 +72,7 @@ SCENARIOS = {s.name: s for s in [
              "SbomMissing", None, sbom="other-digest", policy="keys+sbom"),
     Scenario("malformed-event", "a push event without a digest (tag only): refused at once, nothing deployed", "FAILED",
              "MalformedEvent", None, event_only=True),
-    Scenario("rotation", "the dev JWT secret rotates in the middle of authenticated traffic: zero failed requests",
+    Scenario("rotation", "the dev JWT secret rotates in the middle of authenticated traffic (Lambda and fleet): zero failed requests",
              "SUCCEEDED", None, None, secret_rotation=True),
 ]}
 
@@ -348,13 +348,17 @@ def run(scenario: Scenario, manual: bool, minute_seconds: float, work_dir: Path)
 
 
 class TokenClient:
-    """A podinfo API client on the dev `live` alias (through the Lambda API): gets a token with
+    """A podinfo API client on the dev `live` alias (through the Lambda API) or, with `fleet_url`,
+    on the dev fleet's load balancer (over HTTP, through the emulated ALB): gets a token with
     `POST /token`, calls `GET /token/validate` with it, and on a 401 gets a new token and retries
     once, like a real client. Every answer that is not 200 counts as a failed request, the 401 too.
     `refresh_seconds`: how often it asks for a new token anyway (None: only on 401 or expiry)."""
 
-    def __init__(self, env: LocalRuntime, function: str, name: str, refresh_seconds: float | None) -> None:
+    def __init__(self, env: LocalRuntime, function: str, name: str, refresh_seconds: float | None, fleet_url: str = "") -> None:
         self.lam, self.function, self.name, self.refresh_seconds = env.client("lambda"), function, name, refresh_seconds
+        self.fleet_url = fleet_url
+        proxy = urllib.request.ProxyHandler({"http": env.emulation.fleet.proxy_url})
+        self.http = urllib.request.build_opener(proxy)
         self.ok = 0
         self.failed: list[str] = []
         self.tokens = 0
@@ -363,6 +367,15 @@ class TokenClient:
         self.token_at = 0.0
 
     def call(self, path: str, method: str = "GET", token: str | None = None, body: str = "") -> tuple[int, dict[str, Any]]:
+        if self.fleet_url:
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            request = urllib.request.Request(self.fleet_url + path, data=body.encode() if method == "POST" else None,
+                                             headers=headers, method=method)
+            try:
+                with self.http.open(request, timeout=10) as answer:
+                    return int(answer.status), json.loads(answer.read() or b"{}")
+            except urllib.error.HTTPError as exc:
+                return int(exc.code), {}
         reply = self.lam.invoke(FunctionName=self.function, Qualifier="live",
                                 Payload=json.dumps(podinfo_request(path, method, token, body)).encode())
         payload = json.loads(reply["Payload"].read() or b"{}")
@@ -395,7 +408,8 @@ class TokenClient:
 
 
 def run_rotation(scenario: Scenario, minute_seconds: float, work_dir: Path) -> int:
-    """Rotate the dev workload secret while two clients keep calling the dev service."""
+    """Rotate the dev workload secret while four clients keep calling the dev service (two on the
+    Lambda function, two through the fleet's load balancer)."""
     started = time.time()
     printer = Printer(started)
     print(f"== scenario {scenario.name}: {scenario.summary}", flush=True)
@@ -406,7 +420,9 @@ def run_rotation(scenario: Scenario, minute_seconds: float, work_dir: Path) -> i
         sm = env.client("secretsmanager")
         before = staging_labels(sm, secret)
         printer.line("local", f"ready in {time.time() - started:.1f}s; dev secret staging labels before: {_labels(before)}")
-        clients = [TokenClient(env, function, "fresh", refresh_seconds=0.5), TokenClient(env, function, "sticky", refresh_seconds=None)]
+        fleet_url = "http://" + env.stack.attributes["FleetDevLoadBalancer"]["DNSName"]
+        clients = [TokenClient(env, function, "fresh", refresh_seconds=0.5), TokenClient(env, function, "sticky", refresh_seconds=None),
+                   TokenClient(env, function, "fleet-fresh", 0.5, fleet_url), TokenClient(env, function, "fleet-sticky", None, fleet_url)]
         threads = [threading.Thread(target=c.run, daemon=True) for c in clients]
         for thread in threads:
             thread.start()
@@ -416,7 +432,7 @@ def run_rotation(scenario: Scenario, minute_seconds: float, work_dir: Path) -> i
         middle = staging_labels(sm, secret)
         printer.line("secrets", f"RotateSecret returned; staging labels: {_labels(middle)}")
         cache = float(env.stack.parameters.get("SecretCacheSeconds", 10))
-        time.sleep(2 * cache + 1)  # every execution environment has re-read the secret; clients keep going
+        time.sleep(2 * cache + 2)  # every execution environment and instance has re-read the secret; clients keep going
         for client in clients:
             client.stop.set()
         for thread in threads:
@@ -432,9 +448,11 @@ def run_rotation(scenario: Scenario, minute_seconds: float, work_dir: Path) -> i
         if any("AWSPENDING" in s for s in after.values()):
             problems.append("an AWSPENDING version is left")
         new_value = secret_value(sm.get_secret_value(SecretId=secret, VersionStage="AWSCURRENT")["SecretString"])
-        status, body = clients[0].call("/token", "POST", body="after")
-        if status != 200 or verify_token(body.get("token", ""), [new_value]) is None:
-            problems.append("the service does not issue tokens with the new value (no pickup without a redeploy)")
+        for client in (clients[0], clients[2]):
+            status, body = client.call("/token", "POST", body="after")
+            if status != 200 or verify_token(body.get("token", ""), [new_value]) is None:
+                where = "the fleet" if client.fleet_url else "the Lambda function"
+                problems.append(f"{where} does not issue tokens with the new value (no pickup without a redeploy)")
         lock = env.client("dynamodb").get_item(TableName=outputs["LedgerTableName"], Key={"pk": {"S": "lock#dev"}}).get("Item")
         if lock:
             problems.append("the dev lock is still held")

@@ -786,7 +786,13 @@ class FleetEmulation:
         self.counters: dict[str, itertools.count[int]] = {}
         self.server: Any = None
         self.proxy_url = ""
-        self.secrets_for: Callable[[str], Any] = lambda _instance_id: None
+        self.secret_files: dict[str, Any] = {}  # instance id -> secretgate.FileSource
+        self.secret_client: Any = None
+        self.secret_dir: Path | None = None
+        self.refresh_seconds = 60.0
+        self.cache_seconds = 10.0
+        self.stopping = threading.Event()
+        self.secret_lock = threading.Lock()
         self.threads: list[threading.Thread] = []
 
     # -- moto's records ------------------------------------------------------------------------------
@@ -813,6 +819,46 @@ class FleetEmulation:
             return standin.handle(event, image, self.ecr.labels_of(image), self.secrets_for(instance_id))
         except standin.FunctionError as exc:
             return {"statusCode": 502, "headers": {"content-type": "text/plain"}, "body": f"502 Bad Gateway: {exc}"}
+
+    # -- the instances' secret file: podinfo-secret-fetch on a timer, the gate's FileSource ---------------------
+    def start_secret_timer(self, endpoint: str, work_dir: Path, refresh_seconds: float, cache_seconds: float) -> None:
+        """Run the image's own `podinfo-secret-fetch` for every running instance every
+        `refresh_seconds` (its systemd timer), writing `<work_dir>/<instance>/jwt.json` (0400)."""
+        import boto3
+
+        self.secret_client = boto3.client("secretsmanager", region_name=self.region, endpoint_url=endpoint,
+                                          aws_access_key_id="local", aws_secret_access_key="local")  # noqa: S106
+        self.secret_dir, self.refresh_seconds, self.cache_seconds = work_dir, refresh_seconds, cache_seconds
+
+        def timer() -> None:
+            while not self.stopping.wait(self.refresh_seconds):
+                for instance_id in list(self.secret_files):
+                    with contextlib.suppress(Exception):  # a failed fetch leaves the last file, as on EC2
+                        self._fetch(instance_id)
+
+        threading.Thread(target=timer, daemon=True).start()
+
+    def _fetch(self, instance_id: str) -> Path:
+        assert self.secret_dir is not None
+        secret_id = self.tags_of(instance_id).get("podinfo-secret", "")
+        path = self.secret_dir / instance_id / "jwt.json"
+        fetch = _secret_fetcher()
+        values = fetch.staged_values(self.secret_client, secret_id)
+        changed = fetch.write_atomically(path, values, os.getuid(), os.getgid())
+        if changed:
+            self.timeline.add("fleet", f"{instance_id}: podinfo-secret-fetch wrote stages {', '.join(sorted(values))}")
+        return path
+
+    def secrets_for(self, instance_id: str) -> Any:
+        """The instance's gate reads the file the timer keeps fresh (fetched once at boot)."""
+        if self.secret_client is None or not self.tags_of(instance_id).get("podinfo-secret"):
+            return None
+        with self.secret_lock:
+            if instance_id not in self.secret_files:
+                from podrelease.secretgate import FileSource
+
+                self.secret_files[instance_id] = FileSource(self._fetch(instance_id), self.cache_seconds)
+            return self.secret_files[instance_id]
 
     def health(self, instance_id: str) -> str:
         if not self.running(instance_id):
@@ -898,6 +944,7 @@ class FleetEmulation:
         return self.proxy_url
 
     def shutdown(self) -> None:
+        self.stopping.set()
         if self.server:
             self.server.shutdown()
             self.server.server_close()
@@ -944,6 +991,22 @@ class FleetEmulation:
 
     def on_group_scaled(self, name: str, desired: int) -> None:
         self.timeline.add("fleet", f"{name}: desired capacity {desired}")
+
+
+def _secret_fetcher() -> Any:
+    """workload/ec2/podinfo-secret-fetch (a script without a .py suffix), loaded as a module."""
+    import importlib.machinery
+    import importlib.util
+
+    path = ROOT / "workload" / "ec2" / "podinfo-secret-fetch"
+    loader = importlib.machinery.SourceFileLoader("podinfo_secret_fetch", str(path))
+    spec = importlib.util.spec_from_loader(loader.name, loader)
+    assert spec is not None
+    if loader.name not in sys.modules:
+        module = importlib.util.module_from_spec(spec)
+        loader.exec_module(module)
+        sys.modules[loader.name] = module
+    return sys.modules[loader.name]
 
 
 def _http_event(method: str, path: str, query: str, headers: dict[str, str], body: str) -> dict[str, Any]:
@@ -1002,6 +1065,9 @@ class Emulation:
         self.runtime = LambdaRuntime(stack, endpoint, self.work_dir / "logs", self.timeline, self.ecr)
         # Functions reach the fleet's load balancers through the emulated ALB (their HTTP_PROXY).
         self.runtime.http_proxy = self.fleet.serve()
+        refresh = float(stack.functions["RotateWorkloadSecretFunction"].environment.get("FLEET_SECRET_REFRESH_SECONDS", "60"))
+        self.fleet.start_secret_timer(endpoint, self.work_dir / "fleet", refresh,
+                                      float(stack.parameters.get("SecretCacheSeconds", 10)))
 
     def start_registry(self) -> str:
         self.registry_server = make_server("127.0.0.1", 0, self.ecr.wsgi, threaded=True)

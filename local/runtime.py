@@ -200,6 +200,9 @@ class LocalRuntime(AbstractContextManager["LocalRuntime"]):
         # The demo cannot get real Fulcio certificates: keyless signatures come from a local
         # sigstore instance, and the verify function trusts its root instead of the pinned one.
         stack.functions["VerifyFunction"].environment["SIGSTORE_TRUSTED_ROOT"] = str(trusted_root)
+        # The fleet's instances re-read the secret every 60 s on AWS (their systemd timer); the
+        # emulated timer runs every second, and the rotation function waits accordingly.
+        stack.functions["RotateWorkloadSecretFunction"].environment["FLEET_SECRET_REFRESH_SECONDS"] = "1"  # noqa: S105 - seconds, not a secret
         emulation.attach(stack, endpoint)
         assert emulation.runtime is not None
         emulation.runtime.warm()

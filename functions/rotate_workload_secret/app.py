@@ -12,7 +12,7 @@ from typing import Any
 import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from podrelease import config
+from podrelease import config, fleet
 from podrelease.ledger import Ledger
 from podrelease.obs import get_logger
 from podrelease.rotation import Rotator, Target
@@ -41,13 +41,18 @@ def _targets() -> dict[str, Target]:
     targets = {}
     for environment in ("dev", "prod"):
         arn = config.require(f"WORKLOAD_SECRET_{environment.upper()}")
-        targets[arn] = Target(environment, config.require(f"PODINFO_FUNCTION_{environment.upper()}"))
+        targets[arn] = Target(environment, config.require(f"PODINFO_FUNCTION_{environment.upper()}"),
+                              fleet_url=config.optional(f"FLEET_URL_{environment.upper()}", ""),
+                              fleet_size=config.integer("FLEET_SIZE", 0))
     return targets
 
 
+_cache_seconds = config.integer("SECRET_CACHE_SECONDS", 10)
 rotator = Rotator(_sm, Ledger(boto3.resource("dynamodb").Table(config.require("LEDGER_TABLE"))), _targets(), _invoke,
                   _versions_of, lease_seconds=config.integer("ROTATION_LEASE_SECONDS", 900),
-                  settle_seconds=float(config.integer("SECRET_CACHE_SECONDS", 10) * 2))
+                  settle_seconds=float(_cache_seconds * 2), http_get=fleet.http_get,
+                  # an instance re-reads the secret every FLEET_SECRET_REFRESH_SECONDS, its gate after the cache time
+                  fleet_settle_seconds=float(config.integer("FLEET_SECRET_REFRESH_SECONDS", 60) + 2 * _cache_seconds))
 
 
 @logger.inject_lambda_context(clear_state=True)

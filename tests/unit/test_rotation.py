@@ -255,3 +255,54 @@ def _request(path: str, method: str = "GET", token: str | None = None) -> dict[s
     from podrelease.rotation import podinfo_request
 
     return podinfo_request(path, method, token, "client" if method == "POST" else "")
+
+
+class Fleet:
+    """Two instances behind a load balancer, each with its own gate cache; `stale` ones never re-read."""
+
+    def __init__(self, env: Env, stale: set[int]) -> None:
+        self.caches = [SecretCache(lambda: env.sm, env.arn, 3600.0 if i in stale else 0.0) for i in range(2)]
+        self.n = 0
+
+    def get(self, url: str, headers: dict[str, str]) -> tuple[int, str]:
+        cache = self.caches[self.n % len(self.caches)]  # the ALB spreads requests over the instances
+        self.n += 1
+        path = "/" + url.split("/", 3)[3]
+        event = _request(path, token=headers["Authorization"].split(" ", 1)[1])
+        reply = handle(event, IMAGE, {}, cache)
+        return int(reply["statusCode"]), str(reply["body"])
+
+
+def fleet_rotator(env: Env, fleet: Fleet) -> Rotator:
+    target = Target("dev", "podrel-podinfo-dev", fleet_url="http://podrel-dev.elb.example", fleet_size=2)
+    return Rotator(env.sm, env.ledger, {env.arn: target}, env.invoke, lambda t: list(env.versions), settle_seconds=0.3,
+                   poll_seconds=0.05, http_get=fleet.get, fleet_settle_seconds=0.3)
+
+
+def test_rotation_checks_the_fleet_too(env: Env) -> None:
+    old_version, _ = env.current()
+    fleet = Fleet(env, stale=set())
+    token = env.start_rotation()
+    rotator = fleet_rotator(env, fleet)
+    for step in STEPS:
+        result = rotator.rotate(step, env.arn, token)
+        if step == "setSecret":
+            assert result["state"] == "accepted by versions ['live'] and the fleet"
+    assert_rotated(env, old_version, token)
+    assert fleet.n >= 3 * 4  # setSecret (pending) and testSecret (pending, current), 4 requests each
+
+
+def test_a_fleet_instance_that_never_rereads_the_secret_stops_the_rotation(env: Env) -> None:
+    old_version, old_value = env.current()
+    fleet = Fleet(env, stale={1})
+    fleet.get("http://x/token/validate", {"Authorization": "Bearer " + sign_token(old_value)[0]})  # both instances read it once
+    fleet.get("http://x/token/validate", {"Authorization": "Bearer " + sign_token(old_value)[0]})
+    token = env.start_rotation()
+    rotator = fleet_rotator(env, fleet)
+    rotator.rotate("createSecret", env.arn, token)
+    with pytest.raises(SetSecretFailed, match=r"the dev fleet \(http://podrel-dev.elb.example\) still refuses the pending value "
+                                              r"after 0.3s \(2 of 4 requests\); AWSCURRENT unchanged"):
+        rotator.rotate("setSecret", env.arn, token)
+    assert env.labels() == {old_version: ["AWSCURRENT"], token: ["AWSPENDING"]}
+    assert env.current() == (old_version, old_value)
+    assert env.ledger.lock_holder("dev") is None

@@ -11,9 +11,12 @@ rotation retried after a crash at any point, ends with AWSCURRENT valid and at m
   value as the token's version, staged AWSPENDING (kept if it already has one).
 - `setSecret`: every version of the service that the environment's `live` alias routes to accepts
   a token signed with the pending value (the service reads the staged versions with a short cache,
-  so this waits at most that long). Some accepting and others not is `SetSecretFailed`.
-- `testSecret`: through the `live` alias, a token signed with the pending value validates and one
-  signed with the current value still does; otherwise `SecretTestFailed` (AWSCURRENT untouched).
+  so this waits at most that long), and so do the fleet's instances through its load balancer
+  (they re-read the secret on a timer: this waits up to `fleet_settle_seconds`). Some accepting and
+  others not is `SetSecretFailed`.
+- `testSecret`: through the `live` alias and through the fleet's load balancer, a token signed with
+  the pending value validates and one signed with the current value still does; otherwise
+  `SecretTestFailed` (AWSCURRENT untouched).
 - `finishSecret`: move AWSCURRENT to the token's version (Secrets Manager puts AWSPREVIOUS on the
   old one), drop AWSPENDING, release the lock.
 
@@ -67,11 +70,14 @@ def secret_value(secret_string: str) -> str:
 # --- the rotation -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Target:
-    """Where a secret is used: its environment and the podinfo function serving it."""
+    """Where a secret is used: its environment, the podinfo function serving it and, when the stack
+    has one, the environment's EC2 fleet (its load balancer's URL and instances per colour)."""
 
     environment: str
     function_name: str
     alias: str = "live"
+    fleet_url: str = ""
+    fleet_size: int = 0
 
 
 Invoker = Callable[[str, str, dict[str, Any]], dict[str, Any]]  # (function, qualifier, event) -> reply
@@ -92,10 +98,15 @@ class _Step:
     meta: dict[str, Any]
 
 
+HttpGet = Callable[[str, dict[str, str]], tuple[int, str]]  # (url, headers) -> (status, body)
+
+
 class Rotator:
     def __init__(self, secretsmanager: Any, ledger: Ledger, targets: dict[str, Target], invoke: Invoker,
                  versions_of: Callable[[Target], list[str]], lease_seconds: int = 900, settle_seconds: float = 20.0,
-                 poll_seconds: float = 0.5) -> None:
+                 poll_seconds: float = 0.5, http_get: HttpGet | None = None, fleet_settle_seconds: float = 0.0) -> None:
+        self.http_get = http_get
+        self.fleet_settle_seconds = fleet_settle_seconds
         self.sm = secretsmanager
         self.ledger = ledger
         self.targets = targets  # secret ARN -> target
@@ -179,6 +190,27 @@ class Rotator:
         reply = self.invoke(target.function_name, qualifier, podinfo_request("/token/validate", token=token))
         return int(reply.get("statusCode", 0)) == 200
 
+    def _fleet_refusals(self, target: Target, secret: str) -> int:
+        """How many of 2 x fleet_size requests through the fleet's load balancer refuse a token
+        signed with `secret` (the ALB spreads them over the live colour's instances)."""
+        if not target.fleet_url or self.http_get is None:
+            return 0
+        token, _ = sign_token(secret, name="rotation-check")
+        headers = {"Authorization": f"Bearer {token}", "User-Agent": "podinfo-release-rotation"}
+        statuses = [self.http_get(target.fleet_url + "/token/validate", headers)[0] for _ in range(max(2, 2 * target.fleet_size))]
+        return sum(status != 200 for status in statuses)
+
+    def _wait_for_fleet(self, target: Target, secret: str) -> None:
+        """The fleet's instances re-read the secret on a timer: wait up to fleet_settle_seconds."""
+        deadline = time.monotonic() + self.fleet_settle_seconds
+        while (refused := self._fleet_refusals(target, secret)) and time.monotonic() <= deadline:
+            time.sleep(self.poll_seconds)
+        if refused:
+            msg = (f"the {target.environment} fleet ({target.fleet_url}) still refuses the pending value after "
+                   f"{self.fleet_settle_seconds:g}s ({refused} of {max(2, 2 * target.fleet_size)} requests); "
+                   "AWSCURRENT unchanged")
+            raise SetSecretFailed(msg)
+
     def _setSecret(self, step: _Step) -> str:  # noqa: N802
         arn, token, target = step.arn, step.token, step.target
         pending = self._pending_value(arn, token)
@@ -197,7 +229,9 @@ class Rotator:
             msg = (f"{target.function_name}: versions {sorted(waiting)} do not accept the pending value after "
                    f"{self.settle_seconds:g}s (accepting: {accepted or 'none'}); AWSCURRENT unchanged")
             raise SetSecretFailed(msg)
-        return f"accepted by versions {sorted(versions)}"
+        self._wait_for_fleet(target, pending)
+        fleet = " and the fleet" if target.fleet_url else ""
+        return f"accepted by versions {sorted(versions)}{fleet}"
 
     def _testSecret(self, step: _Step) -> str:  # noqa: N802
         arn, token, target = step.arn, step.token, step.target
@@ -211,6 +245,11 @@ class Rotator:
         if not self._accepts(target, target.alias, current):
             msg = f"{target.function_name}:{target.alias} refuses a token signed with the current value; AWSCURRENT unchanged"
             raise SecretTestFailed(msg)
+        for label, value in (("pending", pending), ("current", current)):
+            if refused := self._fleet_refusals(target, value):
+                msg = (f"the {target.environment} fleet refuses a token signed with the {label} value "
+                       f"({refused} of {max(2, 2 * target.fleet_size)} requests); AWSCURRENT unchanged")
+                raise SecretTestFailed(msg)
         return "pending and current values both accepted"
 
     def _finishSecret(self, step: _Step) -> str:  # noqa: N802
