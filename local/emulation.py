@@ -24,6 +24,11 @@ Each class fills one documented gap (the README's "Emulated locally" list mirror
   anyway), a RotateSecret without RotationLambdaARN uses the configured function (moto forgot it),
   and RotateImmediately=false only sets the schedule (moto left a pending copy of the value).
   moto passes the secret's name as SecretId, as noted in DESIGN.md; the rotation function takes both.
+- `FleetEmulation` the EC2 fleet moto keeps only as records: an HTTP proxy plays the ALBs (header
+  rules, weights, healthy targets; the functions use it as HTTP_PROXY), each instance is answered
+  by the stand-in for its `podinfo-image` tag, target health is its `/readyz`, canary traffic
+  during a split trips the fleet's 5xx alarm, and the image's `podinfo-secret-fetch` runs on a
+  timer into each instance's secret file.
 - `EmailOutbox`    SNS email subscriptions write each delivered message (after the subscription's
   filter policy) to files in an outbox folder.
 
