@@ -182,6 +182,14 @@ def test_encoded_or_unclean_paths_cannot_reach_podinfos_own_token_endpoint(raw: 
     assert check_token(body["token"], [CURRENT], now=NOW)
 
 
+@pytest.mark.parametrize(("raw", "token_path"), [
+    ("/token", True), ("/token/validate?x=1", True), ("/%74oken/validate", True), ("http://h/token", True),
+    ("/tokens", False), ("/token/validate/", False), ("/TOKEN", False), ("/api/token", False),
+])
+def test_is_token_path_routes_like_podinfos_router(raw: str, token_path: bool) -> None:
+    assert secretgate.is_token_path(raw) is token_path
+
+
 def test_awscurrent_unreadable_is_a_named_500_and_logged_without_values(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.ERROR, logger="secretgate")
     broken = Fixed(error="secret arn:aws:secretsmanager:us-east-1:1:secret:x AWSCURRENT: HTTP 400: access denied")
@@ -547,7 +555,8 @@ def test_main_runs_podinfo_behind_the_gate_and_exits_with_it(tmp_path: Path) -> 
            "AWS_SECRET_ACCESS_KEY": "k", "SECRET_CACHE_SECONDS": "1"}
     command = [sys.executable, "-I", str(GATE_MODULE), "--podinfo", str(podinfo), "--port", str(port),
                "--upstream-port", str(upstream_port), "--", "--level=info"]
-    gate = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # noqa: S603 - this repository's module
+    gate = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,  # noqa: S603 - this repository's module
+                            start_new_session=True)
     try:
         deadline = time.monotonic() + 20
         while True:
@@ -569,7 +578,7 @@ def test_main_runs_podinfo_behind_the_gate_and_exits_with_it(tmp_path: Path) -> 
         assert gate.wait(timeout=10) == 7  # podinfo got the SIGTERM; the gate exits with podinfo's status
     finally:
         if gate.poll() is None:
-            gate.kill()
-        out, err = gate.communicate()
+            os.killpg(gate.pid, signal.SIGKILL)  # the gate and its podinfo (which holds the pipes too)
+        out, err = gate.communicate(timeout=10)
     for value in (CURRENT, PREVIOUS, SESSION):
         assert value.encode() not in out + err
