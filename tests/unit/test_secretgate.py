@@ -582,3 +582,26 @@ def test_main_runs_podinfo_behind_the_gate_and_exits_with_it(tmp_path: Path) -> 
         out, err = gate.communicate(timeout=10)
     for value in (CURRENT, PREVIOUS, SESSION):
         assert value.encode() not in out + err
+
+
+# --- the image that ships the gate --------------------------------------------------------------------------------
+def test_the_image_runs_the_gate_as_non_root_from_digest_pinned_bases_without_run() -> None:
+    root = GATE_MODULE.parents[4]
+    lines = [line.strip() for line in (root / "workload" / "Dockerfile").read_text().splitlines()
+             if line.strip() and not line.lstrip().startswith("#")]
+    instructions = [line.split()[0] for line in lines]
+    assert "RUN" not in instructions
+    assert all("@${" in line and "_DIGEST}" in line for line in lines if line.startswith("FROM "))
+    copies = [line.split()[1:] for line in lines if line.startswith("COPY ") and "--from=" not in line]
+    for source, _ in copies:
+        assert (root / source).exists(), source  # the gate and the EC2 host files are in the build context
+    assert ["layers/common/python/podrelease/secretgate.py", "/opt/podinfo-gate/secretgate.py"] in copies
+    assert ["workload/ec2/", "/opt/podinfo-host/"] in copies
+    env = " ".join(line for line in lines if line.startswith(("ENV", "AWS_", "SECRETS_", "PORT")))
+    assert "PORT=8080" in env
+    assert "AWS_LWA_PORT=8080" in env
+    assert "SECRETS_MANAGER_TTL=0" in env
+    user = next(line for line in lines if line.startswith("USER "))
+    assert user == "USER 9898:9898"
+    entrypoint = json.loads(next(line for line in lines if line.startswith("ENTRYPOINT ")).removeprefix("ENTRYPOINT "))
+    assert entrypoint[:3] == ["python3", "-I", "/opt/podinfo-gate/secretgate.py"]
