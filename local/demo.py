@@ -48,6 +48,7 @@ class Scenario:
     policy: str = "keys"  # the local ReleasePolicy (see local.runtime.release_policy)
     sbom: str = ""  # "" | "spdx" | "other-digest": the signed SBOM attestation pushed with the image
     secret_rotation: bool = False  # no release: rotate the dev workload secret under live traffic (run_rotation)
+    superseded: bool = False  # while the release waits for approval, a newer image is pushed and approved
 
 
 SCENARIOS = {s.name: s for s in [
@@ -72,6 +73,8 @@ SCENARIOS = {s.name: s for s in [
              "SbomMissing", None, sbom="other-digest", policy="keys+sbom"),
     Scenario("malformed-event", "a push event without a digest (tag only): refused at once, nothing deployed", "FAILED",
              "MalformedEvent", None, event_only=True),
+    Scenario("superseded", "a newer image reaches approval while this one waits: this one ends, the newer one is promoted",
+             "FAILED", "ApprovalSuperseded", None, superseded=True),
     Scenario("rotation", "the dev JWT secret rotates in the middle of authenticated traffic (Lambda and fleet): zero failed requests",
              "SUCCEEDED", None, None, secret_rotation=True),
 ]}
@@ -159,6 +162,42 @@ def _approver(env: LocalRuntime, scenario: Scenario, release: str, printer: Prin
         return
     status, _ = decide(link, scenario.decision)
     printer.line("approval", f"{APPROVERS[0]} pressed {scenario.decision.capitalize()}: HTTP {status}", release)
+
+
+def _push_newer(env: LocalRuntime, release: str, printer: Printer, stop: threading.Event, newer: list[Pushed]) -> None:
+    """Once `release` waits for approval, push a newer signed image; approve it when its email comes."""
+    if approval_link(env, APPROVERS[0], release) is None:
+        return
+    image = env.pusher.push_podinfo(WORKLOAD_REPOSITORY, "6.9.2", tag="6.9.2")
+    env.pusher.sign_legacy(env.signing_key, image)
+    newer.append(image)
+    name = execution_name(WORKLOAD_REPOSITORY, image.digest)
+    printer.line("local", f"pushed a newer image {image.digest[:19]} while {release} waits for approval", name)
+    arn = f"{env.stack.outputs['ReleaseStateMachineArn'].replace(':stateMachine:', ':execution:')}:{name}"
+    threading.Thread(target=_follow_execution, args=(env, arn, printer, name, stop), daemon=True).start()
+    link = approval_link(env, APPROVERS[0], name, timeout=300)
+    if link is not None:
+        status, _ = decide(link, "approve")
+        printer.line("approval", f"{APPROVERS[0]} pressed Approve on the newer release: HTTP {status}", name)
+
+
+def _newer_outcome(env: LocalRuntime, newer: list[Pushed], printer: Printer) -> list[str]:
+    """The newer release of the superseded scenario must end promoted, on both targets of both environments."""
+    if not newer:
+        return ["the newer image was never pushed"]
+    image = newer[0]
+    name = execution_name(WORKLOAD_REPOSITORY, image.digest)
+    arn = f"{env.stack.outputs['ReleaseStateMachineArn'].replace(':stateMachine:', ':execution:')}:{name}"
+    sfn = env.client("stepfunctions")
+    deadline = time.time() + 300
+    execution = sfn.describe_execution(executionArn=arn)
+    while execution["status"] == "RUNNING" and time.time() < deadline:
+        time.sleep(0.3)
+        execution = sfn.describe_execution(executionArn=arn)
+    print(f"== newer release {name} ended {execution['status']}", flush=True)
+    if execution["status"] != "SUCCEEDED":
+        return [f"the newer release ended {execution['status']} ({execution.get('error')}), expected SUCCEEDED"]
+    return [p for env_ in ("dev", "prod") for p in fleet_problems(env, env_, image.digest, should_run=True)]
 
 
 def decide(link: str, decision: str) -> tuple[int, str]:
@@ -309,6 +348,9 @@ def run(scenario: Scenario, manual: bool, minute_seconds: float, work_dir: Path)
         stop = threading.Event()
         threading.Thread(target=_follow_execution, args=(env, arn, printer, release, stop), daemon=True).start()
         threading.Thread(target=_approver, args=(env, scenario, release, printer, manual), daemon=True).start()
+        newer: list[Pushed] = []
+        if scenario.superseded:
+            threading.Thread(target=_push_newer, args=(env, release, printer, stop, newer), daemon=True).start()
         sfn = env.client("stepfunctions")
         execution: dict[str, Any] = {"status": "NOT_STARTED"}
         deadline = time.time() + (timeout + 600)
@@ -325,7 +367,9 @@ def run(scenario: Scenario, manual: bool, minute_seconds: float, work_dir: Path)
         stop.set()
         executions = [e for e in sfn.list_executions(stateMachineArn=env.stack.outputs["ReleaseStateMachineArn"])["executions"]
                       if e["name"].startswith(release[:30])]
-        problems = check_outcome(env, scenario, image, execution)
+        # The newer release of the superseded scenario runs on after this one ended: its outcome first.
+        newer_problems = _newer_outcome(env, newer, printer) if scenario.superseded else []
+        problems = check_outcome(env, scenario, image, execution) + newer_problems
         # The demo's own (local, throw-away) secrets, for the e2e tier's log scan: a separate process
         # cannot otherwise know them. Never written anywhere but this local work directory.
         (work_dir / "known-secrets.json").write_text(json.dumps(env.known_secrets()))

@@ -18,7 +18,7 @@ Each class fills one documented gap (the README's "Emulated locally" list mirror
   rollback on failure/alarm/stop. `PutLifecycleEventHookExecutionStatus` and `StopDeployment`
   are added. Bake minutes are shortened to `minute_seconds` seconds locally.
 - Step Functions  a new execution can start after one that waited for a task token (moto tried to
-  copy the old execution's lock along with the state machine).
+  copy the old execution's lock along with the state machine); SendTaskFailure keeps its `cause`.
 - `SecretsRotation`  RotateSecret runs the rotation steps as AWS does: it stops at the first step
   that fails (moto ran all four and then pointed GetSecretValue's default at the new version
   anyway), a RotateSecret without RotationLambdaARN uses the configured function (moto forgot it),
@@ -1070,7 +1070,8 @@ class Emulation:
         self.runtime = LambdaRuntime(stack, endpoint, self.work_dir / "logs", self.timeline, self.ecr)
         # Functions reach the fleet's load balancers through the emulated ALB (their HTTP_PROXY).
         self.runtime.http_proxy = self.fleet.serve()
-        refresh = float(stack.functions["RotateWorkloadSecretFunction"].environment.get("FLEET_SECRET_REFRESH_SECONDS", "60"))
+        rotation = stack.functions.get("RotateWorkloadSecretFunction")
+        refresh = float(rotation.environment.get("FLEET_SECRET_REFRESH_SECONDS", "60") if rotation else 60)
         self.fleet.start_secret_timer(endpoint, self.work_dir / "fleet", refresh,
                                       float(stack.parameters.get("SecretCacheSeconds", 10)))
 
@@ -1197,6 +1198,18 @@ class Emulation:
             return clone
 
         patch(StateMachine, "__deepcopy__", deepcopy_without_executions)
+
+        # Step Functions: SendTaskFailure's `cause` was dropped by moto's request handler, so a
+        # Catch saw only the error name (the release record and email lost the reason).
+        from moto.core.responses import EmptyResult
+        from moto.stepfunctions.responses import StepFunctionResponse
+
+        def send_task_failure(self: StepFunctionResponse) -> Any:
+            self.stepfunction_backend.send_task_failure(self._get_param("taskToken"), error=self._get_param("error"),
+                                                        cause=self._get_param("cause"))
+            return EmptyResult()
+
+        patch(StepFunctionResponse, "send_task_failure", send_task_failure)
 
         # ECR: layer API, auth token, digest check and push events.
         def json_action(handler_name: str) -> Callable[[ECRResponse], Any]:

@@ -34,7 +34,7 @@ from local.secrets_extension import SecretsExtension
 from podrelease.rotation import secret_value
 from podrelease.secretgate import CURRENT, StagedSource, WorkloadSecretUnreadable, is_token_path, token_reply
 
-__all__ = ["FAULT_LABEL", "VERSION_LABEL", "FunctionError", "SdkSource", "SecretCache", "SecretsExtension", "StagedSource",
+__all__ = ["FAULT_LABEL", "VERSION_LABEL", "FunctionError", "SdkSource", "SecretsExtension", "StagedSource",
            "handle"]
 
 FAULT_LABEL = "dev.podinfo-release.demo-fault"
@@ -70,7 +70,6 @@ class SdkSource(StagedSource):
         return secret_value(text) if text else None
 
 
-SecretCache = SdkSource  # the name tests/unit/test_rotation.py imports
 
 
 def _reply(status: int, body: dict[str, Any]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ settings = RequestSettings.from_env()
 dynamodb = boto3.client("dynamodb")
 sns = boto3.client("sns")
 secretsmanager = boto3.client("secretsmanager")
+sfn = boto3.client("stepfunctions")
 
 
 @logger.inject_lambda_context(log_event=False, clear_state=True)  # the event carries the task token: never log it
@@ -41,4 +42,5 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         task_token=event.get("task_token", ""),
         evidence=evidence if isinstance(evidence, dict) else None,
         dev=dev if isinstance(dev, dict) else None,
+        sfn=sfn,
     )

@@ -16,7 +16,7 @@ from local import signing
 from local.demo import approval_link, decide, fleet_problems, fleet_view
 from local.runtime import APPROVERS, PROD_REPOSITORY, WORKLOAD_REPOSITORY, LocalRuntime
 from podrelease.events import execution_name, fallback_execution_name
-from tests.statemachine.conftest import history, ledger_item, live_image, wait_for, wait_for_state
+from tests.statemachine.conftest import execution_arn, history, ledger_item, live_image, wait_for, wait_for_state
 
 pytestmark = pytest.mark.statemachine
 
@@ -140,9 +140,10 @@ def test_second_release_waits_for_the_dev_lock(env: LocalRuntime) -> None:
                   key=lambda i: i["createTime"])
     assert len(mine) == 2
     assert mine[0]["completeTime"] <= mine[1]["createTime"]
-    for name in (a, b):
-        _approve(env, name, "reject")
-        assert wait_for(env, name)["error"] == "ApprovalRejected"
+    # the second release reached approval after the first: it superseded it
+    assert wait_for(env, a)["error"] == "ApprovalSuperseded"
+    _approve(env, b, "reject")
+    assert wait_for(env, b)["error"] == "ApprovalRejected"
 
 
 def test_rerelease_after_a_failure_is_deliberate(env: LocalRuntime) -> None:
@@ -202,6 +203,35 @@ def test_fleet_alarm_rolls_back_both_targets(env: LocalRuntime) -> None:
     assert fleet_problems(env, "dev", digest, should_run=False) == []
     assert live_image(env, "dev") == dev_before
     assert not ledger_item(env, "lock#dev")
+
+
+def test_a_newer_release_supersedes_one_waiting_for_approval(env: LocalRuntime) -> None:
+    older = _push_signed(env, "6.9.9")
+    a = execution_name(WORKLOAD_REPOSITORY, older)
+    wait_for_state(env, a, "RequestApproval")
+    link_a = approval_link(env, APPROVERS[0], a, timeout=60)
+    assert link_a is not None
+    # WHEN a newer image is pushed, passes dev and asks for approval while the older one still waits
+    newer = _push_signed(env, "6.9.10")
+    b = execution_name(WORKLOAD_REPOSITORY, newer)
+    wait_for_state(env, b, "RequestApproval")
+    # THEN the older release ends as superseded, naming the newer one
+    execution = wait_for(env, a)
+    assert execution["status"] == "FAILED"
+    assert execution["error"] == "ApprovalSuperseded"
+    assert b in ledger_item(env, f"release#{a}")["cause"]["S"]
+    # AND its link now says so, and approving it changes nothing
+    status, page = decide(link_a, "approve")
+    assert status == 410
+    assert f"superseded by release {b}" in page
+    assert older not in _prod_digests(env)
+    # AND dev runs the newer digest, whose own approval is still open
+    assert live_image(env, "dev").endswith(newer)
+    assert env.client("stepfunctions").describe_execution(executionArn=execution_arn(env, b))["status"] == "RUNNING"
+    outcome = [m for m in env.emulation.outbox.messages if m["to"] == "releases@example.com" and a in m["subject"]]
+    assert "dev now runs the newer release that superseded this one" in outcome[0]["body"]
+    _approve(env, b, "reject")
+    assert wait_for(env, b)["error"] == "ApprovalRejected"
 
 
 def test_no_secret_or_token_reaches_a_log_line(env: LocalRuntime) -> None:

@@ -22,7 +22,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.secretsmanager.models import secretsmanager_backends
 
-from local.standin import SecretCache, handle
+from local.standin import SdkSource, handle
 from podrelease.errors import (
     RotationBusy,
     RotationTokenUnknown,
@@ -54,14 +54,14 @@ class Env:
         self.ledger = Ledger(self.table)
         self.arn = self.sm.create_secret(Name=NAME, SecretString=json.dumps({"jwt-secret": "first-" + uuid.uuid4().hex}))["ARN"]
         # One execution environment per version of the service; "stale" ones never re-read the secret.
-        self.caches: dict[str, SecretCache] = {}
+        self.caches: dict[str, SdkSource] = {}
         self.stale: set[str] = set()
         self.versions = ["live"]
 
     def invoke(self, function: str, qualifier: str, event: dict[str, Any]) -> dict[str, Any]:
         if qualifier not in self.caches:
             ttl = 3600.0 if qualifier in self.stale else 0.0
-            self.caches[qualifier] = SecretCache(lambda: self.sm, self.arn, ttl)
+            self.caches[qualifier] = SdkSource(lambda: self.sm, self.arn, ttl)
         return handle(event, IMAGE, {}, self.caches[qualifier])
 
     def rotator(self, **kwargs: Any) -> Rotator:
@@ -261,7 +261,7 @@ class Fleet:
     """Two instances behind a load balancer, each with its own gate cache; `stale` ones never re-read."""
 
     def __init__(self, env: Env, stale: set[int]) -> None:
-        self.caches = [SecretCache(lambda: env.sm, env.arn, 3600.0 if i in stale else 0.0) for i in range(2)]
+        self.caches = [SdkSource(lambda: env.sm, env.arn, 3600.0 if i in stale else 0.0) for i in range(2)]
         self.n = 0
 
     def get(self, url: str, headers: dict[str, str]) -> tuple[int, str]:

@@ -10,7 +10,7 @@ id, execution, digest and approver, expiring, and single-use in effect: the deci
 update `status = pending`, so the first POST wins and every later decision is refused.
 
 Ledger item (`pk = "approval#<release id>"`): task_token, execution_arn, digest, repository,
-image_uri, approvers, evidence, dev, status (pending | approved | rejected), decided_by, decided_at,
+image_uri, approvers, evidence, dev, status (pending | approved | rejected | superseded), decided_by, decided_at,
 decision_jti, callback (sending | delivered | task_gone | failed), callback_error, notified
 (approver -> SNS message id), created_at, updated_at, expires_at (also the table's TTL attribute).
 """
@@ -39,6 +39,7 @@ from podrelease import config
 from podrelease.errors import (
     AlreadyDecided,
     ApprovalRejected,
+    ApprovalSuperseded,
     ConfigurationError,
     MalformedEvent,
     ReleaseError,
@@ -71,7 +72,9 @@ MAX_EMAIL_BLOCK_CHARS = 4000
 MAX_SUBJECT_CHARS = 99
 
 PK_PREFIX = "approval#"
-PENDING, APPROVED, REJECTED = "pending", "approved", "rejected"
+#: One item per repository naming its release that waits for approval (the newest to ask).
+WAITING_PREFIX = "approval-waiting#"
+PENDING, APPROVED, REJECTED, SUPERSEDED = "pending", "approved", "rejected", "superseded"
 DECISIONS = {"approve": APPROVED, "reject": REJECTED}
 # Step Functions' answers to SendTask* when the waiting task no longer exists.
 TASK_GONE_ERRORS = frozenset({"TaskTimedOut", "InvalidToken", "TaskDoesNotExist"})
@@ -542,6 +545,54 @@ def _create_or_refresh(
     return _from_item(out["Attributes"])
 
 
+def supersede_waiting(dynamodb: Any, sfn: Any, table: str, facts: ReleaseFacts, expires_at: int, now: float) -> str | None:
+    """Make `facts` the release of its repository that waits for approval. An older one still
+    pending is ended with ApprovalSuperseded: dev now runs the newer digest, so approving the older
+    one would promote something dev no longer runs. Its links then show who superseded it. Returns
+    the superseded release id, if any. Safe to repeat (a Lambda retry supersedes nothing twice)."""
+    key = {"pk": {"S": WAITING_PREFIX + facts.repository}}
+    found = dynamodb.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item") or {}
+    older = found.get("release_id", {}).get("S")
+    superseded = None
+    if older and older != facts.release_id:
+        try:
+            out = dynamodb.update_item(
+                TableName=table,
+                Key=_pk(older),
+                UpdateExpression="SET #s = :sup, decided_by = :by, decided_at = :now, #c = :sending, updated_at = :now",
+                ConditionExpression="#s = :pending",
+                ExpressionAttributeNames={"#s": "status", "#c": "callback"},
+                ExpressionAttributeValues={
+                    ":sup": {"S": SUPERSEDED},
+                    ":by": {"S": f"release {facts.release_id}"},
+                    ":now": {"N": str(int(now))},
+                    ":sending": {"S": "sending"},
+                    ":pending": {"S": PENDING},
+                },
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if not _is_conditional_failure(exc):
+                raise
+        else:
+            record = _from_item(out["Attributes"])
+            register_secret(record["task_token"])
+            cause = (f"release {facts.release_id} ({facts.digest}) of {facts.repository} reached approval after it and "
+                     "replaced it in dev; only the newer release can be promoted")
+            try:
+                sfn.send_task_failure(taskToken=record["task_token"], error=ApprovalSuperseded.__name__, cause=cause)
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "Unknown")
+                _set_callback(dynamodb, table, older, "task_gone" if code in TASK_GONE_ERRORS else "failed", code, now)
+            else:
+                _set_callback(dynamodb, table, older, "delivered", None, now)
+            superseded = older
+            logger.info("older release superseded at approval", extra={"superseded": older})
+    dynamodb.put_item(TableName=table, Item=_to_item({"pk": key["pk"]["S"], "release_id": facts.release_id,
+                                                      "updated_at": int(now), "expires_at": expires_at}))
+    return superseded
+
+
 def request_approval(
     *,
     dynamodb: Any,
@@ -553,6 +604,7 @@ def request_approval(
     evidence: Mapping[str, Any] | None = None,
     dev: Mapping[str, Any] | None = None,
     now: float | None = None,
+    sfn: Any = None,
 ) -> dict[str, Any]:
     """Store the approval record and email one signed link per approver; idempotent per release id.
 
@@ -578,6 +630,8 @@ def request_approval(
         settings.ttl_seconds,
         current,
     )
+    superseded = (supersede_waiting(dynamodb, sfn, settings.table, facts, int(record["expires_at"]), current)
+                  if sfn is not None else None)
     notified: dict[str, str] = dict(record.get("notified") or {})
     for approver in record["approvers"]:
         if approver in notified:
@@ -614,6 +668,7 @@ def request_approval(
     logger.info("approval requested", extra={"approvers": list(record["approvers"]), "emails_sent": len(notified)})
     return {
         "release_id": facts.release_id,
+        "superseded": superseded,
         "status": record["status"],
         "approvers": list(record["approvers"]),
         "expires_at": int(record["expires_at"]),
@@ -735,6 +790,14 @@ def _bound_record(dynamodb: Any, table: str, claims: Claims) -> dict[str, Any]:
 
 def _decided_refusal(record: Mapping[str, Any]) -> _Refusal:
     when = _iso(record["decided_at"]) if record.get("decided_at") else "earlier"
+    if record.get("status") == SUPERSEDED:
+        return _Refusal(
+            410,
+            "Release superseded",
+            f"Release {record.get('release_id')} was superseded by {record.get('decided_by')} at {when}: a newer image "
+            "of the same repository reached approval after it, and dev runs that one now. Nothing was changed; "
+            "decide on the newer release from its own email.",
+        )
     return _Refusal(
         410,
         f"Release already {record.get('status')}",

@@ -104,6 +104,10 @@ class ApprovalRejected(ReleaseError):
     """A person rejected the release on the approval page."""
 
 
+class ApprovalSuperseded(ReleaseError):
+    """A newer release of the same repository reached approval: this one will not be promoted."""
+
+
 class TokenInvalid(ReleaseError):
     """An approval link's token is forged, corrupt or bound to something else."""
 

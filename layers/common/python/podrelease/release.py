@@ -149,6 +149,8 @@ def summarize(outcome: str, state: dict[str, Any], execution_name: str, console_
         lines += [f"Stopped at: {stopped_at or 'start'}", f"Reason: {record['error']}: {record['cause']}"]
         if outcome == "REJECTED":
             lines.append("Nothing was deployed: the event was refused before any stage ran.")
+        elif record["error"] == "ApprovalSuperseded":
+            lines.append("dev now runs the newer release that superseded this one; prod was left as it was.")
         elif "deploy dev" in done:
             # dev's canary passed and dev was let go of: it keeps the release; prod is as it was.
             lines.append("dev keeps running this release (its canary passed); prod was left as it was, "
