@@ -373,6 +373,11 @@ class Provisioner:
         self.client("cloudwatch").put_metric_alarm(**{k: props[k] for k in keys if k in props})
         self._set(logical_id, props["AlarmName"], Arn=self.arn("cloudwatch", f"alarm:{props['AlarmName']}"))
 
+    def create_CloudWatch_Dashboard(self, logical_id: str, props: dict[str, Any]) -> None:
+        json.loads(props["DashboardBody"])  # CloudFormation refuses a body that is not JSON
+        self.client("cloudwatch").put_dashboard(DashboardName=props["DashboardName"], DashboardBody=props["DashboardBody"])
+        self._set(logical_id, props["DashboardName"])
+
     # --- Lambda ---------------------------------------------------------------------------------------
     def create_Lambda_LayerVersion(self, logical_id: str, props: dict[str, Any]) -> None:
         layer = self.client("lambda").publish_layer_version(

@@ -234,6 +234,25 @@ def test_a_newer_release_supersedes_one_waiting_for_approval(env: LocalRuntime) 
     assert wait_for(env, b)["error"] == "ApprovalRejected"
 
 
+def test_dashboards_cover_releases_both_targets_and_every_alarm(env: LocalRuntime) -> None:
+    cw = env.client("cloudwatch")
+    bodies = {d["DashboardName"]: json.loads(cw.get_dashboard(DashboardName=d["DashboardName"])["DashboardBody"])
+              for d in cw.list_dashboards()["DashboardEntries"]}
+    assert sorted(bodies) == ["podrel-fleet", "podrel-releases"]
+    text = json.dumps(bodies)
+    # every alarm the stack creates is on a dashboard's alarm widget
+    alarm_widgets = [a for body in bodies.values() for w in body["widgets"] if w["type"] == "alarm" for a in w["properties"]["alarms"]]
+    alarms = [a["AlarmArn"] for a in cw.describe_alarms()["MetricAlarms"]]
+    assert alarms
+    assert sorted(alarms) == sorted(alarm_widgets)
+    # the release state machine, both podinfo aliases and both colours of both fleets are graphed
+    assert env.stack.outputs["ReleaseStateMachineArn"] in text
+    for environment in ("Dev", "Prod"):
+        assert f"{env.stack.outputs[f'Podinfo{environment}FunctionName']}:live" in text
+        for colour in ("Blue", "Green"):
+            assert env.stack.attributes[f"Fleet{environment}{colour}"]["TargetGroupFullName"] in text
+
+
 def test_no_secret_or_token_reaches_a_log_line(env: LocalRuntime) -> None:
     """Runs last in this module: scans every function's log of every release above."""
     secret_arn = env.stack.physical["ApprovalSigningKey"]
