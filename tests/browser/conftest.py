@@ -20,7 +20,7 @@ except ImportError as exc:  # pragma: no cover - only without `make install`
     raise ImportError("the browser tier needs the `playwright` package: run `make install`") from exc
 
 from local.runtime import LocalRuntime
-from tests.statemachine.conftest import tell_log_scan
+from tests.statemachine.conftest import module_runtime
 
 #: Debian's package; `CHROMIUM=/path make browser` points the tier at another build.
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
@@ -116,12 +116,4 @@ def page(context: BrowserContext) -> Iterator[Page]:
 @pytest.fixture(scope="module")
 def env(chromium_executable: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRuntime]:
     """The local runtime (only once the browser is known to be there: without it nothing here runs)."""
-    work: Path = tmp_path_factory.mktemp("browser")
-    runtime = LocalRuntime.start(work / "run", minute_seconds=0.5, approval_timeout=APPROVAL_WINDOW_SECONDS, policy="keys+sbom")
-    try:
-        yield runtime
-    finally:
-        try:
-            tell_log_scan(runtime)
-        finally:
-            runtime.stop()
+    yield from module_runtime(tmp_path_factory.mktemp("browser"), approval_timeout=APPROVAL_WINDOW_SECONDS, policy="keys+sbom")

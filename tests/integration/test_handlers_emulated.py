@@ -610,15 +610,21 @@ def test_deploy_abort_leaves_finished_deployments_and_other_releases_alone(site:
     assert site.lock_holder("dev") == other_release
 
 
-def test_deploy_abort_points_a_succeeded_alias_back_when_the_release_failed_elsewhere(site: Site, deploy_app: Any) -> None:
+def succeeded_dev_canary(site: Site, deploy_app: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A release whose dev Lambda canary succeeded: live -> version 2. Returns (release, deployment)."""
     image = site.registry.pusher.push_podinfo(REPOSITORY, "6.9.1")
     release = release_of(image.digest)
     started = deploy_app.handler({"action": "start", "environment": "dev", "release": release}, Context())
     site.settle()
-    # GIVEN the Lambda canary succeeded (live -> version 2) but the release failed on its other target
     site.set_status(started["id"], "Succeeded")
     site.lam.update_alias(FunctionName=DEV_FUNCTION, Name="live", FunctionVersion="2", RoutingConfig={})
-    site.lock("dev", release["id"])  # still deploying dev
+    return release, started
+
+
+def test_deploy_abort_points_a_succeeded_alias_back_when_the_release_failed_elsewhere(site: Site, deploy_app: Any) -> None:
+    # GIVEN the Lambda canary succeeded but the release failed on its other target, still deploying dev
+    release, started = succeeded_dev_canary(site, deploy_app)
+    site.lock("dev", release["id"])
     reply = deploy_app.handler({"action": "abort", "state": {"release": release, "dev": {"deployment": started}}}, Context())
     # THEN live serves the previous version again, and the reply says so
     assert reply["stopped"] == [f"{DEV_FUNCTION}:live back to version 1"]
@@ -630,13 +636,8 @@ def test_deploy_abort_points_a_succeeded_alias_back_when_the_release_failed_else
 
 
 def test_deploy_abort_keeps_an_environment_the_release_had_finished(site: Site, deploy_app: Any) -> None:
-    image = site.registry.pusher.push_podinfo(REPOSITORY, "6.9.1")
-    release = release_of(image.digest)
-    started = deploy_app.handler({"action": "start", "environment": "dev", "release": release}, Context())
-    site.settle()
-    site.set_status(started["id"], "Succeeded")
-    site.lam.update_alias(FunctionName=DEV_FUNCTION, Name="live", FunctionVersion="2", RoutingConfig={})
     # GIVEN dev was done (its lock released) and the release failed later (rejected, or in prod)
+    release, started = succeeded_dev_canary(site, deploy_app)
     reply = deploy_app.handler({"action": "abort", "state": {"release": release, "dev": {"deployment": started}}}, Context())
     # THEN dev keeps serving the release
     assert reply["stopped"] == []

@@ -16,10 +16,9 @@ from local.runtime import LocalRuntime
 from tests.conftest import known_secret
 
 
-@pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRuntime]:
-    work: Path = tmp_path_factory.mktemp("local")
-    runtime = LocalRuntime.start(work / "run", minute_seconds=0.5, approval_timeout=45)
+def module_runtime(work: Path, **options: Any) -> Iterator[LocalRuntime]:
+    """A local runtime for one test module; at the end its secrets go to the log scan, then it stops."""
+    runtime = LocalRuntime.start(work / "run", minute_seconds=0.5, **options)
     try:
         yield runtime
     finally:
@@ -27,6 +26,11 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRuntime]:
             tell_log_scan(runtime)
         finally:
             runtime.stop()
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRuntime]:
+    yield from module_runtime(tmp_path_factory.mktemp("local"), approval_timeout=45)
 
 
 def tell_log_scan(env: LocalRuntime) -> None:

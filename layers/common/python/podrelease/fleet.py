@@ -252,12 +252,8 @@ class Fleet:
                 raise DeploymentFailed(msg)
             return state | {"health": health}
         checks = self.checks(idle, release)
-        if not all(c["ok"] for c in checks):
-            self._roll_back(state)
-            failed = "; ".join(f"{c['path']} -> {c['status']}" for c in checks if not c["ok"])
-            msg = (f"{self.target.environment} fleet: pre-traffic checks failed on the {idle} colour ({failed}); "
-                   f"it was scaled to zero and {state['live']} kept all traffic")
-            raise DeploymentFailed(msg)
+        self._require(state, checks, f"pre-traffic checks failed on the {idle} colour ({{failed}}); "
+                                     f"it was scaled to zero and {state['live']} kept all traffic")
         return self._shift_to(state | {"health": health, "checks": [{"phase": "pre-traffic", "results": checks}]}, 0, now)
 
     def _shift_to(self, state: dict[str, Any], step: int, now: float) -> dict[str, Any]:
@@ -279,14 +275,18 @@ class Fleet:
                 return state
             return self._shift_to(state, step + 1, now)
         checks = self.checks(None, state["release"])
-        if not all(c["ok"] for c in checks):
-            self._roll_back(state)
-            failed = "; ".join(f"{c['path']} -> {c['status']}" for c in checks if not c["ok"])
-            msg = (f"{self.target.environment} fleet: post-traffic checks failed ({failed}); traffic moved back to "
-                   f"{state['live']} and {state['idle']} was scaled to zero")
-            raise DeploymentFailed(msg)
+        self._require(state, checks, f"post-traffic checks failed ({{failed}}); traffic moved back to "
+                                     f"{state['live']} and {state['idle']} was scaled to zero")
         checks_so_far = [*state["checks"], {"phase": "post-traffic", "results": checks}]
         return state | {"phase": "shifted", "since": now, "checks": checks_so_far}
+
+    def _require(self, state: dict[str, Any], checks: list[dict[str, Any]], failure: str) -> None:
+        """Roll back and raise DeploymentFailed (`failure` with the failed checks) unless all passed."""
+        if all(c["ok"] for c in checks):
+            return
+        self._roll_back(state)
+        failed = "; ".join(f"{c['path']} -> {c['status']}" for c in checks if not c["ok"])
+        raise DeploymentFailed(f"{self.target.environment} fleet: " + failure.format(failed=failed))
 
     def _roll_back(self, state: dict[str, Any]) -> None:
         self.set_weights({state["live"]: 100, state["idle"]: 0})
