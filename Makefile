@@ -88,8 +88,9 @@ browser: $(VENV)/.installed ## the approval page in headless Chromium, on a real
 conformance: $(VENV)/.installed ## the sigstore-conformance client on the bundle vectors
 	$(PY) -m pytest tests/conformance
 
-bench: $(VENV)/.installed ## verification latency and cold import time, each beside a baseline from the same run
+bench: $(VENV)/.installed ## verification latency, cold import time, the secret gate's cost; each beside a baseline from the same run
 	$(PY) bench/bench_verify.py
+	$(PY) bench/bench_gate.py
 
 build: $(SAM_VENV)/.installed ## sam build (python3.12 and arm64 wheels for the layer)
 	PATH="$(dir $(PYTHON)):$$PATH" $(SAM_VENV)/bin/sam build --template template.yaml
