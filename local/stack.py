@@ -373,6 +373,18 @@ class Provisioner:
         self.client("cloudwatch").put_metric_alarm(**{k: props[k] for k in keys if k in props})
         self._set(logical_id, props["AlarmName"], Arn=self.arn("cloudwatch", f"alarm:{props['AlarmName']}"))
 
+    def create_SQS_Queue(self, logical_id: str, props: dict[str, Any]) -> None:
+        sqs = self.client("sqs")
+        attributes = {k: str(props[k]) for k in ("MessageRetentionPeriod", "KmsMasterKeyId") if k in props}
+        url = sqs.create_queue(QueueName=props["QueueName"], Attributes=attributes)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        self._set(logical_id, url, Arn=arn, QueueName=props["QueueName"], QueueUrl=url)
+
+    def create_SQS_QueuePolicy(self, logical_id: str, props: dict[str, Any]) -> None:
+        for url in props["Queues"]:
+            self.client("sqs").set_queue_attributes(QueueUrl=url, Attributes={"Policy": json.dumps(props["PolicyDocument"])})
+        self._set(logical_id, f"{logical_id}-policy")
+
     def create_CloudWatch_Dashboard(self, logical_id: str, props: dict[str, Any]) -> None:
         json.loads(props["DashboardBody"])  # CloudFormation refuses a body that is not JSON
         self.client("cloudwatch").put_dashboard(DashboardName=props["DashboardName"], DashboardBody=props["DashboardBody"])
