@@ -375,7 +375,8 @@ class Provisioner:
 
     def create_SQS_Queue(self, logical_id: str, props: dict[str, Any]) -> None:
         sqs = self.client("sqs")
-        attributes = {k: str(props[k]) for k in ("MessageRetentionPeriod", "KmsMasterKeyId") if k in props}
+        attributes = {k: str(props[k]).lower() if isinstance(props[k], bool) else str(props[k])
+                      for k in ("MessageRetentionPeriod", "KmsMasterKeyId", "SqsManagedSseEnabled") if k in props}
         url = sqs.create_queue(QueueName=props["QueueName"], Attributes=attributes)["QueueUrl"]
         arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         self._set(logical_id, url, Arn=arn, QueueName=props["QueueName"], QueueUrl=url)

@@ -73,7 +73,8 @@ def aws() -> Iterator[dict[str, Any]]:
                 AutoScalingGroupName=f"dev-{colour}", MinSize=0, MaxSize=2, DesiredCapacity=size, VPCZoneIdentifier=",".join(subnets),
                 LaunchTemplate={"LaunchTemplateId": template["LaunchTemplate"]["LaunchTemplateId"], "Version": "$Latest"},
                 TargetGroupARNs=[tgs[colour]],
-                Tags=[{"Key": "podinfo-image", "Value": f"{REPO}@{DIGEST_OLD}", "PropagateAtLaunch": True}])
+                Tags=[{"Key": "podinfo-image", "Value": f"{REPO}@{DIGEST_OLD}", "PropagateAtLaunch": True},
+                      {"Key": "podinfo-role", "Value": "live" if colour == "blue" else "idle", "PropagateAtLaunch": False}])
         cw.put_metric_alarm(AlarmName="fleet-dev-errors", Namespace="AWS/ApplicationELB", MetricName="HTTPCode_Target_5XX_Count",
                             Statistic="Sum", Period=60, EvaluationPeriods=1, Threshold=1, ComparisonOperator="GreaterThanOrEqualToThreshold")
         spec = {"listener": listener["ListenerArn"], "blue_group": "dev-blue", "green_group": "dev-green",
@@ -165,6 +166,8 @@ def test_release_moves_traffic_in_canary_steps_then_retires_the_old_colour(aws: 
     state = fleet.advance(state)
     assert state["phase"] == "Succeeded"
 
+    assert fleet.tags_of("green")["podinfo-role"] == "live"
+    assert fleet.tags_of("blue")["podinfo-role"] == "idle"
     # the next release goes to blue, the now idle colour
     following = fleet.start("rel-2", DIGEST_OLD, f"{REPO}@{DIGEST_OLD}")
     assert (following["live"], following["idle"]) == ("green", "blue")
@@ -251,3 +254,15 @@ def test_a_split_left_by_a_crashed_release_is_taken_back_first(aws: dict[str, An
     state = fleet.advance(state)
     assert state["phase"] == "launching"
     assert image_tag(aws, "green") == f"{REPO}@{DIGEST_NEW}"
+
+
+def test_a_crash_past_half_way_still_gives_traffic_back_to_the_checked_colour(aws: dict[str, Any], podinfo: Podinfo,
+                                                                               clock: Clock) -> None:
+    fleet = fleet_of(aws, podinfo, clock)
+    fleet.scale("green", 2)
+    # GIVEN a release died with green (never fully checked) holding most of the traffic
+    fleet.set_weights({"blue": 20, "green": 80})
+    state = started(fleet)
+    # THEN the next release treats blue, the colour that last passed a whole release, as live
+    assert (state["live"], state["idle"]) == ("blue", "green")
+    assert fleet.weights() == {"blue": 100, "green": 0}

@@ -234,6 +234,30 @@ def test_a_newer_release_supersedes_one_waiting_for_approval(env: LocalRuntime) 
     assert wait_for(env, b)["error"] == "ApprovalRejected"
 
 
+def test_a_failed_release_whose_record_cannot_be_written_still_emails_its_outcome(env: LocalRuntime) -> None:
+    record = env.stack.functions["RecordFunction"]
+    saved = dict(record.environment)
+    record.environment["LEDGER_TABLE"] = "no-such-ledger"  # every write of the record fails
+    env.emulation.runtime.stop()  # execution environments start afresh, with that environment
+    try:
+        image = env.pusher.push_podinfo(WORKLOAD_REPOSITORY, "6.9.11")  # unsigned: fails at Verify
+        name = execution_name(WORKLOAD_REPOSITORY, image.digest)
+        execution = wait_for(env, name)
+    finally:
+        record.environment.clear()
+        record.environment.update(saved)
+        env.emulation.runtime.stop()
+    # THEN the release still fails with its own error, and NotifyEmail still hears of it
+    assert execution["status"] == "FAILED"
+    assert execution["error"] == "SignatureMissing"
+    mails = [m for m in env.emulation.outbox.messages if m["to"] == "releases@example.com" and name in m["subject"]]
+    assert len(mails) == 1
+    assert "its record could not be written" in mails[0]["subject"]
+    assert "failed with SignatureMissing" in mails[0]["body"]
+    assert not ledger_item(env, f"release#{name}")
+    assert not ledger_item(env, "lock#dev")
+
+
 def test_dashboards_cover_releases_both_targets_and_every_alarm(env: LocalRuntime) -> None:
     cw = env.client("cloudwatch")
     bodies = {d["DashboardName"]: json.loads(cw.get_dashboard(DashboardName=d["DashboardName"])["DashboardBody"])

@@ -35,6 +35,7 @@ from podrelease.errors import ConfigurationError, DeploymentFailed
 COLOURS = ("blue", "green")
 IMAGE_TAG = "podinfo-image"
 RELEASE_TAG = "podinfo-release"
+ROLE_TAG = "podinfo-role"  # "live" on the colour that last passed a whole release, "idle" on the other
 COLOUR_HEADER = "X-Podinfo-Colour"
 CHECK_PATHS = ("/healthz", "/readyz", "/version")
 _CANARY = re.compile(r"Canary(?P<pct>\d+)Percent(?P<min>\d+)Minutes?$")
@@ -135,9 +136,29 @@ class Fleet:
             raise DeploymentFailed(msg)
         return dict(groups[0])
 
+    def tags_of(self, colour: str) -> dict[str, str]:
+        return {t["Key"]: t["Value"] for t in self.group(colour).get("Tags", [])}
+
     def image_of(self, colour: str) -> str:
-        tags = {t["Key"]: t["Value"] for t in self.group(colour).get("Tags", [])}
-        return str(tags.get(IMAGE_TAG, ""))
+        return str(self.tags_of(colour).get(IMAGE_TAG, ""))
+
+    def live_colour(self, weights: dict[str, int]) -> str:
+        """The colour serving the environment: the one with all the traffic or, when a crashed
+        release left it split, the one that last passed a whole release (its ROLE_TAG), however the
+        weights lean: the other one never passed its checks."""
+        whole = [c for c in COLOURS if weights[c] == 100]
+        if whole:
+            return whole[0]
+        marked = [c for c in COLOURS if self.tags_of(c).get(ROLE_TAG) == "live"]
+        if len(marked) == 1:
+            return marked[0]
+        return max(COLOURS, key=lambda c: (weights[c], c == "blue"))
+
+    def _mark_live(self, colour: str) -> None:
+        for each in COLOURS:
+            self.asg.create_or_update_tags(Tags=[{"ResourceId": self.target.groups[each], "ResourceType": "auto-scaling-group",
+                                                  "Key": ROLE_TAG, "Value": "live" if each == colour else "idle",
+                                                  "PropagateAtLaunch": False}])
 
     def health(self, colour: str) -> dict[str, str]:
         """Instance id -> target health state, for the instances of the colour's group."""
@@ -193,7 +214,7 @@ class Fleet:
             msg = f"refusing to deploy {image_uri!r} to the {self.target.environment} fleet: a release deploys by digest only"
             raise DeploymentFailed(msg)
         weights = self.weights()
-        live = max(COLOURS, key=lambda c: (weights[c], c == "blue"))
+        live = self.live_colour(weights)
         idle = next(c for c in COLOURS if c != live)
         state = {"environment": self.target.environment, "release": release_id, "image": image_uri, "live": live,
                  "idle": idle, "weights": weights, "step": -1, "since": self.clock(), "checks": []}
@@ -229,6 +250,7 @@ class Fleet:
         if phase == "shifted":
             if not retire:
                 return state
+            self._mark_live(idle)
             self.scale(live, 0)
             return state | {"phase": "retiring", "since": now}
         if phase == "retiring":
