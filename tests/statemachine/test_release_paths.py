@@ -54,6 +54,7 @@ def test_happy_path_promotes_the_same_digest_to_prod(env: LocalRuntime) -> None:
     assert src["imageManifest"] == dst["imageManifest"]
     record = ledger_item(env, f"release#{name}")
     assert record["outcome"]["S"] == "SUCCEEDED"
+    assert record["approved_by"]["S"] == APPROVERS[0]  # who let it into prod outlives the approval record
     assert not ledger_item(env, "lock#dev")
     assert not ledger_item(env, "lock#prod")
     # the correlation id is in the CodeDeploy deployment descriptions and the outcome email

@@ -118,7 +118,7 @@ def test_summarize_a_release_that_reached_prod() -> None:
         "release": RELEASE,
         "evidence": {"verified": True},
         "dev": {"deployment": {"status": "Succeeded"}},
-        "approval": {"decision": "approve"},
+        "approval": {"approved_by": "alice@example.com", "decided_at": "2026-11-26T10:00:00Z"},
         "promotion": {"digest": DIGEST},
         "prod": {"deployment": {"status": "Succeeded"}},
     }
@@ -135,12 +135,15 @@ def test_summarize_a_release_that_reached_prod() -> None:
         "error": None,
         "cause": None,
         "evidence": {"verified": True},
+        "approved_by": "alice@example.com",
+        "approved_at": "2026-11-26T10:00:00Z",
     }
     assert out["subject"] == f"podinfo {SHORT} released to prod [{NAME}]"
     assert out["message"].splitlines() == [
         f"Release {NAME} released to prod.",
         f"Image: {REPOSITORY}@{DIGEST}",
         "Stages completed: verify, deploy dev, approval, promote, deploy prod",
+        "Approved by alice@example.com at 2026-11-26T10:00:00Z",
         f"Correlation id: {NAME}",
         "Execution: https://console.example/exec",
     ]

@@ -138,6 +138,11 @@ def summarize(outcome: str, state: dict[str, Any], execution_name: str, console_
     for key in ("evidence", "evidence_prod"):
         if isinstance(state.get(key), dict):
             record[key] = state[key]
+    # Who let it into prod, for as long as the record lives (the approval record expires with its window).
+    approval = state.get("approval")
+    if isinstance(approval, dict) and approval.get("approved_by"):
+        record["approved_by"] = str(approval["approved_by"])
+        record["approved_at"] = str(approval.get("decided_at", ""))
     verb = {"SUCCEEDED": "released to prod", "FAILED": "failed", "REJECTED": "refused"}.get(outcome, outcome.lower())
     subject = f"podinfo {digest[:19]} {verb} [{record['release_id']}]"[:100]
     lines = [
@@ -145,6 +150,8 @@ def summarize(outcome: str, state: dict[str, Any], execution_name: str, console_
         f"Image: {release.get('repository', '?')}@{digest}",
         f"Stages completed: {', '.join(done) or 'none'}",
     ]
+    if "approved_by" in record:
+        lines.append(f"Approved by {record['approved_by']} at {record['approved_at']}")
     if outcome != "SUCCEEDED":
         lines += [f"Stopped at: {stopped_at or 'start'}", f"Reason: {record['error']}: {record['cause']}"]
         if outcome == "REJECTED":
