@@ -22,7 +22,9 @@ ACCEPTED = [
     "application/vnd.docker.distribution.manifest.list.v2+json",
 ]
 MAX_BLOB_BYTES = 512 * 1024 * 1024
-MAX_PART_BYTES = 20 * 1024 * 1024  # ECR's UploadLayerPart limit (20,971,520 bytes per part)
+# ECR's layer-part quota for API uploads ("Amazon ECR service quotas": at most 10 MiB, at least
+# 5 MiB but the last); UploadLayerPart's own reference allows 20 MiB: the smaller one is used.
+MAX_PART_BYTES = 10 * 1024 * 1024
 
 
 def _manifest(ecr: Any, repository: str, digest: str) -> tuple[str, str]:
@@ -43,7 +45,7 @@ def _blob_digests(manifest: dict[str, Any]) -> list[str]:
 
 def _copy_blob(ecr: Any, source: str, target: str, digest: str, opener: Any) -> None:
     """Stream one blob into the target repository, part by part in the size ECR asks for (at most
-    MAX_PART_BYTES, ECR's limit per UploadLayerPart), so memory holds one part, not the layer."""
+    MAX_PART_BYTES, ECR's layer-part quota), so memory holds one part, not the layer."""
     url = ecr.get_download_url_for_layer(repositoryName=source, layerDigest=digest)["downloadUrl"]
     upload = ecr.initiate_layer_upload(repositoryName=target)
     upload_id = upload["uploadId"]
