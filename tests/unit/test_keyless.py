@@ -66,14 +66,25 @@ MITR = Identity(issuer="https://github.com/login/oauth", subject="mitr@redhat.co
 # --- the pinned root ---------------------------------------------------------------------------------
 
 
-def test_pinned_root_is_the_production_root_byte_for_byte() -> None:
-    shipped = PRODUCTION_TRUSTED_ROOT.read_bytes()
-    assert shipped == (VECTORS / "sigstore-python" / "production_trusted_root.json").read_bytes()
-    assert hashlib.sha256(shipped).hexdigest() == "6494e21ea73fa7ee769f85f57d5a3e6a08725eae1e38c755fc3517c9e6bc0b66"
+def test_pinned_root_keeps_every_key_of_the_production_root_vector() -> None:
+    """The pinned root is sigstore's production root: it holds every transparency log, CA and CT
+    log of sigstore-python's copy (the vectors' signatures were made under them). A weekly refresh
+    (scripts/refresh-trusted-root.py) may add keys and extend validity; one that drops a key fails
+    here and needs a reviewer's eye, as it should."""
+    vector = json.loads((VECTORS / "sigstore-python" / "production_trusted_root.json").read_bytes())
+    shipped = json.loads(PRODUCTION_TRUSTED_ROOT.read_bytes())
+    assert shipped["mediaType"] == vector["mediaType"]
+
+    def keys(document: dict[str, Any], field: str) -> set[str]:
+        return {entry.get("logId", {}).get("keyId") or json.dumps(entry["certChain"], sort_keys=True)
+                for entry in document.get(field, [])}
+
+    for field in ("tlogs", "ctlogs", "certificateAuthorities"):
+        assert keys(vector, field) <= keys(shipped, field), f"the pinned root dropped {field} of the production root"
     root = SigstoreTrustRoot.production()
     assert root.tlog("c0d23d6ad406973f9559f3ba2d1ca01f84147d8ffc5b8445c224f98b9591801d") is not None
-    assert len(root.certificate_authorities) == 2
-    assert len(root.ctlogs) == 2
+    assert len(root.certificate_authorities) >= 2
+    assert len(root.ctlogs) >= 2
 
 
 @pytest.mark.parametrize(
