@@ -306,3 +306,26 @@ def test_a_fleet_instance_that_never_rereads_the_secret_stops_the_rotation(env: 
     assert env.labels() == {old_version: ["AWSCURRENT"], token: ["AWSPENDING"]}
     assert env.current() == (old_version, old_value)
     assert env.ledger.lock_holder("dev") is None
+
+
+def test_a_schedule_test_runs_test_secret_alone_and_leaves_no_lock(env: Env) -> None:
+    """RotateImmediately=false: Secrets Manager runs testSecret alone on a throw-away AWSPENDING
+    version (no createSecret before it, no finishSecret after)."""
+    old_version, old_value = env.current()
+    token = env.start_rotation()  # the throw-away version, without a value
+    result = env.rotator().rotate("testSecret", env.arn, token)
+    assert result["state"] == "configuration test passed: the service accepts the current value"
+    # THEN no lock is left for a release to wait on, and AWSCURRENT is as it was
+    assert env.ledger.lock_holder("dev") is None
+    assert env.current() == (old_version, old_value)
+    # AND a real rotation afterwards still takes and keeps the lock between its steps
+    real = env.start_rotation()
+    rotator = env.rotator()
+    rotator.rotate("createSecret", env.arn, real)
+    assert env.ledger.lock_holder("dev") == real
+    for step in ("setSecret", "testSecret"):
+        rotator.rotate(step, env.arn, real)
+        assert env.ledger.lock_holder("dev") == real  # held between the steps of a real rotation
+    rotator.rotate("finishSecret", env.arn, real)
+    assert env.ledger.lock_holder("dev") is None
+    assert env.current()[0] == real

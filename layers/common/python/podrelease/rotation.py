@@ -155,12 +155,21 @@ class Rotator:
         if already_current(meta, token):
             self._tidy_done(arn, token, meta, target)
             return {"step": step, "state": "done", "environment": target.environment}
+        # Secrets Manager tests a new or changed schedule (RotateImmediately false) by running
+        # testSecret alone on a throw-away AWSPENDING version: no createSecret took the lock for it,
+        # and no finishSecret will release it, so the test takes it only while it runs.
+        standalone = step == "testSecret" and self.ledger.lock_holder(target.environment) != token
         try:
             self._lock(target, token)
-            result = getattr(self, "_" + step)(_Step(arn, token, target, meta))
+            if standalone:
+                result = self._test_configuration(_Step(arn, token, target, meta))
+            else:
+                result = getattr(self, "_" + step)(_Step(arn, token, target, meta))
         except Exception:  # the lock is released only when this rotation holds it
             self.ledger.release_lock(target.environment, token)
             raise
+        if standalone:
+            self.ledger.release_lock(target.environment, token)
         return {"step": step, "state": result, "environment": target.environment}
 
     def _lock(self, target: Target, token: str) -> None:
@@ -251,6 +260,20 @@ class Rotator:
                        f"({refused} of {max(2, 2 * target.fleet_size)} requests); AWSCURRENT unchanged")
                 raise SecretTestFailed(msg)
         return "pending and current values both accepted"
+
+    def _test_configuration(self, step: _Step) -> str:
+        """testSecret outside a rotation: the function can read the secret and the service accepts
+        the current value (on the alias and the fleet). The throw-away pending version is never
+        set in the service, so it is not asked to accept it."""
+        target = step.target
+        _, current = self._current(step.arn)
+        if not self._accepts(target, target.alias, current):
+            msg = f"{target.function_name}:{target.alias} refuses a token signed with the current value"
+            raise SecretTestFailed(msg)
+        if refused := self._fleet_refusals(target, current):
+            msg = f"the {target.environment} fleet refuses a token signed with the current value ({refused} requests)"
+            raise SecretTestFailed(msg)
+        return "configuration test passed: the service accepts the current value"
 
     def _finishSecret(self, step: _Step) -> str:  # noqa: N802
         arn, token, target = step.arn, step.token, step.target
