@@ -17,11 +17,8 @@ import argparse
 import hashlib
 import hmac
 import http.client
-import statistics
 import sys
 import threading
-import time
-from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -29,19 +26,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "layers" / "common" / "python"), str(ROOT)]
 
+from bench_verify import per_call, print_rows  # noqa: E402 - the sibling script, same folder
+
 from podrelease.secretgate import make_server, sign_token, verify_token  # noqa: E402
-
-
-def per_call(function: Callable[[], object], runs: int, batch: int = 20) -> float:
-    """Median seconds per call over `runs` timed batches (after a warm-up)."""
-    function()
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        for _ in range(batch):
-            function()
-        samples.append((time.perf_counter() - start) / batch)
-    return statistics.median(samples)
 
 
 class Upstream(BaseHTTPRequestHandler):
@@ -106,9 +93,7 @@ def main() -> None:
     gate.shutdown()
     upstream.shutdown()
     print(f"python {sys.version.split()[0]}; median of {args.runs} batches of 20")
-    print(f"{'measured':40} {'ms':>9}   {'baseline':24} {'ms':>9} {'ratio':>8}")
-    for name, value, baseline, reference in rows:
-        print(f"{name:40} {value * 1000:9.3f}   {baseline:24} {reference * 1000:9.3f} {value / reference:7.1f}x")
+    print_rows(rows)
 
 
 if __name__ == "__main__":

@@ -139,9 +139,15 @@ def main() -> None:
         f"imports: median of {args.imports} fresh interpreters"
     )
     print(f"(an empty interpreter start takes {empty * 1000:.1f} ms and is included in every cold row)")
-    print(f"{'measured':48} {'ms':>9}   {'baseline':32} {'ms':>9} {'ratio':>8}")
+    print_rows(rows)
+
+
+def print_rows(rows: list[tuple[str, float, str, float]]) -> None:
+    """The table: each measurement beside its baseline (milliseconds) and their ratio."""
+    width, base_width = max(len(r[0]) for r in rows) + 1, max(len(r[2]) for r in rows) + 1
+    print(f"{'measured':{width}} {'ms':>9}   {'baseline':{base_width}} {'ms':>9} {'ratio':>8}")
     for name, value, baseline, reference in rows:
-        print(f"{name:48} {value * 1000:9.3f}   {baseline:32} {reference * 1000:9.3f} {value / reference:7.1f}x")
+        print(f"{name:{width}} {value * 1000:9.3f}   {baseline:{base_width}} {reference * 1000:9.3f} {value / reference:7.1f}x")
 
 
 if __name__ == "__main__":
