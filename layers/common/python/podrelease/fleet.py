@@ -156,9 +156,7 @@ class Fleet:
 
     def _mark_live(self, colour: str) -> None:
         for each in COLOURS:
-            self.asg.create_or_update_tags(Tags=[{"ResourceId": self.target.groups[each], "ResourceType": "auto-scaling-group",
-                                                  "Key": ROLE_TAG, "Value": "live" if each == colour else "idle",
-                                                  "PropagateAtLaunch": False}])
+            self._set_tags(each, {ROLE_TAG: "live" if each == colour else "idle"}, propagate=False)
 
     def health(self, colour: str) -> dict[str, str]:
         """Instance id -> target health state, for the instances of the colour's group."""
@@ -184,10 +182,14 @@ class Fleet:
                                            MaxSize=max(size, self.target.size), DesiredCapacity=size)
 
     def tag(self, colour: str, image_uri: str, release_id: str) -> None:
-        name = self.target.groups[colour]
+        """What the colour's next instances boot (they read these tags at start)."""
+        self._set_tags(colour, {IMAGE_TAG: image_uri, RELEASE_TAG: release_id}, propagate=True)
+
+    def _set_tags(self, colour: str, tags: dict[str, str], propagate: bool) -> None:
         self.asg.create_or_update_tags(Tags=[
-            {"ResourceId": name, "ResourceType": "auto-scaling-group", "Key": key, "Value": value, "PropagateAtLaunch": True}
-            for key, value in ((IMAGE_TAG, image_uri), (RELEASE_TAG, release_id))
+            {"ResourceId": self.target.groups[colour], "ResourceType": "auto-scaling-group", "Key": key, "Value": value,
+             "PropagateAtLaunch": propagate}
+            for key, value in tags.items()
         ])
 
     def checks(self, colour: str | None, correlation_id: str) -> list[dict[str, Any]]:

@@ -101,6 +101,11 @@ class _Step:
 HttpGet = Callable[[str, dict[str, str]], tuple[int, str]]  # (url, headers) -> (status, body)
 
 
+def _probes(target: Target) -> int:
+    """Requests through the fleet's load balancer per check: enough to reach each live instance."""
+    return max(2, 2 * target.fleet_size)
+
+
 class Rotator:
     def __init__(self, secretsmanager: Any, ledger: Ledger, targets: dict[str, Target], invoke: Invoker,
                  versions_of: Callable[[Target], list[str]], lease_seconds: int = 900, settle_seconds: float = 20.0,
@@ -206,7 +211,7 @@ class Rotator:
             return 0
         token, _ = sign_token(secret, name="rotation-check")
         headers = {"Authorization": f"Bearer {token}", "User-Agent": "podinfo-release-rotation"}
-        statuses = [self.http_get(target.fleet_url + "/token/validate", headers)[0] for _ in range(max(2, 2 * target.fleet_size))]
+        statuses = [self.http_get(target.fleet_url + "/token/validate", headers)[0] for _ in range(_probes(target))]
         return sum(status != 200 for status in statuses)
 
     def _wait_for_fleet(self, target: Target, secret: str) -> None:
@@ -216,7 +221,7 @@ class Rotator:
             time.sleep(self.poll_seconds)
         if refused:
             msg = (f"the {target.environment} fleet ({target.fleet_url}) still refuses the pending value after "
-                   f"{self.fleet_settle_seconds:g}s ({refused} of {max(2, 2 * target.fleet_size)} requests); "
+                   f"{self.fleet_settle_seconds:g}s ({refused} of {_probes(target)} requests); "
                    "AWSCURRENT unchanged")
             raise SetSecretFailed(msg)
 
@@ -257,7 +262,7 @@ class Rotator:
         for label, value in (("pending", pending), ("current", current)):
             if refused := self._fleet_refusals(target, value):
                 msg = (f"the {target.environment} fleet refuses a token signed with the {label} value "
-                       f"({refused} of {max(2, 2 * target.fleet_size)} requests); AWSCURRENT unchanged")
+                       f"({refused} of {_probes(target)} requests); AWSCURRENT unchanged")
                 raise SecretTestFailed(msg)
         return "pending and current values both accepted"
 
