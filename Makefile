@@ -13,7 +13,7 @@ APPROVAL  ?= auto
 CHROMIUM  ?= /usr/bin/chromium
 SUDO      := $(if $(filter 0,$(shell id -u)),,sudo)
 export CHROMIUM
-export PYTHONPATH := layers/common/python:.
+export PYTHONPATH := layers/common:.
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
@@ -59,7 +59,7 @@ demo: $(VENV)/.installed ## run a whole release locally: make demo [SCENARIO=hap
 
 lint: $(VENV)/.installed $(SAM_VENV)/.installed $(LINT_VENV)/.installed ## static checks: ruff, mypy, cfn-lint, sam validate --lint, checkov (raw and SAM-translated), zizmor
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy layers/common/python/podrelease
+	$(VENV)/bin/mypy layers/common/podrelease
 	$(VENV)/bin/cfn-lint template.yaml
 	$(SAM_VENV)/bin/sam validate --lint --template template.yaml --region $(AWS_DEFAULT_REGION)
 	mkdir -p build/checkov

@@ -1,6 +1,6 @@
 """What the secret gate in front of podinfo costs, each beside a baseline measured in the same run.
 
-    PYTHONPATH=layers/common/python:. python bench/bench_gate.py [--runs N]
+    PYTHONPATH=layers/common:. python bench/bench_gate.py [--runs N]
 
 Rows:
 - token check: `secretgate.verify_token` of a podinfo token against three staged values (the worst
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "layers" / "common" / "python"), str(ROOT)]
+sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
 
 from bench_verify import per_call, print_rows  # noqa: E402 - the sibling script, same folder
 

@@ -1,6 +1,6 @@
 """Signature-gate latency and cold import time, each beside a baseline measured in the same run.
 
-    PYTHONPATH=layers/common/python:. python bench/bench_verify.py [--runs N] [--imports N]
+    PYTHONPATH=layers/common:. python bench/bench_verify.py [--runs N] [--imports N]
 
 Rows:
 - key-based verify: `verify_legacy_layer` on the containers/image simple-signing vector
@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "layers" / "common" / "python"), str(ROOT)]
+sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
 
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402

@@ -77,7 +77,7 @@ from werkzeug.wrappers import Request, Response
 from local import standin
 from local.stack import ROOT, LocalFunction, Stack
 
-LAYER_PATH = ROOT / "layers" / "common" / "python"
+LAYER_PATH = ROOT / "layers" / "common"
 _MISSING = object()
 IMAGE_MEDIA_TYPES = {
     "application/vnd.oci.image.manifest.v1+json",

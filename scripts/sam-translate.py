@@ -2,7 +2,7 @@
 """Print template.yaml as the CloudFormation JSON the SAM transform makes of it (for checkov).
 
 Uses the local runtime's own `translate()`, so checkov sees exactly what `make demo` creates.
-Run from the repository root:  PYTHONPATH=layers/common/python:. python scripts/sam-translate.py > out.json
+Run from the repository root:  PYTHONPATH=layers/common:. python scripts/sam-translate.py > out.json
 Parameters without a default get harmless sample values; override any with NAME=VALUE arguments.
 """
 

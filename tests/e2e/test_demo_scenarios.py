@@ -25,7 +25,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 def test_scenario_ends_as_expected(scenario: str, tmp_path: Path) -> None:
-    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'layers/common/python'}{os.pathsep}{ROOT}"}
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'layers/common'}{os.pathsep}{ROOT}"}
     result = subprocess.run(  # noqa: S603 - our own demo module
         [sys.executable, "-m", "local.demo", "--scenario", scenario, "--minute-seconds", "0.5", "--work-dir", str(tmp_path)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
@@ -54,7 +54,7 @@ def test_scenario_ends_as_expected(scenario: str, tmp_path: Path) -> None:
 def test_unknown_scenario_is_a_clear_error(tmp_path: Path) -> None:
     result = subprocess.run(  # noqa: S603
         [sys.executable, "-m", "local.demo", "--scenario", "nope", "--work-dir", str(tmp_path)],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": f"{ROOT / 'layers/common/python'}{os.pathsep}{ROOT}"},
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": f"{ROOT / 'layers/common'}{os.pathsep}{ROOT}"},
         capture_output=True, text=True, timeout=60, check=False,
     )
     assert result.returncode == 2

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.statemachine
 
 def _cli(env: LocalRuntime, *args: str) -> subprocess.CompletedProcess[str]:
     variables = {**os.environ, **FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": env.endpoint,
-                 "PYTHONPATH": f"{ROOT / 'layers/common/python'}{os.pathsep}{ROOT}"}
+                 "PYTHONPATH": f"{ROOT / 'layers/common'}{os.pathsep}{ROOT}"}
     return subprocess.run(  # noqa: S603 - our own CLI module
         [sys.executable, "-m", "podrelease.cli", "verify-image", "--repository", WORKLOAD_REPOSITORY, *args],
         env=variables, capture_output=True, text=True, timeout=60, check=False, cwd=ROOT,

@@ -595,7 +595,7 @@ def test_the_image_runs_the_gate_as_non_root_from_digest_pinned_bases_without_ru
     copies = [line.split()[1:] for line in lines if line.startswith("COPY ") and "--from=" not in line]
     for source, _ in copies:
         assert (root / source).exists(), source  # the gate and the EC2 host files are in the build context
-    assert ["layers/common/python/podrelease/secretgate.py", "/opt/podinfo-gate/secretgate.py"] in copies
+    assert ["layers/common/podrelease/secretgate.py", "/opt/podinfo-gate/secretgate.py"] in copies
     assert ["workload/ec2/", "/opt/podinfo-host/"] in copies
     env = " ".join(line for line in lines if line.startswith(("ENV", "AWS_", "SECRETS_", "PORT")))
     assert "PORT=8080" in env
