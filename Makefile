@@ -4,6 +4,8 @@ SHELL := /bin/bash
 
 VENV      ?= .venv
 SAM_VENV  ?= .venv-sam
+# The Lambda runtime's interpreter for the local runtime: python3.12 and the runtime's boto3 only.
+LAMBDA_VENV ?= .venv-lambda
 # Lambda runs python3.12: use it locally when pyenv (or the system) has it, else python3.
 PYTHON    ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) $(shell command -v python3.12) python3)
 PY        := $(VENV)/bin/python
@@ -14,10 +16,14 @@ CHROMIUM  ?= /usr/bin/chromium
 SUDO      := $(if $(filter 0,$(shell id -u)),,sudo)
 export CHROMIUM
 export PYTHONPATH := layers/common:.
+# What `sam build` makes of template.yaml for this machine (the local runtime runs it): the template's
+# Architecture parameter picks the wheels, everything else is the build that ships.
+LOCAL_ARCH := $(if $(filter aarch64 arm64,$(shell uname -m)),arm64,x86_64)
+export LOCAL_BUILD_DIR := $(CURDIR)/.aws-sam/build-local
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help install demo test lint unit integration statemachine e2e browser conformance bench build clean
+.PHONY: help install demo test lint unit integration statemachine e2e browser conformance bench build build-local clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -52,9 +58,18 @@ $(SAM_VENV)/.installed: requirements-sam.txt
 	$(SAM_VENV)/bin/pip install --quiet -r requirements-sam.txt
 	touch $@
 
-install: $(VENV)/.installed $(SAM_VENV)/.installed $(LINT_VENV)/.installed ## create the virtualenvs and install Debian chromium if missing (done by demo and test too)
+# Lambda's python3.12 runtime: its interpreter and its boto3, nothing else (see requirements-lambda-runtime.txt).
+LAMBDA_PYTHON ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12*/bin/python3.12) $(shell command -v python3.12))
+$(LAMBDA_VENV)/.installed: requirements-lambda-runtime.txt
+	@test -n "$(LAMBDA_PYTHON)" || { echo "error: the local runtime needs python3.12 (Lambda's runtime); install it (pyenv install 3.12) or pass LAMBDA_PYTHON=/path/to/python3.12" >&2; exit 1; }
+	$(LAMBDA_PYTHON) -m venv $(LAMBDA_VENV)
+	$(LAMBDA_VENV)/bin/pip install --quiet --upgrade pip
+	$(LAMBDA_VENV)/bin/pip install --quiet -r requirements-lambda-runtime.txt
+	touch $@
 
-demo: $(VENV)/.installed ## run a whole release locally: make demo [SCENARIO=happy|...|all] [APPROVAL=auto|manual]
+install: $(VENV)/.installed $(SAM_VENV)/.installed $(LINT_VENV)/.installed $(LAMBDA_VENV)/.installed ## create the virtualenvs and install Debian chromium if missing (done by demo and test too)
+
+demo: $(VENV)/.installed build-local ## run a whole release locally: make demo [SCENARIO=happy|...|all] [APPROVAL=auto|manual]
 	$(PY) -m local.demo --scenario $(SCENARIO) --approval $(APPROVAL)
 
 lint: $(VENV)/.installed $(SAM_VENV)/.installed $(LINT_VENV)/.installed ## static checks: ruff, mypy, cfn-lint, sam validate --lint, checkov (raw and SAM-translated), zizmor
@@ -67,7 +82,7 @@ lint: $(VENV)/.installed $(SAM_VENV)/.installed $(LINT_VENV)/.installed ## stati
 	BC_SKIP_MAPPING=TRUE $(LINT_VENV)/bin/checkov --quiet --compact --config-file .checkov.yaml -f template.yaml build/checkov/template.json
 	$(LINT_VENV)/bin/zizmor --offline .github/workflows
 
-test: lint build ## static checks and sam build, then every test tier (unit, integration, statemachine, e2e, browser)
+test: lint build build-local ## static checks and sam build (for Lambda and for this machine), then every test tier
 	$(PY) -m pytest
 
 unit: $(VENV)/.installed ## unit tests only
@@ -76,13 +91,13 @@ unit: $(VENV)/.installed ## unit tests only
 integration: $(VENV)/.installed ## handler tests against moto in process
 	$(PY) -m pytest tests/integration
 
-statemachine: $(VENV)/.installed ## the shipped ASL through the local runtime
+statemachine: $(VENV)/.installed build-local ## the shipped ASL through the local runtime
 	$(PY) -m pytest tests/statemachine
 
-e2e: $(VENV)/.installed ## the demo scenarios
+e2e: $(VENV)/.installed build build-local ## the demo scenarios
 	$(PY) -m pytest tests/e2e
 
-browser: $(VENV)/.installed ## the approval page in headless Chromium, on a real release of the local runtime
+browser: $(VENV)/.installed build-local ## the approval page in headless Chromium, on a real release of the local runtime
 	$(PY) -m pytest tests/browser
 
 conformance: $(VENV)/.installed ## the sigstore-conformance client on the bundle vectors
@@ -92,8 +107,12 @@ bench: $(VENV)/.installed ## verification latency, cold import time, the secret 
 	$(PY) bench/bench_verify.py
 	$(PY) bench/bench_gate.py
 
-build: $(SAM_VENV)/.installed ## sam build (python3.12 and arm64 wheels for the layer)
-	PATH="$(dir $(PYTHON)):$$PATH" $(SAM_VENV)/bin/sam build --template template.yaml
+build: $(SAM_VENV)/.installed ## sam build for Lambda (python3.12, arm64): what `sam deploy` ships
+	PATH="$(dir $(LAMBDA_PYTHON)):$$PATH" $(SAM_VENV)/bin/sam build --template template.yaml
+
+build-local: $(SAM_VENV)/.installed $(LAMBDA_VENV)/.installed ## the same sam build for this machine's architecture, which the local runtime runs
+	PATH="$(dir $(LAMBDA_PYTHON)):$$PATH" $(SAM_VENV)/bin/sam build --template template.yaml \
+	  --parameter-overrides Architecture=$(LOCAL_ARCH) --build-dir $(LOCAL_BUILD_DIR) --cache-dir .aws-sam/cache-local
 
 clean: ## remove virtualenvs, build output and demo state
-	rm -rf $(VENV) $(SAM_VENV) $(LINT_VENV) build .aws-sam .demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) $(LINT_VENV) $(LAMBDA_VENV) build .aws-sam .demo .pytest_cache .mypy_cache .ruff_cache

@@ -52,7 +52,7 @@ def per_call(function: Callable[[], object], runs: int) -> float:
 
 
 def cold_import(code: str, runs: int) -> float:
-    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'layers' / 'common' / 'python'}:{ROOT}", "PYTHONDONTWRITEBYTECODE": "1"}
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'layers' / 'common'}:{ROOT}", "PYTHONDONTWRITEBYTECODE": "1"}
     samples = []
     for _ in range(runs):
         start = time.perf_counter()

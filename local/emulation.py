@@ -77,7 +77,17 @@ from werkzeug.wrappers import Request, Response
 from local import standin
 from local.stack import ROOT, LocalFunction, Stack
 
-LAYER_PATH = ROOT / "layers" / "common"
+WORKER = Path(__file__).resolve().with_name("lambda_worker.py")
+#: The Lambda runtime's interpreter: Python 3.12 with only the runtime's boto3 (`make build-local`).
+LAMBDA_VENV = Path(os.environ.get("LOCAL_LAMBDA_VENV", str(ROOT / ".venv-lambda")))
+
+
+def lambda_python() -> Path:
+    python = LAMBDA_VENV / "bin" / "python"
+    if not python.exists():
+        msg = f"{python} is missing: `make build-local` creates the Lambda runtime's interpreter (python3.12 + the runtime's boto3)"
+        raise RuntimeError(msg)
+    return python
 _MISSING = object()
 IMAGE_MEDIA_TYPES = {
     "application/vnd.oci.image.manifest.v1+json",
@@ -119,11 +129,15 @@ def _error_response(exc: LocalError) -> tuple[int, dict[str, str], str]:
 # -------------------------------------------------------------------------------------------------
 class _Worker:
     def __init__(self, function: LocalFunction, env: dict[str, str], log_path: Path) -> None:
+        assert function.code_dir is not None
         self.read_fd, write_fd = os.pipe()
         self.log = log_path.open("ab")
+        # As Lambda starts a Python function: the runtime's interpreter, isolated (-I: no PYTHONPATH,
+        # no user site, not even the worker's folder on the path), no bytecode written to the build.
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "local.lambda_worker", str(function.code_dir), str(function.handler), str(write_fd)],
-            stdin=subprocess.PIPE, stdout=self.log, stderr=self.log, pass_fds=(write_fd,), env=env, cwd=ROOT,
+            [str(lambda_python()), "-I", "-B", str(WORKER), str(function.code_dir), str(function.handler), str(write_fd),
+             *(str(layer) for layer in function.layers)],
+            stdin=subprocess.PIPE, stdout=self.log, stderr=self.log, pass_fds=(write_fd,), env=env, cwd=function.code_dir,
         )
         os.close(write_fd)
         self.buffer = b""
@@ -179,27 +193,46 @@ class LambdaRuntime:
         self.lock = threading.Lock()
         self.route_counter: dict[str, itertools.count[int]] = {}
         self.secret_caches: dict[str, standin.StagedSource] = {}
+        self.role_credentials: dict[str, dict[str, str]] = {}
+        self.async_failures: list[tuple[str, dict[str, Any]]] = []  # (function name, error) of failed asynchronous invocations
         self.secrets_extension: standin.SecretsExtension | None = None  # started on the first secret read
         logs_dir.mkdir(parents=True, exist_ok=True)
+
+    def credentials(self, function: LocalFunction) -> dict[str, str]:
+        """Credentials of the function's own role (as Lambda gives its execution environment): the
+        local AWS authorizes every call the function makes against that role (`local.iam`)."""
+        with self.lock:
+            cached = self.role_credentials.get(function.name)
+        if cached is None:
+            import boto3
+
+            role = lambda_backend(self.stack.account, self.stack.region).get_function(function.name).role
+            sts = boto3.client("sts", region_name=self.stack.region, endpoint_url=self.endpoint,
+                               aws_access_key_id="local", aws_secret_access_key="local")  # noqa: S106
+            found = sts.assume_role(RoleArn=role, RoleSessionName=function.name[:64], DurationSeconds=43200)["Credentials"]
+            cached = {"AWS_ACCESS_KEY_ID": found["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": found["SecretAccessKey"],
+                      "AWS_SESSION_TOKEN": found["SessionToken"]}
+            with self.lock:
+                self.role_credentials[function.name] = cached
+        return cached
 
     def _env(self, function: LocalFunction) -> dict[str, str]:
         backend = lambda_backend(self.stack.account, self.stack.region)
         config = backend.get_function(function.name)
         return {
-            "PATH": os.environ.get("PATH", ""),
-            "HOME": os.environ.get("HOME", "/tmp"),  # noqa: S108 - only a fallback for HOME
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
             "LANG": "C.UTF-8",
+            "TZ": ":UTC",
             **function.environment,
-            "PYTHONPATH": os.pathsep.join([str(LAYER_PATH), str(function.code_dir)]),
-            "PYTHONDONTWRITEBYTECODE": "1",
+            "LAMBDA_TASK_ROOT": str(function.code_dir),
             "AWS_ENDPOINT_URL": self.endpoint,
-            "AWS_ACCESS_KEY_ID": "local",
-            "AWS_SECRET_ACCESS_KEY": "local",
+            **self.credentials(function),
             "AWS_REGION": self.stack.region,
             "AWS_DEFAULT_REGION": self.stack.region,
             "AWS_LAMBDA_FUNCTION_NAME": function.name,
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(config.memory_size),
             "AWS_LAMBDA_FUNCTION_TIMEOUT": str(config.timeout),
+            "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
             "LOCAL_FUNCTION_ARN": function.arn,
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_DEV": "false",
@@ -248,13 +281,24 @@ class LambdaRuntime:
             response_headers["x-amz-function-error"] = "Unhandled"
             return json.dumps({"errorType": "ResourceNotFoundException", "errorMessage": f"no local function {name}"}).encode()
         if asynchronous:
-            threading.Thread(target=self.run, args=(function, qualifier, event), daemon=True).start()
+            threading.Thread(target=self.run_async, args=(function, qualifier, event), daemon=True).start()
             return b""
         reply = self.run(function, qualifier, event)
         if "error" in reply:
             response_headers["x-amz-function-error"] = "Unhandled"
             return json.dumps(reply["error"]).encode()
         return json.dumps(reply["result"]).encode()
+
+    def run_async(self, function: LocalFunction, qualifier: str | None, event: Any) -> None:
+        """An asynchronous invocation (EventBridge, Secrets Manager): nobody waits for its reply, so a
+        failure is kept and told (on AWS it ends in the function's dead-letter queue after retries)."""
+        reply = self.run(function, qualifier, event)
+        if "error" in reply:
+            error = reply["error"]
+            with self.lock:
+                self.async_failures.append((function.name, error))
+            self.timeline.add("lambda", f"{function.name}: asynchronous invocation failed: {error.get('errorType')}: "
+                                        f"{str(error.get('errorMessage', ''))[:200]}")
 
     def run(self, function: LocalFunction, qualifier: str | None, event: Any) -> dict[str, Any]:
         if function.code_dir is None:
@@ -562,7 +606,7 @@ class EventBridgeDelivery:
                 if ":lambda:" in target["Arn"] and ":function:" in target["Arn"] and runtime is not None:
                     function = runtime.stack.function_by_name(target["Arn"])
                     if function is not None:
-                        threading.Thread(target=runtime.run, args=(function, None, event), daemon=True).start()
+                        threading.Thread(target=runtime.run_async, args=(function, None, event), daemon=True).start()
                         delivered += 1
         return delivered
 
@@ -705,7 +749,7 @@ class CodeDeployLifecycle:
         if function is None:
             return False
         event = {"DeploymentId": deployment_id, "LifecycleEventHookExecutionId": execution_id}
-        threading.Thread(target=runtime.run, args=(function, None, event), daemon=True).start()  # type: ignore[union-attr]
+        threading.Thread(target=runtime.run_async, args=(function, None, event), daemon=True).start()  # type: ignore[union-attr]
         deadline = time.time() + self.hook_timeout
         while time.time() < deadline and execution_id not in run.hook_status and not run.stop_requested:
             time.sleep(0.05)

@@ -95,9 +95,9 @@ class Pusher:
         manifest, blobs = sigstore.keyless_referrer_artifact(image.digest, image.descriptor(), **options)
         return self.put(image.repository, manifest, blobs)
 
-    def attest_sbom_keyless(self, sigstore: Any, image: Pushed, fmt: str = "spdx") -> Pushed:
+    def attest_sbom_keyless(self, sigstore: Any, image: Pushed, fmt: str = "spdx", **options: Any) -> Pushed:
         """Push an SBOM attestation signed keyless (as `cosign attest` in the build workflow does)."""
-        bundle = sigstore.keyless_bundle(image.digest, statement=signing.sbom_statement(image.digest, fmt))
+        bundle = sigstore.keyless_bundle(image.digest, statement=signing.sbom_statement(image.digest, fmt), **options)
         manifest, blobs = signing.bundle_referrer_manifest(bundle, image.descriptor(), predicate_type=signing.SBOM_PREDICATES[fmt])
         return self.put(image.repository, manifest, blobs)
 

@@ -1,14 +1,27 @@
 """One Lambda execution environment: a process that imports a handler once and serves invocations.
 
-Started by `local.emulation.LambdaPool` with the function's environment (from the template) and
-PYTHONPATH = the shared layer + the function's code folder, as Lambda lays them out. Requests and
-replies are JSON lines on a private pipe (fd given as argv[3]); the handler's own stdout and stderr
-(its log lines) go to the function's log file, like CloudWatch Logs.
+Started by `local.emulation.LambdaRuntime` as Lambda starts a Python function: an interpreter of the
+runtime's Python with the runtime's own boto3 (`.venv-lambda`, see requirements-lambda-runtime.txt),
+run isolated (`python -I`: no PYTHONPATH, no user site, not even this file's folder on the path),
+and a path laid out as Lambda lays it out:
+
+    <task root>                                  the function's folder from `sam build` (/var/task)
+    <layer>/python/lib/python3.12/site-packages  the layer's folders, where Lambda mounts them
+    <layer>/python                               (/opt/python/...)
+    the runtime's site-packages                  boto3 and botocore at the runtime's version
+
+Nothing of the source tree is importable, so a package the build put in the wrong place fails here
+as it fails on AWS: the invocation answers `Runtime.ImportModuleError`. This file is standard
+library only for that reason. Requests and replies are JSON lines on a private pipe (fd given as
+argv[3]); the handler's own stdout and stderr (its log lines) go to the function's log file, like
+CloudWatch Logs.
+
+    python -I lambda_worker.py TASK_ROOT HANDLER REPLY_FD LAYER_DIR [LAYER_DIR ...]
 """
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 import os
 import sys
@@ -36,22 +49,41 @@ class Context:
         return max(int(self._deadline - time.time() * 1000), 0)
 
 
+def lambda_path(task_root: str, layers: list[str]) -> list[str]:
+    """The folders Lambda puts in front of the runtime's own, in Lambda's order."""
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    path = [task_root]
+    for layer in layers:
+        path += [str(Path(layer) / "python" / "lib" / version / "site-packages"), str(Path(layer) / "python")]
+    return path
+
+
+def _init_error(module_name: str, exc: BaseException) -> dict[str, Any]:
+    """The error Lambda's Python runtime reports when the handler's module cannot be loaded."""
+    if isinstance(exc, SyntaxError):
+        return {"errorType": "Runtime.UserCodeSyntaxError", "errorMessage": f"Syntax error in module '{module_name}': {exc}"}
+    if isinstance(exc, ImportError):
+        return {"errorType": "Runtime.ImportModuleError", "errorMessage": f"Unable to import module '{module_name}': {exc}"}
+    return {"errorType": type(exc).__name__, "errorMessage": str(exc)}
+
+
 def main() -> None:
-    code_dir, handler_spec, reply_fd = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    task_root, handler_spec, reply_fd, layers = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+    sys.path[:0] = lambda_path(task_root, layers)
+    os.chdir(task_root)  # Lambda starts the function in its task root
     replies = os.fdopen(reply_fd, "w", buffering=1)
     module_name, function_name = handler_spec.rsplit(".", 1)
-    spec = importlib.util.spec_from_file_location(f"handler_{module_name}", Path(code_dir) / f"{module_name}.py")
-    assert spec is not None
-    assert spec.loader is not None
     init_error: dict[str, Any] | None = None
     handler = None
     try:
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        handler = getattr(module, function_name)
+        module = importlib.import_module(module_name)
     except Exception as exc:
         traceback.print_exc()
-        init_error = {"errorType": type(exc).__name__, "errorMessage": str(exc)}
+        init_error = _init_error(module_name, exc)
+    else:
+        handler = getattr(module, function_name, None)
+        if handler is None:
+            init_error = {"errorType": "Runtime.HandlerNotFound", "errorMessage": f"Handler '{function_name}' missing on module '{module_name}'"}
     for line in sys.stdin:
         request = json.loads(line)
         if init_error is not None or handler is None:

@@ -16,6 +16,7 @@ import copy
 import json
 import logging
 import os
+import platform
 import shutil
 import socket
 import threading
@@ -32,13 +33,12 @@ from moto.server import ThreadedMotoServer
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from local import signing
+from local import iam, signing
 from local.emulation import Emulation
 from local.images import Pusher
-from local.sigstore_local import BUILD_IDENTITY, LocalSigstore
-from local.stack import Stack, create_stack
-from podrelease.keyless import GITHUB_ACTIONS_ISSUER
-from podrelease.policy import keys_document, parse_policy
+from local.sigstore_local import LocalSigstore
+from local.stack import Stack, built_template, create_stack
+from podrelease.policy import keys_document
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -49,22 +49,28 @@ APPROVERS = ("alice@example.com", "bob@example.com")
 NOTIFY = "releases@example.com"
 
 
+POLICY_PARAMETER = f"/{STACK}/release-policy"
+#: The GitHub repository the local stack is deployed for: its build workflow's keyless identity is
+#: what the default policy trusts (the keyless scenario signs as that workflow, see `build_identity`).
+GITHUB_REPOSITORY = ("acme", "podinfo")
+
+
 def release_policy(kind: str, pem: str) -> str:
-    """The ReleasePolicy document for the local stack (see `LocalRuntime.start`)."""
+    """The release policy document the local stack runs with (see `LocalRuntime.start`); "" for the
+    default policy (no policy parameter: the template's derivation from GitHubOrg/GitHubRepo)."""
     if kind == "keys":
-        return ""  # CosignPublicKeys alone: dev and prod accept these keys, no SBOM, no scan
+        return keys_document(pem)  # dev and prod accept these keys, no SBOM, no scan
     if kind == "keys+sbom":
         return keys_document(pem, require_sbom=["dev", "prod"])
-    if kind == "keyless-prod":
-        build = {"identity": BUILD_IDENTITY, "issuer": GITHUB_ACTIONS_ISSUER}
-        document = json.dumps({"version": 1, "environments": {
-            "dev": {"signers": {"keys": [pem], "keyless": [build]}, "require_sbom": False},
-            "prod": {"signers": {"keyless": [build]}, "require_sbom": True},
-        }})
-        parse_policy(document, keyless_factory=lambda identities: identities)  # shape check only
-        return document
+    if kind == "default":
+        return ""
     msg = f"unknown local policy {kind!r}"
     raise ValueError(msg)
+
+
+def local_architecture() -> str:
+    """The Lambda architecture this machine can run the build of (`make build-local` builds for it)."""
+    return "arm64" if platform.machine() in ("aarch64", "arm64") else "x86_64"
 
 
 def _free_port() -> int:
@@ -119,6 +125,7 @@ class LocalRuntime(AbstractContextManager["LocalRuntime"]):
     work_dir: Path
     sigstore: LocalSigstore
     saved_config: dict[str, Any]
+    public_pem: str = ""  # the demo signing key's public half (what the "keys" policies trust)
 
     def client(self, service: str) -> Any:
         return self.session.client(service, region_name=REGION, endpoint_url=self.endpoint)
@@ -129,10 +136,11 @@ class LocalRuntime(AbstractContextManager["LocalRuntime"]):
 
     @classmethod
     def start(cls, work_dir: Path, minute_seconds: float = 1.0, approval_timeout: int = 300, extra_keys: str = "",
-              policy: str = "keys") -> LocalRuntime:
+              policy: str = "keys", build_dir: Path | None = None) -> LocalRuntime:
         """`policy`: "keys" (dev and prod accept the demo key), "keys+sbom" (and require a signed
-        SBOM), or "keyless-prod" (dev accepts the demo key or the build workflow's keyless
-        identity; prod only that identity, plus an SBOM)."""
+        SBOM), both written to an SSM parameter as `make deploy POLICY=...` does; or "default" (no
+        policy parameter: the stack's default policy, the build workflow's keyless identity and its
+        SBOM in both environments)."""
         if work_dir.exists():
             shutil.rmtree(work_dir)
         work_dir.mkdir(parents=True)
@@ -155,6 +163,9 @@ class LocalRuntime(AbstractContextManager["LocalRuntime"]):
             data=json.dumps({"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}).encode(),
         )
         urllib.request.urlopen(request, timeout=10).read()
+        # From here on every call is authorized (local.iam): ours as the operator, each function's
+        # as its own role, the state machine's as its role.
+        iam.install(ACCOUNT)
         emulation = Emulation(ACCOUNT, REGION, minute_seconds, work_dir)
         Emulation.install(emulation)
         emulation.start_registry()
@@ -171,18 +182,24 @@ class LocalRuntime(AbstractContextManager["LocalRuntime"]):
         pusher.sign_legacy(key, bootstrap)
 
         urls = FunctionUrls(session.client("lambda", endpoint_url=endpoint))
+        document = release_policy(policy, public_pem + extra_keys)
+        if document:  # as `make deploy POLICY=file` does before `sam deploy`
+            session.client("ssm", endpoint_url=endpoint).put_parameter(
+                Name=POLICY_PARAMETER, Value=document, Type="String", Tier="Intelligent-Tiering", Overwrite=True)
         parameters = {
             "WorkloadRepository": WORKLOAD_REPOSITORY,
             "ProdRepository": PROD_REPOSITORY,
             "BootstrapImageUri": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{WORKLOAD_REPOSITORY}@{bootstrap.digest}",
-            "CosignPublicKeys": public_pem + extra_keys,
-            "ReleasePolicy": release_policy(policy, public_pem + extra_keys),
+            "ReleasePolicyParameter": POLICY_PARAMETER if document else "",
+            "GitHubOrg": GITHUB_REPOSITORY[0],
+            "GitHubRepo": GITHUB_REPOSITORY[1],
             "ApproverEmails": ",".join(APPROVERS),
             "NotifyEmail": NOTIFY,
             "DeployPollSeconds": "1",
             "SecretCacheSeconds": "2",
             "SignatureWaitSeconds": "3",
             "ApprovalTimeoutSeconds": str(approval_timeout),
+            "Architecture": local_architecture(),
             "__FunctionUrlBase": urls.base,
         }
         # The fleet goes into moto's default VPC (two of its subnets), as an operator would pass theirs.
@@ -191,7 +208,8 @@ class LocalRuntime(AbstractContextManager["LocalRuntime"]):
         subnets = sorted(s["SubnetId"] for s in ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"])
         parameters |= {"FleetVpcId": vpc, "FleetSubnetIds": ",".join(subnets[:2]), "FleetSize": "2",
                        "CanaryMinuteSeconds": f"{minute_seconds:g}"}
-        stack = create_stack(_EndpointSession(session, endpoint), STACK, REGION, ACCOUNT, parameters)
+        stack = create_stack(_EndpointSession(session, endpoint), STACK, REGION, ACCOUNT, parameters,
+                             built_template(build_dir) if build_dir else None)
         # Approvers beyond the first are subscribed as the README tells operators to do.
         sns = session.client("sns", endpoint_url=endpoint)
         for approver in APPROVERS[1:]:
@@ -203,11 +221,23 @@ class LocalRuntime(AbstractContextManager["LocalRuntime"]):
         # The fleet's instances re-read the secret every 60 s on AWS (their systemd timer); the
         # emulated timer runs every second, and the rotation function waits accordingly.
         stack.functions["RotateWorkloadSecretFunction"].environment["FLEET_SECRET_REFRESH_SECONDS"] = "1"  # noqa: S105 - seconds, not a secret
+        sts = session.client("sts", endpoint_url=endpoint)
+        state_machine_role = session.client("stepfunctions", endpoint_url=endpoint).describe_state_machine(
+            stateMachineArn=stack.outputs["ReleaseStateMachineArn"])["roleArn"]
+        iam.run_state_machines_as(sts.assume_role(RoleArn=state_machine_role, RoleSessionName="states",
+                                                  DurationSeconds=43200)["Credentials"])
         emulation.attach(stack, endpoint)
         assert emulation.runtime is not None
         emulation.runtime.warm()
         emulation.timeline.add("local", f"stack {STACK} created from template.yaml ({len(stack.resources)} resources)")
-        return cls(server, endpoint, emulation, stack, session, pusher, key, urls, work_dir, sigstore, saved_config)
+        return cls(server, endpoint, emulation, stack, session, pusher, key, urls, work_dir, sigstore, saved_config,
+                   public_pem + extra_keys)
+
+    @property
+    def build_identity(self) -> str:
+        """The keyless identity the stack's default policy trusts, as the template derives it from
+        GitHubOrg/GitHubRepo/GitHubBuildBranch (the verify function's BUILD_IDENTITY)."""
+        return self.stack.functions["VerifyFunction"].environment["BUILD_IDENTITY"]
 
     def known_secrets(self) -> list[tuple[str, str]]:
         """(value, kind) of every secret this local AWS holds or handed out: each Secrets Manager
@@ -239,6 +269,8 @@ class LocalRuntime(AbstractContextManager["LocalRuntime"]):
 
     def stop(self) -> None:
         self.emulation.shutdown()
+        iam.restore_state_machines()
+        iam.uninstall()
         Emulation.uninstall()
         default_user_config.clear()
         default_user_config.update(self.saved_config)  # type: ignore[typeddict-item]

@@ -25,6 +25,34 @@ from samtranslator.yaml_helper import yaml_parse
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yaml"
 LOCAL_URI = "s3://local-code/"
+#: What `make build-local` builds: `sam build` of template.yaml for this machine's architecture. The
+#: local stack is created from the template in there, and functions run from its folders.
+BUILD_DIR = Path(os.environ.get("LOCAL_BUILD_DIR", str(ROOT / ".aws-sam" / "build-local")))
+_SOURCES = ("template.yaml", "functions", "layers")
+
+
+class BuildMissing(RuntimeError):
+    """The local runtime needs `sam build`'s output, and it is missing or older than the sources."""
+
+
+def built_template(build_dir: Path = BUILD_DIR, check_fresh: bool = True) -> Path:
+    """The template `sam build` wrote (what `sam deploy` would ship), checked to be newer than the
+    sources it was built from: a stale build would test code that is not the code in the tree."""
+    template = build_dir / "template.yaml"
+    if not template.exists():
+        msg = f"{template} is missing: run `make build-local` (sam build for this machine) first"
+        raise BuildMissing(msg)
+    if check_fresh:
+        built = template.stat().st_mtime
+        for name in _SOURCES:
+            source = ROOT / name
+            files = [source] if source.is_file() else [f for f in source.rglob("*") if f.is_file() and "__pycache__" not in f.parts]
+            newer = [f for f in files if f.stat().st_mtime > built]
+            if newer:
+                msg = (f"{template} is older than {newer[0].relative_to(ROOT)}: run `make build-local` "
+                       "so the local runtime runs what sam build makes of the current sources")
+                raise BuildMissing(msg)
+    return template
 
 
 class _NoManagedPolicies:
@@ -39,10 +67,11 @@ class LocalFunction:
     logical_id: str
     name: str
     arn: str
-    code_dir: Path | None  # None for container-image functions (podinfo)
+    code_dir: Path | None  # the function's folder in sam build's output; None for image functions (podinfo)
     handler: str | None
     environment: dict[str, str]
     image_uri: str | None = None
+    layers: list[Path] = field(default_factory=list)  # each layer's folder in sam build's output (Lambda's /opt)
 
 
 @dataclass
@@ -67,16 +96,19 @@ def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
     return yaml_parse(path.read_text())
 
 
-def _localize_uris(template: dict[str, Any]) -> dict[str, str]:
-    """Point local CodeUri/ContentUri/DefinitionUri at placeholder S3 URIs; return the mapping."""
+def _localize_uris(template: dict[str, Any], base: Path) -> dict[str, str]:
+    """Point local CodeUri/ContentUri/DefinitionUri at placeholder S3 URIs; return the mapping from
+    logical id to the folder or file (relative paths are relative to the template's folder, as for
+    `sam deploy`)."""
     mapping: dict[str, str] = {}
     for logical_id, resource in template["Resources"].items():
         props = resource.get("Properties", {})
         for key in ("CodeUri", "ContentUri", "DefinitionUri"):
             value = props.get(key)
             if isinstance(value, str) and not value.startswith("s3://"):
-                mapping[logical_id] = value
-                props[key] = f"{LOCAL_URI}{value}"
+                local = str((base / value).resolve())
+                mapping[logical_id] = local
+                props[key] = f"{LOCAL_URI}{local.lstrip('/')}"
     return mapping
 
 
@@ -84,7 +116,7 @@ def translate(parameters: dict[str, Any], region: str = "us-east-1", path: Path 
     """SAM-translate the template. Returns (CloudFormation template, local paths, SAM source)."""
     source = load_template(path)
     fragment = copy.deepcopy(source)
-    local_paths = _localize_uris(fragment)
+    local_paths = _localize_uris(fragment, path.parent)
     values = {**parameters, "AWS::Region": region, "AWS::Partition": "aws"}
     os.environ.setdefault("AWS_DEFAULT_REGION", region)  # the translator insists on a session region
     translated = transform(fragment, values, _NoManagedPolicies())  # type: ignore[arg-type]
@@ -254,6 +286,7 @@ class Provisioner:
         self.source = source
         self.resolver = Resolver(stack)
         self.clients: dict[str, Any] = {}
+        self.layer_dirs: dict[str, Path] = {}  # layer version ARN -> its folder in the build
 
     def client(self, service: str) -> Any:
         if service not in self.clients:
@@ -266,6 +299,7 @@ class Provisioner:
     def create_all(self) -> Stack:
         # Resources and outputs whose Condition is false do not exist (as in CloudFormation): the
         # GitHub OIDC roles, for example, are only created when GitHubOrg/GitHubRepo are set.
+        self.check_rules()
         conditions = self.resolver.evaluate_conditions(self.translated.get("Conditions", {}))
         resources = {lid: r for lid, r in self.translated["Resources"].items() if conditions.get(r.get("Condition", ""), True)}
         for logical_id in creation_order(resources):
@@ -281,6 +315,31 @@ class Provisioner:
                 continue
             self.stack.outputs[name] = str(self.resolver.resolve(output["Value"]))
         return self.stack
+
+    def check_rules(self) -> None:
+        """The template's Rules, as CloudFormation checks them before it creates anything."""
+        for name, rule in self.translated.get("Rules", {}).items():
+            if "RuleCondition" in rule and not self._holds(rule["RuleCondition"]):
+                continue
+            for assertion in rule.get("Assertions", []):
+                if not self._holds(assertion["Assert"]):
+                    msg = f"Template rule {name} failed: {assertion.get('AssertDescription', 'assertion failed')}"
+                    raise ValueError(msg)
+
+    def _holds(self, expression: Any) -> bool:
+        (key, arg), = expression.items()
+        if key == "Fn::Equals":
+            left, right = (self.resolver.resolve(item) for item in arg)
+            return str(left) == str(right)
+        if key == "Fn::Not":
+            return not self._holds(arg[0])
+        if key == "Fn::And":
+            return all(self._holds(item) for item in arg)
+        if key == "Fn::Or":
+            return any(self._holds(item) for item in arg)
+        if key == "Fn::Contains":
+            return str(self.resolver.resolve(arg[1])) in [str(v) for v in self.resolver.resolve(arg[0])]
+        raise ValueError(f"the local runtime cannot evaluate rule function {key}")
 
     def _set(self, logical_id: str, physical: str, **attributes: str) -> None:
         self.stack.physical[logical_id] = physical
@@ -396,6 +455,8 @@ class Provisioner:
         layer = self.client("lambda").publish_layer_version(
             LayerName=props["LayerName"], Content={"ZipFile": zip_placeholder()}, CompatibleRuntimes=props.get("CompatibleRuntimes", [])
         )
+        # The layer's content is its folder in the build (S3Key of the placeholder URI).
+        self.layer_dirs[layer["LayerVersionArn"]] = Path("/" + props["Content"]["S3Key"])
         self._set(logical_id, layer["LayerVersionArn"])
 
     def _source_props(self, logical_id: str) -> dict[str, Any]:
@@ -420,13 +481,17 @@ class Provisioner:
             args |= {"PackageType": "Image", "Code": {"ImageUri": image_uri}}
         else:
             handler = props["Handler"]
-            code_dir = ROOT / self.local_paths[logical_id]
+            code_dir = Path(self.local_paths[logical_id])
             args |= {"Runtime": props["Runtime"], "Handler": handler, "Code": {"ZipFile": zip_placeholder()}}
         created = lam.create_function(**args)
         name = props["FunctionName"]
         self._set(logical_id, name, Arn=created["FunctionArn"])
+        unknown = [arn for arn in props.get("Layers", []) if arn not in self.layer_dirs]
+        if unknown:
+            raise NotImplementedError(f"{logical_id}: the local runtime has no content for layers {unknown}")
         self.stack.functions[logical_id] = LocalFunction(
-            logical_id, name, created["FunctionArn"], code_dir, handler, env, image_uri
+            logical_id, name, created["FunctionArn"], code_dir, handler, env, image_uri,
+            [self.layer_dirs[arn] for arn in props.get("Layers", [])],
         )
 
     def create_Lambda_Version(self, logical_id: str, props: dict[str, Any]) -> None:
@@ -449,7 +514,7 @@ class Provisioner:
 
     # --- orchestration --------------------------------------------------------------------------------
     def create_StepFunctions_StateMachine(self, logical_id: str, props: dict[str, Any]) -> None:
-        source_path = ROOT / self.local_paths[logical_id]
+        source_path = Path(self.local_paths[logical_id])
         definition = source_path.read_text()
         for key, value in props.get("DefinitionSubstitutions", {}).items():
             definition = definition.replace("${" + key + "}", str(value))
@@ -471,6 +536,12 @@ class Provisioner:
         self._set(logical_id, name, Arn=arn)
 
     # --- the EC2 fleet --------------------------------------------------------------------------------
+    def create_IAM_OIDCProvider(self, logical_id: str, props: dict[str, Any]) -> None:
+        arn = self.client("iam").create_open_id_connect_provider(
+            Url=props["Url"], ClientIDList=props.get("ClientIdList", []), ThumbprintList=props.get("ThumbprintList", []),
+        )["OpenIDConnectProviderArn"]
+        self._set(logical_id, arn, Arn=arn)
+
     def create_IAM_InstanceProfile(self, logical_id: str, props: dict[str, Any]) -> None:
         iam = self.client("iam")
         name = props.get("InstanceProfileName") or f"{self.stack.name}-{logical_id}"[:128]
@@ -577,8 +648,10 @@ class Provisioner:
         self._set(logical_id, props["DeploymentGroupName"])
 
 
-def create_stack(session: Any, name: str, region: str, account: str, parameters: dict[str, Any]) -> Stack:
-    translated, local_paths, source = translate({k: v for k, v in parameters.items() if not k.startswith("__")}, region)
+def create_stack(session: Any, name: str, region: str, account: str, parameters: dict[str, Any], template: Path | None = None) -> Stack:
+    """Create the stack of `template` (by default the one `sam build` wrote, see `built_template`)."""
+    template = template or built_template()
+    translated, local_paths, source = translate({k: v for k, v in parameters.items() if not k.startswith("__")}, region, template)
     parameters = dict(parameters)
     for key, spec in source.get("Parameters", {}).items():
         if key not in parameters and "Default" in spec:

@@ -15,7 +15,7 @@ from local.stack import translate
 
 SAMPLE_PARAMETERS = {
     "BootstrapImageUri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/podinfo@sha256:" + "0" * 64,
-    "CosignPublicKeys": "-----BEGIN PUBLIC KEY-----\n-----END PUBLIC KEY-----",
+    "ReleasePolicyParameter": "/podinfo-release/release-policy",
     "ApproverEmails": "approver@example.com",
     "NotifyEmail": "releases@example.com",
 }

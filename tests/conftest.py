@@ -35,6 +35,26 @@ def import_handler(name: str) -> ModuleType:
     return module
 
 
+def build_with_the_layer_one_folder_too_deep(target: Path) -> Path:
+    """A copy of the local build (`make build-local`) whose layer has the package at
+    python/python/podrelease, as `ContentUri: layers/common` made of the old source layout. Files
+    are hard links (fast); the template is rewritten, never through a link, so the original stays."""
+    import os
+    import shutil
+
+    from local.stack import BUILD_DIR
+
+    shutil.copytree(BUILD_DIR, target, copy_function=os.link, symlinks=True)
+    layer = target / "CommonLayer" / "python"
+    (layer / "python").mkdir()
+    (layer / "podrelease").rename(layer / "python" / "podrelease")
+    template = target / "template.yaml"
+    text = template.read_text().replace("../../statemachines/", f"{ROOT}/statemachines/")
+    template.unlink()
+    template.write_text(text)
+    return target
+
+
 REGION = "us-east-1"
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",

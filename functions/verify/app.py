@@ -1,29 +1,41 @@
 """Release gate: the environment's policy (signature, SBOM attestation, scan) for this exact digest.
 
 Event: `{"release": {...}, "environment": "dev" | "prod"}` (the Verify and VerifyProd states). The
-policy comes from RELEASE_POLICY (a JSON document, see `podrelease.policy`) or, when that is blank,
-the COSIGN_PUBLIC_KEYS shorthand (both environments accept those keys; no SBOM, no scan). A policy
-that cannot be parsed fails the function at cold start: no release passes an unreadable policy.
+policy is read once per execution environment, on its first release: the document in the SSM
+parameter RELEASE_POLICY_PARAMETER names (Powertools parameters), or the default that trusts the
+build workflow's keyless identity (BUILD_IDENTITY); see `podrelease.policy.load_policy`. A policy
+that cannot be read or parsed is a PolicyError (or ConfigurationError): the release stops, named.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 
 import boto3
+from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from podrelease import config
 from podrelease.obs import bind_release, get_logger, release_id_of
 from podrelease.oci import EcrRegistry
-from podrelease.policy import enforce, load_policy
+from podrelease.policy import ReleasePolicy, enforce, load_policy
 
 logger = get_logger()
 ecr = boto3.client("ecr")
 registry = EcrRegistry(ecr)
-POLICY = load_policy(os.environ)
 GRACE_SECONDS = config.integer("SIGNATURE_WAIT_SECONDS", 60)
+
+
+def _read_parameter(name: str) -> str:
+    return str(parameters.get_parameter(name, force_fetch=True))
+
+
+@functools.cache
+def policy() -> ReleasePolicy:
+    """Once per execution environment (a failed read is not cached: the next release tries again)."""
+    return load_policy(os.environ, _read_parameter)
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -32,7 +44,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     release = event["release"]
     # The state machine always names the environment; an event without one (an older execution,
     # a hand-run test) is checked under dev's policy, the one that runs first.
-    environment = POLICY.environment(event.get("environment", "dev"))
+    environment = policy().environment(event.get("environment", "dev"))
     evidence = enforce(registry, ecr, release["repository"], release["digest"], environment, GRACE_SECONDS)
-    logger.info("release gate passed", extra={"environment": environment.name, "evidence": evidence})
+    logger.info("release gate passed", extra={"environment": environment.name, "policy": policy().source, "evidence": evidence})
     return evidence

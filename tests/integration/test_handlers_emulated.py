@@ -55,6 +55,7 @@ from podrelease.errors import (
     SignatureMissing,
 )
 from podrelease.events import execution_name
+from podrelease.policy import keys_document
 from tests.conftest import FAKE_CREDENTIALS, FakeLambdaContext, import_handler
 
 if TYPE_CHECKING:
@@ -175,11 +176,28 @@ class Gate:
         return dict(self.app.handler({"release": release_of(self.image.digest)}, Context()))
 
 
+POLICY_PARAMETER = "/podrel/release-policy"
+
+
+def use_policy(monkeypatch: pytest.MonkeyPatch, document: str) -> None:
+    """The release policy in its SSM parameter, as `make deploy POLICY=...` leaves it."""
+    if document:
+        boto3.client("ssm", region_name=REGION).put_parameter(Name=POLICY_PARAMETER, Value=document, Type="String", Overwrite=True)
+    monkeypatch.setenv("RELEASE_POLICY_PARAMETER", POLICY_PARAMETER if document else "")
+    monkeypatch.delenv("BUILD_IDENTITY", raising=False)
+
+
+def keys_only(keys: str) -> str:
+    """A policy document whose signers are `keys` exactly as given (keys_document would refuse bad ones)."""
+    section = {"signers": {"keys": [keys]}}
+    return json.dumps({"version": 1, "environments": {"dev": section, "prod": section}})
+
+
 @pytest.fixture
 def gate(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> Gate:
     registry.emulation.start_registry()  # blobs and the OCI /v2/ API, on loopback
     key, public_pem = signing.generate_key()
-    monkeypatch.setenv("COSIGN_PUBLIC_KEYS", public_pem)
+    use_policy(monkeypatch, keys_document(public_pem))
     monkeypatch.setenv("SIGNATURE_WAIT_SECONDS", "0")
     image = registry.pusher.push_podinfo(REPOSITORY, "6.9.1")
     return Gate(registry, import_handler("verify"), key, key_id_of(public_pem), image)
@@ -292,37 +310,39 @@ GOOD_KEYS = signing.generate_key()[1]
 @pytest.mark.parametrize(
     ("keys", "wait", "error", "message"),
     [
-        ("not a key at all", "0", PolicyError, "the trusted key set contains no PEM public key"),
+        ("not a key at all", "0", PolicyError, "release policy environments.dev.signers.keys[0]: the trusted key set contains no PEM public key"),
         (
             "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\n-----END PRIVATE KEY-----\n",
             "0",
             PolicyError,
-            "PEM block 1 is a 'PRIVATE KEY', not a PUBLIC KEY",
+            "release policy environments.dev.signers.keys[0]: PEM block 1 is a 'PRIVATE KEY', not a PUBLIC KEY",
         ),
         (
             "-----BEGIN PUBLIC KEY-----\nbm90IGEga2V5\n-----END PUBLIC KEY-----\n",
             "0",
             PolicyError,
-            "PEM public key 1 cannot be parsed",
+            "release policy environments.dev.signers.keys[0]: PEM public key 1 cannot be parsed",
         ),
-        (GOOD_KEYS + "trailing junk", "0", PolicyError, "the trusted key set has text outside its PEM blocks (damaged file?)"),
+        (GOOD_KEYS + "trailing junk", "0", PolicyError, "release policy environments.dev.signers.keys[0]: the trusted key set has text outside its PEM blocks (damaged file?)"),
         (
             "",
             "0",
             ConfigurationError,
-            "environment variable COSIGN_PUBLIC_KEYS is not set; the template sets it for every function that needs it",
+            "no release policy: deploy with ReleasePolicyParameter (an SSM parameter holding the policy document) "
+            "or with GitHubOrg and GitHubRepo (the default policy trusts their build workflow)",
         ),
         (GOOD_KEYS, "soon", ConfigurationError, "environment variable SIGNATURE_WAIT_SECONDS must be an integer, got 'soon'"),
     ],
-    ids=["garbage", "private key", "corrupt public key", "text after the key", "empty", "wait not a number"],
+    ids=["garbage", "private key", "corrupt public key", "text after the key", "no policy", "wait not a number"],
 )
-def test_verify_with_an_unusable_policy_or_setting_fails_at_import(
+def test_verify_with_an_unusable_policy_or_setting_stops_with_a_named_error(
     registry: Registry, monkeypatch: pytest.MonkeyPatch, keys: str, wait: str, error: type[Exception], message: str
 ) -> None:
-    monkeypatch.setenv("COSIGN_PUBLIC_KEYS", keys)
+    use_policy(monkeypatch, keys_only(keys) if keys else "")
     monkeypatch.setenv("SIGNATURE_WAIT_SECONDS", wait)
+    image = registry.pusher.push_podinfo(REPOSITORY, "6.9.1")
     with pytest.raises(error) as info:
-        import_handler("verify")
+        import_handler("verify").handler({"release": release_of(image.digest)}, Context())
     assert type(info.value) is error
     assert str(info.value) == message
 

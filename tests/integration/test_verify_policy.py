@@ -1,6 +1,7 @@
-"""The verify handler under a RELEASE_POLICY document: the event's environment picks the section.
+"""The verify handler under a release policy: the event's environment picks the section.
 
-The handler module is imported afresh with its environment (as Lambda does at cold start); its
+The policy document sits in an SSM parameter (moto), as `make deploy POLICY=...` leaves it; the
+handler module is imported afresh with its environment (as Lambda does at cold start); its
 module-scope registry and ECR client are then pointed at a MemoryRegistry and a fake scan API, so
 what is asserted is the handler's reply or its named error for exact registry content.
 """
@@ -10,16 +11,25 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import boto3
 import pytest
 from botocore.exceptions import ClientError
+from moto import mock_aws
 
 from local import signing
 from podrelease.errors import ConfigurationError, PolicyError, SbomMissing, ScanUnavailable
 from podrelease.oci import OCI_MANIFEST, MemoryRegistry, sha256_digest
-from podrelease.policy import keys_document
+from podrelease.policy import build_identity, keys_document
 from tests.conftest import FakeLambdaContext, import_handler
 
 REPOSITORY = "podinfo"
+PARAMETER = "/podrel/release-policy"
+
+
+@pytest.fixture(autouse=True)
+def ssm(aws_credentials: None) -> Any:
+    with mock_aws():
+        yield boto3.client("ssm", region_name="us-east-1")
 
 
 class NoScans:
@@ -47,9 +57,11 @@ def image() -> tuple[MemoryRegistry, str, Any, str]:
     return registry, digest, key, pem
 
 
-def handler(monkeypatch: pytest.MonkeyPatch, registry: MemoryRegistry, policy: str, keys: str = "") -> Any:
-    monkeypatch.setenv("RELEASE_POLICY", policy)
-    monkeypatch.setenv("COSIGN_PUBLIC_KEYS", keys)
+def handler(monkeypatch: pytest.MonkeyPatch, registry: MemoryRegistry, policy: str, identity: str = "") -> Any:
+    if policy:
+        boto3.client("ssm", region_name="us-east-1").put_parameter(Name=PARAMETER, Value=policy, Type="String", Overwrite=True)
+    monkeypatch.setenv("RELEASE_POLICY_PARAMETER", PARAMETER if policy else "")
+    monkeypatch.setenv("BUILD_IDENTITY", identity)
     monkeypatch.setenv("SIGNATURE_WAIT_SECONDS", "0")
     app = import_handler("verify")
     monkeypatch.setattr(app, "registry", registry)
@@ -109,23 +121,59 @@ def test_an_unknown_environment_is_a_policy_error(monkeypatch: pytest.MonkeyPatc
         app.handler(event(digest, "staging"), FakeLambdaContext())
 
 
-@pytest.mark.usefixtures("aws_credentials")
 @pytest.mark.parametrize(
-    ("policy", "keys", "error", "message"),
+    ("policy", "identity", "error", "message"),
     [
         ('{"version": 1}', "", PolicyError, "release policy document: missing required field(s) 'environments'"),
         ("not json", "", PolicyError, "release policy: not valid JSON"),
-        ("", "", ConfigurationError, "environment variable COSIGN_PUBLIC_KEYS is not set"),
+        ("", "", ConfigurationError, "no release policy: deploy with ReleasePolicyParameter"),
     ],
-    ids=["incomplete", "not JSON", "neither variable"],
+    ids=["incomplete", "not JSON", "no policy at all"],
 )
-def test_an_unreadable_policy_fails_the_function_at_cold_start(
-    monkeypatch: pytest.MonkeyPatch, policy: str, keys: str, error: type[Exception], message: str
+def test_an_unreadable_policy_stops_the_release_with_a_named_error(
+    monkeypatch: pytest.MonkeyPatch, image: Any, policy: str, identity: str, error: type[Exception], message: str
 ) -> None:
-    # an unreadable RELEASE_POLICY is never replaced by the COSIGN_PUBLIC_KEYS shorthand
-    monkeypatch.setenv("RELEASE_POLICY", policy)
-    monkeypatch.setenv("COSIGN_PUBLIC_KEYS", keys or signing.generate_key()[1] if policy else keys)
+    registry, digest, _, _ = image
+    app = handler(monkeypatch, registry, policy, identity)
     with pytest.raises(error) as info:
-        import_handler("verify")
+        app.handler(event(digest, "dev"), FakeLambdaContext())
     assert type(info.value) is error
     assert str(info.value).startswith(message)
+
+
+def test_a_missing_policy_parameter_is_a_policy_error_naming_it(monkeypatch: pytest.MonkeyPatch, image: Any) -> None:
+    # GIVEN the stack names a parameter that nobody wrote (make deploy writes it first)
+    registry, digest, _, _ = image
+    monkeypatch.setenv("RELEASE_POLICY_PARAMETER", "/nobody/wrote/this")
+    monkeypatch.setenv("SIGNATURE_WAIT_SECONDS", "0")
+    app = import_handler("verify")
+    monkeypatch.setattr(app, "registry", registry)
+    # WHEN a release is verified THEN it stops, naming the parameter and what to do; never an allow
+    with pytest.raises(PolicyError, match=r"release policy parameter /nobody/wrote/this cannot be read .*make deploy POLICY=file"):
+        app.handler(event(digest, "dev"), FakeLambdaContext())
+
+
+def test_the_policy_is_read_once_per_execution_environment(monkeypatch: pytest.MonkeyPatch, image: Any, ssm: Any) -> None:
+    # GIVEN a function that verified one release under a key policy
+    registry, digest, _, pem = image
+    app = handler(monkeypatch, registry, keys_document(pem))
+    assert app.handler(event(digest, "dev"), FakeLambdaContext())["verified"] is True
+    # WHEN the parameter changes to something unreadable THEN the warm function keeps the policy it
+    # read at its cold start (a new execution environment reads the new one)
+    ssm.put_parameter(Name=PARAMETER, Value="not json", Type="String", Overwrite=True)
+    assert app.handler(event(digest, "dev"), FakeLambdaContext())["verified"] is True
+    with pytest.raises(PolicyError, match="not valid JSON"):
+        import_handler("verify").handler(event(digest, "dev"), FakeLambdaContext())
+
+
+def test_without_a_parameter_the_default_trusts_only_the_build_workflow(monkeypatch: pytest.MonkeyPatch, image: Any) -> None:
+    # GIVEN a stack deployed with GitHubOrg/GitHubRepo and no policy parameter
+    registry = image[0]
+    app = handler(monkeypatch, registry, "", build_identity("acme", "podinfo", "main"))
+    policy = app.policy()
+    # THEN both environments trust exactly the workflow's keyless identity and require its SBOM
+    for name in ("dev", "prod"):
+        section = policy.environment(name)
+        assert section.require_sbom is True
+        assert section.trust.key_ids == ()
+    assert policy.source.startswith("default")

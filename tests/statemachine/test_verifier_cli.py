@@ -16,16 +16,17 @@ from pathlib import Path
 
 import pytest
 
+from local.iam import OPERATOR_KEY
 from local.runtime import WORKLOAD_REPOSITORY, LocalRuntime
 from podrelease.policy import keys_document
-from tests.conftest import FAKE_CREDENTIALS
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.statemachine
 
 
 def _cli(env: LocalRuntime, *args: str) -> subprocess.CompletedProcess[str]:
-    variables = {**os.environ, **FAKE_CREDENTIALS, "AWS_ENDPOINT_URL": env.endpoint,
+    # The operator's credentials: the local AWS refuses keys it does not know, as AWS does.
+    variables = {**os.environ, "AWS_ACCESS_KEY_ID": OPERATOR_KEY, "AWS_SECRET_ACCESS_KEY": OPERATOR_KEY, "AWS_ENDPOINT_URL": env.endpoint,
                  "PYTHONPATH": f"{ROOT / 'layers/common'}{os.pathsep}{ROOT}"}
     return subprocess.run(  # noqa: S603 - our own CLI module
         [sys.executable, "-m", "podrelease.cli", "verify-image", "--repository", WORKLOAD_REPOSITORY, *args],
@@ -35,7 +36,7 @@ def _cli(env: LocalRuntime, *args: str) -> subprocess.CompletedProcess[str]:
 
 def _public_key(env: LocalRuntime, tmp_path: Path) -> Path:
     path = tmp_path / "cosign.pub"
-    path.write_text(env.stack.parameters["CosignPublicKeys"])
+    path.write_text(env.public_pem)
     return path
 
 
@@ -61,7 +62,7 @@ def test_the_whole_policy_runs_with_policy(env: LocalRuntime, tmp_path: Path) ->
     image = env.pusher.push_podinfo(WORKLOAD_REPOSITORY, "7.0.2")
     env.pusher.sign_legacy(env.signing_key, image)
     policy = tmp_path / "policy.json"
-    policy.write_text(keys_document(env.stack.parameters["CosignPublicKeys"], require_sbom=["prod"]))
+    policy.write_text(keys_document(env.public_pem, require_sbom=["prod"]))
     refused = _cli(env, "--digest", image.digest, "--policy", str(policy), "--environment", "prod")
     assert refused.returncode == 1
     assert refused.stderr.splitlines()[-1].startswith("refused: SbomMissing:")

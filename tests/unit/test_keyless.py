@@ -426,7 +426,7 @@ def _modules_after(code: str) -> set[str]:
         text=True,
         check=True,
         cwd=ROOT,
-        env={"PYTHONPATH": f"{ROOT / 'layers' / 'common' / 'python'}:{ROOT}", "PATH": "/usr/bin:/bin"},
+        env={"PYTHONPATH": f"{ROOT / 'layers' / 'common'}:{ROOT}", "PATH": "/usr/bin:/bin"},
     )
     return set(json.loads(result.stdout.strip().splitlines()[-1]))
 

@@ -19,11 +19,11 @@ from podrelease.cosign import TrustedKey, TrustPolicy
 from podrelease.errors import ConfigurationError, PolicyError
 from podrelease.policy import (
     KeylessIdentity,
+    build_identity,
     installed_keyless_factory,
     keys_document,
     load_policy,
     parse_policy,
-    policy_from_keys,
 )
 from podrelease.scan import ScanPolicy
 
@@ -119,19 +119,51 @@ def test_the_installed_factory_builds_the_keyless_modules_verifier() -> None:
     assert hasattr(verifier, "signing_key")
 
 
-def test_shorthand_keys_mean_both_environments_accept_them_and_nothing_more() -> None:
-    policy = policy_from_keys(PEM + PEM2)
+def test_the_policy_comes_from_the_named_parameter() -> None:
+    read: list[str] = []
+
+    def reader(name: str) -> str:
+        read.append(name)
+        return document()
+
+    policy = load_policy({"RELEASE_POLICY_PARAMETER": "/s/release-policy", "BUILD_IDENTITY": WORKFLOW}, reader)
+    assert policy.environment("dev").trust.key_ids == (KEY_ID,)
+    assert (read, policy.source) == (["/s/release-policy"], "ssm:/s/release-policy")
+
+
+def test_an_unreadable_parameter_is_a_policy_error_never_the_default() -> None:
+    def reader(name: str) -> str:
+        raise LookupError(name)
+
+    with pytest.raises(PolicyError, match=r"^release policy parameter /s/p cannot be read \(LookupError: /s/p\)"):
+        load_policy({"RELEASE_POLICY_PARAMETER": "/s/p", "BUILD_IDENTITY": WORKFLOW}, reader)
+
+
+def test_without_a_parameter_the_default_is_the_build_workflow_in_both_environments() -> None:
+    policy = load_policy({"RELEASE_POLICY_PARAMETER": " ", "BUILD_IDENTITY": WORKFLOW}, _no_reads,
+                         keyless_factory=lambda identities: identities)  # type: ignore[arg-type,return-value]
     for name in ("dev", "prod"):
         environment = policy.environment(name)
-        assert (environment.trust.key_ids, environment.require_sbom, environment.scan) == ((KEY_ID, KEY_ID2), False, None)
-    assert policy.source == "COSIGN_PUBLIC_KEYS"
+        assert environment.trust.key_ids == ()
+        assert environment.require_sbom is True
+        assert environment.trust.keyless == (KeylessIdentity(issuer=ISSUER, identity=WORKFLOW),)
+    with pytest.raises(ConfigurationError, match=r"^no release policy: deploy with ReleasePolicyParameter"):
+        load_policy({}, _no_reads)
 
 
-def test_load_prefers_release_policy_over_the_shorthand() -> None:
-    assert load_policy({"RELEASE_POLICY": document(), "COSIGN_PUBLIC_KEYS": PEM2}).environment("dev").trust.key_ids == (KEY_ID,)
-    assert load_policy({"RELEASE_POLICY": "  ", "COSIGN_PUBLIC_KEYS": PEM2}).environment("dev").trust.key_ids == (KEY_ID2,)
-    with pytest.raises(ConfigurationError, match="environment variable COSIGN_PUBLIC_KEYS is not set"):
-        load_policy({})
+def test_the_template_derives_the_build_identity_as_the_code_does() -> None:
+    # the template's BUILD_IDENTITY (a Sub over GitHubOrg/GitHubRepo/GitHubBuildBranch) and
+    # build_identity() must agree, or the default policy would trust a workflow that never signs
+    from local.stack import load_template
+
+    variables = load_template()["Resources"]["VerifyFunction"]["Properties"]["Environment"]["Variables"]
+    derivation = variables["BUILD_IDENTITY"]["Fn::If"][1]["Fn::Sub"]
+    filled = derivation.replace("${GitHubOrg}", "acme").replace("${GitHubRepo}", "podinfo").replace("${GitHubBuildBranch}", "main")
+    assert filled == build_identity("acme", "podinfo", "main") == WORKFLOW
+
+
+def _no_reads(name: str) -> str:
+    raise AssertionError(f"no parameter should be read, got {name}")
 
 
 @pytest.mark.parametrize("name", ["staging", "", None, "DEV"])

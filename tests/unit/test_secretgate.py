@@ -586,7 +586,7 @@ def test_main_runs_podinfo_behind_the_gate_and_exits_with_it(tmp_path: Path) -> 
 
 # --- the image that ships the gate --------------------------------------------------------------------------------
 def test_the_image_runs_the_gate_as_non_root_from_digest_pinned_bases_without_run() -> None:
-    root = GATE_MODULE.parents[4]
+    root = GATE_MODULE.parents[3]
     lines = [line.strip() for line in (root / "workload" / "Dockerfile").read_text().splitlines()
              if line.strip() and not line.lstrip().startswith("#")]
     instructions = [line.split()[0] for line in lines]

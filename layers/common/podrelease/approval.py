@@ -78,6 +78,8 @@ PENDING, APPROVED, REJECTED, SUPERSEDED = "pending", "approved", "rejected", "su
 DECISIONS = {"approve": APPROVED, "reject": REJECTED}
 # Step Functions' answers to SendTask* when the waiting task no longer exists.
 TASK_GONE_ERRORS = frozenset({"TaskTimedOut", "InvalidToken", "TaskDoesNotExist"})
+# ... and when this page's role may not call it: an operator must fix the stack, retrying will not help.
+NOT_ALLOWED_ERRORS = frozenset({"AccessDenied", "AccessDeniedException"})
 
 _CLAIM_TYPES: dict[str, type] = {
     "rid": str,
@@ -878,6 +880,14 @@ def _deliver(sfn: Any, dynamodb: Any, table: str, record: Mapping[str, Any], now
                 f"Your decision ({record['status']}) was recorded, but release {record['release_id']} had already "
                 "stopped waiting (timed out or ended), so it changes nothing. "
                 "Start a new release to deploy this digest.",
+            ) from exc
+        if code in NOT_ALLOWED_ERRORS:
+            raise _Refusal(
+                500,
+                "Decision recorded, not delivered",
+                f"Your decision ({record['status']}) was recorded, but Step Functions refused this page's call "
+                f"({code}): the approval page's role lacks states:SendTaskSuccess/SendTaskFailure on the release "
+                "state machine. Tell the team that runs this stack; once it is fixed, submit the same decision again.",
             ) from exc
         raise _Refusal(
             503,

@@ -1,7 +1,8 @@
 """The release policy: what each environment requires before an image may run there.
 
-One JSON document (the verify function reads it from `RELEASE_POLICY`), a section per environment;
-both `dev` and `prod` must be present, and no other:
+One JSON document (the verify function reads it, once per cold start, from the SSM parameter that
+`ReleasePolicyParameter` names), a section per environment; both `dev` and `prod` must be present,
+and no other:
 
     {
       "version": 1,
@@ -40,8 +41,10 @@ Parsing is strict: invalid JSON, duplicate keys, unknown fields, wrong types, em
 missing or unknown environment are all a `PolicyError` that names the place (`environments.prod.
 signers.keyless[0].issuer: ...`). There is no default that allows anything.
 
-Shorthand: without `RELEASE_POLICY`, `COSIGN_PUBLIC_KEYS` (concatenated PEM keys) means "dev and
-prod both accept these keys, no SBOM, no scan" (`policy_from_keys`).
+Default: a stack deployed without a policy parameter trusts what the shipped build workflow signs:
+its keyless identity (`build_identity`, from GitHubOrg/GitHubRepo/GitHubBuildBranch) in both
+environments, with its signed SBOM required (`default_document`). `keys_document` writes a document
+for a team that signs with keys.
 
 Keyless entries are parsed here into `KeylessIdentity` values and handed to a `keyless_factory`,
 which returns the `KeylessVerifier` the signature gate consults (`podrelease.keyless`, imported
@@ -334,15 +337,6 @@ def parse_policy(
     return ReleasePolicy(environments=parsed, source="RELEASE_POLICY")
 
 
-def policy_from_keys(pem: str) -> ReleasePolicy:
-    """The COSIGN_PUBLIC_KEYS shorthand: dev and prod both accept these keys, no SBOM, no scan."""
-    trust = TrustPolicy.from_pem(pem)
-    return ReleasePolicy(
-        environments={name: EnvironmentPolicy(name=name, trust=trust) for name in ENVIRONMENTS},
-        source="COSIGN_PUBLIC_KEYS",
-    )
-
-
 def keys_document(
     pem: str,
     *,
@@ -402,23 +396,53 @@ def _kms_resolver(key_id: str) -> TrustedKey:
     return default_resolver(key_id)
 
 
+#: Where GitHub Actions' OIDC tokens come from (the build workflow signs keyless with one).
+BUILD_ISSUER = "https://token.actions.githubusercontent.com"
+
+
+def build_identity(owner: str, repository: str, branch: str) -> str:
+    """The certificate identity of `.github/workflows/build.yml` run on `branch` of owner/repository:
+    what `cosign sign` (keyless) in that workflow is issued. The template derives BUILD_IDENTITY the
+    same way from GitHubOrg, GitHubRepo and GitHubBuildBranch (a test holds the two together)."""
+    return f"https://github.com/{owner}/{repository}/.github/workflows/build.yml@refs/heads/{branch}"
+
+
+def default_document(identity: str) -> str:
+    """The policy a stack runs without a policy parameter: both environments accept what the
+    shipped build workflow signs (its keyless identity, GitHub's issuer) and require its signed SBOM."""
+    section = {"signers": {"keyless": [{"identity": identity, "issuer": BUILD_ISSUER}]}, "require_sbom": True}
+    return json.dumps({"version": POLICY_VERSION, "environments": dict.fromkeys(ENVIRONMENTS, section)})
+
+
 def load_policy(
     env: Mapping[str, str],
+    read_parameter: Callable[[str], str],
     *,
     keyless_factory: KeylessFactory | None = installed_keyless_factory,
     kms_resolver: KmsResolver | None = _kms_resolver,
 ) -> ReleasePolicy:
-    """RELEASE_POLICY if set (non-blank), else the COSIGN_PUBLIC_KEYS shorthand; neither is a
-    ConfigurationError naming both."""
-    document = env.get("RELEASE_POLICY", "").strip()
-    if document:
-        return parse_policy(document, keyless_factory=keyless_factory, kms_resolver=kms_resolver)
-    keys = env.get("COSIGN_PUBLIC_KEYS", "").strip()
-    if not keys:
-        # The same message as config.require: RELEASE_POLICY is the optional, richer alternative.
-        msg = "environment variable COSIGN_PUBLIC_KEYS is not set; the template sets it for every function that needs it"
-        raise ConfigurationError(msg)
-    return policy_from_keys(keys)
+    """The verify function's policy: the document in the SSM parameter RELEASE_POLICY_PARAMETER
+    names (read with `read_parameter`; a long, multi-line document never passes through a command
+    line or the 4 KB function environment), else the default for BUILD_IDENTITY (see
+    `default_document`). Neither set, or a parameter that cannot be read, is a named error: no
+    release passes without a policy."""
+    name = env.get("RELEASE_POLICY_PARAMETER", "").strip()
+    if name:
+        try:
+            document = read_parameter(name)
+        except Exception as exc:
+            msg = (f"release policy parameter {name} cannot be read ({type(exc).__name__}: {str(exc)[:200]}); "
+                   "put the policy document there (make deploy POLICY=file does) or clear ReleasePolicyParameter")
+            raise PolicyError(msg) from exc
+        policy = parse_policy(document, keyless_factory=keyless_factory, kms_resolver=kms_resolver)
+        return ReleasePolicy(environments=policy.environments, source=f"ssm:{name}")
+    identity = env.get("BUILD_IDENTITY", "").strip()
+    if identity:
+        policy = parse_policy(default_document(identity), keyless_factory=keyless_factory, kms_resolver=kms_resolver)
+        return ReleasePolicy(environments=policy.environments, source="default (the build workflow's keyless identity)")
+    msg = ("no release policy: deploy with ReleasePolicyParameter (an SSM parameter holding the policy document) "
+           "or with GitHubOrg and GitHubRepo (the default policy trusts their build workflow)")
+    raise ConfigurationError(msg)
 
 
 # --- enforcing ----------------------------------------------------------------------------------

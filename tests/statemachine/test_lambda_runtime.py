@@ -1,0 +1,92 @@
+"""The local runtime runs what `sam build` ships, as Lambda runs it, under each function's own role:
+a function whose role loses a grant it needs fails its call with AccessDenied, as on AWS.
+(A broken build: test_broken_build.py.)"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from local.demo import approval_link, decide
+from local.runtime import APPROVERS, WORKLOAD_REPOSITORY, LocalRuntime
+from local.stack import BUILD_DIR
+from podrelease.events import execution_name
+from tests.statemachine.conftest import module_runtime, wait_for_state
+
+pytestmark = pytest.mark.statemachine
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRuntime]:
+    yield from module_runtime(tmp_path_factory.mktemp("local"), approval_timeout=60)
+
+
+def test_the_functions_import_the_package_from_the_layer_not_the_source_tree(env: LocalRuntime) -> None:
+    # GIVEN the running functions WHEN one reports where the shared package came from
+    function = env.stack.functions["NormalizeFunction"]
+    # THEN its task root is the build's folder and its only layer the build's CommonLayer folder
+    assert function.code_dir == BUILD_DIR / "NormalizeFunction"
+    assert function.layers == [BUILD_DIR / "CommonLayer"]
+    assert (BUILD_DIR / "CommonLayer" / "python" / "podrelease" / "__init__.py").is_file()
+    assert not (BUILD_DIR / "NormalizeFunction" / "podrelease").exists()
+
+
+def test_a_role_that_loses_a_grant_fails_the_call_as_aws_would(env: LocalRuntime) -> None:
+    # GIVEN the approval page's role without states:SendTaskSuccess (a grant it needs)
+    iam = env.client("iam")
+    role = env.client("lambda").get_function(FunctionName=env.stack.functions["ApprovalPageFunction"].name)["Configuration"]["Role"]
+    role_name = role.rsplit("/", 1)[1]
+    names = iam.list_role_policies(RoleName=role_name)["PolicyNames"]
+    originals = {name: iam.get_role_policy(RoleName=role_name, PolicyName=name)["PolicyDocument"] for name in names}
+    removed = 0
+    for name, document in originals.items():
+        for statement in document["Statement"]:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            if "states:SendTaskSuccess" in actions:
+                statement["Action"] = [a for a in actions if a != "states:SendTaskSuccess"]
+                removed += 1
+        iam.put_role_policy(RoleName=role_name, PolicyName=name, PolicyDocument=json.dumps(document))
+    assert removed == 1
+    # AND a release waiting for approval
+    image = env.pusher.push_podinfo(WORKLOAD_REPOSITORY, "6.9.2")
+    env.pusher.sign_legacy(env.signing_key, image)
+    name = execution_name(WORKLOAD_REPOSITORY, image.digest)
+    wait_for_state(env, name, "RequestApproval")
+    release = _release_id(env, image.digest)
+    link = approval_link(env, APPROVERS[0], release)
+    assert link is not None
+    # WHEN the approver presses Approve
+    status, page = decide(link, "approve")
+    # THEN the decision is recorded but not delivered: Step Functions refused the page's call
+    assert status == 500, page
+    assert "AccessDenied" in page
+    item = _ledger_item(env, release)
+    assert item["callback"]["S"] == "failed"
+    assert item["callback_error"]["S"].startswith("AccessDenied")
+    # AND the release is still waiting (nothing was approved behind the refusal)
+    execution = env.client("stepfunctions").describe_execution(executionArn=_execution_arn(env, name))
+    assert execution["status"] == "RUNNING"
+    env.client("stepfunctions").stop_execution(executionArn=_execution_arn(env, name))
+
+
+def _release_id(env: LocalRuntime, digest: str) -> str:
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        for message in list(env.emulation.outbox.messages):
+            if digest[:19] in message["subject"] or digest in message["body"]:
+                return str(message["subject"].rsplit("[", 1)[1].rstrip("]"))
+        time.sleep(0.2)
+    raise AssertionError(f"no approval email for {digest}")
+
+
+def _ledger_item(env: LocalRuntime, release_id: str) -> dict[str, dict[str, str]]:
+    table = env.stack.outputs["LedgerTableName"]
+    items = env.client("dynamodb").scan(TableName=table)["Items"]
+    return next(item for item in items if item.get("release_id", {}).get("S") == release_id and "callback" in item)
+
+
+def _execution_arn(env: LocalRuntime, name: str) -> str:
+    return env.stack.outputs["ReleaseStateMachineArn"].replace(":stateMachine:", ":execution:") + ":" + name
