@@ -202,11 +202,14 @@ class LocalRuntime(AbstractContextManager["LocalRuntime"]):
             "Architecture": local_architecture(),
             "__FunctionUrlBase": urls.base,
         }
-        # The fleet goes into moto's default VPC (two of its subnets), as an operator would pass theirs.
+        # The fleet goes into moto's default VPC (two of its subnets for the load balancers and the instances
+        # alike, its route table for the S3 endpoint), as an operator would pass theirs.
         ec2 = session.client("ec2", endpoint_url=endpoint)
         vpc = ec2.describe_vpcs(Filters=[{"Name": "is-default", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
         subnets = sorted(s["SubnetId"] for s in ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"])
-        parameters |= {"FleetVpcId": vpc, "FleetSubnetIds": ",".join(subnets[:2]), "FleetSize": "2",
+        tables = [r["RouteTableId"] for r in ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["RouteTables"]]
+        parameters |= {"FleetVpcId": vpc, "FleetLoadBalancerSubnetIds": ",".join(subnets[:2]), "FleetSize": "2",
+                       "FleetInstanceSubnetIds": ",".join(subnets[:2]), "FleetInstanceRouteTableIds": ",".join(tables),
                        "CanaryMinuteSeconds": f"{minute_seconds:g}"}
         stack = create_stack(_EndpointSession(session, endpoint), STACK, REGION, ACCOUNT, parameters,
                              built_template(build_dir) if build_dir else None)

@@ -339,6 +339,11 @@ class Provisioner:
             return any(self._holds(item) for item in arg)
         if key == "Fn::Contains":
             return str(self.resolver.resolve(arg[1])) in [str(v) for v in self.resolver.resolve(arg[0])]
+        if key in ("Fn::EachMemberEquals", "Fn::EachMemberIn"):
+            members = self.resolver.resolve(arg[0])
+            members = members if isinstance(members, list) else [members]
+            allowed = [str(arg[1])] if key == "Fn::EachMemberEquals" else [str(v) for v in self.resolver.resolve(arg[1])]
+            return all(str(member) in allowed for member in members)
         raise ValueError(f"the local runtime cannot evaluate rule function {key}")
 
     def _set(self, logical_id: str, physical: str, **attributes: str) -> None:
@@ -569,8 +574,21 @@ class Provisioner:
         if props.get("SecurityGroupIngress"):
             ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=permissions(props["SecurityGroupIngress"]))
         if props.get("SecurityGroupEgress"):
+            # As CloudFormation does: listed egress rules replace the default allow-all one.
+            ec2.revoke_security_group_egress(GroupId=group_id, IpPermissions=[{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
             ec2.authorize_security_group_egress(GroupId=group_id, IpPermissions=permissions(props["SecurityGroupEgress"]))
         self._set(logical_id, group_id, GroupId=group_id)
+
+    def create_EC2_VPCEndpoint(self, logical_id: str, props: dict[str, Any]) -> None:
+        args: dict[str, Any] = {"VpcId": props["VpcId"], "ServiceName": props["ServiceName"],
+                                "VpcEndpointType": props.get("VpcEndpointType", "Gateway")}
+        for key in ("SubnetIds", "SecurityGroupIds", "RouteTableIds"):
+            if props.get(key):
+                args[key] = props[key]
+        if "PrivateDnsEnabled" in props:
+            args["PrivateDnsEnabled"] = str(props["PrivateDnsEnabled"]).lower() == "true"
+        endpoint = self.client("ec2").create_vpc_endpoint(**args)["VpcEndpoint"]
+        self._set(logical_id, endpoint["VpcEndpointId"], Id=endpoint["VpcEndpointId"])
 
     def create_ElasticLoadBalancingV2_LoadBalancer(self, logical_id: str, props: dict[str, Any]) -> None:
         lb = self.client("elbv2").create_load_balancer(

@@ -2,8 +2,9 @@
 the stack has one, its EC2 fleet blue/green (podrelease.fleet), side by side.
 
 Actions: `start` (update code by digest, publish, start the deployment; start the fleet's idle
-colour), `status` (poll CodeDeploy and advance the fleet; raises DeploymentFailed on rollback;
-`Succeeded` once both targets are), `abort` (failure path: in the environment the release
+colour; `Updating` while Lambda still applies the image), `status` (carry on an `Updating` start,
+poll CodeDeploy and advance the fleet; raises DeploymentFailed on rollback; `Succeeded` once both
+targets are), `abort` (failure path: in the environment the release
 was deploying, stop in-flight deployments (CodeDeploy rolls them back), point a finished alias back,
 move fleet traffic back; then release its locks).
 """
@@ -69,7 +70,9 @@ def _status(environment: str, deployment: dict[str, Any]) -> dict[str, Any]:
     fleet_state = deployment.get("fleet")
     lambda_part = {k: v for k, v in deployment.items() if k not in ("fleet", "lambda_status")}
     lambda_part["status"] = deployment.get("lambda_status", deployment.get("status"))
-    if lambda_part["status"] != deploy.TERMINAL_OK:
+    if lambda_part["status"] == deploy.UPDATING:  # Lambda was still applying the image: carry on the start
+        lambda_part = deploy.resume(lambda_client, codedeploy, TARGETS[environment], lambda_part)
+    elif lambda_part["status"] != deploy.TERMINAL_OK:
         lambda_part = deploy.status(codedeploy, lambda_part)
     controller = _fleet(environment)
     if fleet_state is None or controller is None:

@@ -20,20 +20,26 @@ import boto3
 import pytest
 from moto import mock_aws
 from moto.codedeploy.models import codedeploy_backends
+from samtranslator.yaml_helper import yaml_parse
 
 from podrelease import hooks
 from podrelease.deploy import (
     ALIAS,
+    UPDATE_POLL_SECONDS,
+    UPDATE_WAIT_SECONDS,
+    UPDATING,
     LambdaTarget,
     abort,
     appspec_versions,
     describe,
     parse_description,
+    resume,
     start,
     status,
 )
 from podrelease.errors import ConfigurationError, DeploymentFailed
-from tests.conftest import FAKE_CREDENTIALS
+from tests.conftest import FAKE_CREDENTIALS, ROOT
+from tests.lambda_updates import LambdaUpdates
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -197,6 +203,145 @@ def test_describe_and_parse_description_round_trip() -> None:
     assert parse_description(text) == {"release": RELEASE_ID, "digest": DIGEST, "env": "prod"}
     assert parse_description("a deployment someone started by hand") == {}
     assert parse_description("") == {}
+
+
+# --- Lambda applying the image: bounded waits, repeated calls, conflicts ---------------------------------
+
+
+class Clock:
+    """Time for the in-function wait: `sleep` moves it on."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        self.slept += seconds
+
+
+@pytest.fixture
+def updates(world: World, monkeypatch: pytest.MonkeyPatch) -> LambdaUpdates:
+    return LambdaUpdates(monkeypatch)
+
+
+def function_state(world: World) -> tuple[str, str, str]:
+    """(image, LastUpdateStatus, LastModified) of the function's $LATEST, as Lambda reports them."""
+    reply = world.lambda_client.get_function(FunctionName=TARGET.function_name)
+    configuration = reply["Configuration"]
+    return reply["Code"]["ImageUri"], configuration["LastUpdateStatus"], configuration["LastModified"]
+
+
+def versions(world: World) -> list[str]:
+    return sorted(v["Version"] for v in world.lambda_client.list_versions_by_function(FunctionName=TARGET.function_name)["Versions"])
+
+
+UPDATING_DEV = {"id": None, "status": UPDATING, "environment": "dev", "function": TARGET.function_name, "release": RELEASE_ID,
+                "digest": DIGEST, "image": RELEASE["image_uri"], "previous_version": "1"}
+
+
+def test_an_update_still_running_after_the_bounded_wait_is_handed_back_as_updating(world: World, updates: LambdaUpdates) -> None:
+    updates.hold = True
+    clock = Clock()
+    # WHEN Lambda is still applying the image after the whole in-function wait
+    out = start(world.lambda_client, world.codedeploy, TARGET, RELEASE, sleep=clock.sleep, clock=clock)
+    # THEN the call ends after exactly UPDATE_WAIT_SECONDS, saying so, with nothing published or started
+    assert out == UPDATING_DEV
+    assert clock.slept == UPDATE_WAIT_SECONDS
+    assert function_state(world)[:2] == (RELEASE["image_uri"], "InProgress")
+    assert versions(world) == ["$LATEST", "1"]
+    assert world.deployments() == []
+
+
+def test_the_deploy_function_outlives_its_longest_wait() -> None:
+    template = yaml_parse((ROOT / "template.yaml").read_text())
+    timeout = template["Resources"]["DeployFunction"]["Properties"].get("Timeout", template["Globals"]["Function"]["Timeout"])
+    # the wait (never overslept: see the test above) and a minute for the API calls around it (alias, CodeDeploy, the fleet)
+    assert timeout >= UPDATE_WAIT_SECONDS + 60, (timeout, UPDATE_WAIT_SECONDS)
+    assert UPDATE_POLL_SECONDS < UPDATE_WAIT_SECONDS
+
+
+def test_a_repeated_call_during_the_update_neither_fails_nor_starts_another(world: World, updates: LambdaUpdates) -> None:
+    updates.hold = True
+    first = start(world.lambda_client, world.codedeploy, TARGET, RELEASE, wait_seconds=0)
+    assert first == UPDATING_DEV
+    image, last, started_at = function_state(world)
+    assert (image, last) == (RELEASE["image_uri"], "InProgress")
+    # WHEN the state machine retries DeployDev (its Lambda call timed out) and polls (CheckDev) meanwhile
+    again = start(world.lambda_client, world.codedeploy, TARGET, RELEASE, wait_seconds=0)
+    polled = resume(world.lambda_client, world.codedeploy, TARGET, first, wait_seconds=0)
+    # THEN both say "still updating", and the update in progress is still the first one
+    assert again == polled == UPDATING_DEV
+    assert function_state(world) == (RELEASE["image_uri"], "InProgress", started_at)
+    assert versions(world) == ["$LATEST", "1"]
+    assert world.deployments() == []
+    # AND once Lambda is done, the next poll publishes version 2 and starts the one deployment
+    updates.finish(TARGET.function_name)
+    done = resume(world.lambda_client, world.codedeploy, TARGET, polled, wait_seconds=0)
+    assert done == {"id": done["id"], "status": "InProgress", "environment": "dev", "function": TARGET.function_name,
+                    "previous_version": "1", "version": "2"}
+    assert world.deployments() == [done["id"]]
+    assert function_state(world)[2] == started_at  # no second update, ever
+
+
+def test_a_retry_after_the_update_finished_does_not_update_the_code_again(world: World, updates: LambdaUpdates) -> None:
+    updates.hold = True
+    start(world.lambda_client, world.codedeploy, TARGET, RELEASE, wait_seconds=0)
+    updates.finish(TARGET.function_name)
+    applied_at = function_state(world)[2]
+    # WHEN DeployDev is retried after the image was applied (before a version was published)
+    out = start(world.lambda_client, world.codedeploy, TARGET, RELEASE, wait_seconds=0)
+    # THEN the code is left as it is and the release carries on from there
+    assert function_state(world) == (RELEASE["image_uri"], "Successful", applied_at)
+    assert (out["status"], out["version"]) == ("InProgress", "2")
+    assert world.deployments() == [out["id"]]
+
+
+def test_a_conflicting_update_is_waited_for_then_the_release_image_applied(world: World, updates: LambdaUpdates) -> None:
+    # GIVEN someone else's update lands between the release's look at the function and its own update
+    updates.conflict_next = True
+    clock = Clock()
+    out = start(world.lambda_client, world.codedeploy, TARGET, RELEASE, wait_seconds=0, sleep=clock.sleep, clock=clock)
+    # THEN ResourceConflictException means "in progress, check again", not a failed release
+    assert out == UPDATING_DEV
+    assert function_state(world)[0] == f"{REPO_URI}@{OLD_DIGEST}"
+    # AND the next poll applies the release's image and goes on to the deployment
+    done = resume(world.lambda_client, world.codedeploy, TARGET, out, sleep=clock.sleep, clock=clock)
+    assert function_state(world)[:2] == (RELEASE["image_uri"], "Successful")
+    assert (done["status"], done["previous_version"], done["version"]) == ("InProgress", "1", "2")
+    assert world.deployments() == [done["id"]]
+
+
+def test_another_image_being_applied_is_waited_for(world: World, updates: LambdaUpdates) -> None:
+    # GIVEN an update to another image is in progress (a stack deploy, a person)
+    updates.hold = True
+    other = f"{REPO_URI}@sha256:{'c4' * 32}"
+    world.lambda_client.update_function_code(FunctionName=TARGET.function_name, ImageUri=other)
+    out = start(world.lambda_client, world.codedeploy, TARGET, RELEASE, wait_seconds=0)
+    assert out == UPDATING_DEV
+    assert function_state(world)[:2] == (other, "InProgress")
+    # WHEN it is done, the release's own update starts on the next poll, and its deployment on the one after
+    updates.finish(TARGET.function_name)
+    assert resume(world.lambda_client, world.codedeploy, TARGET, out, wait_seconds=0) == UPDATING_DEV
+    assert function_state(world)[:2] == (RELEASE["image_uri"], "InProgress")
+    updates.finish(TARGET.function_name)
+    done = resume(world.lambda_client, world.codedeploy, TARGET, out, wait_seconds=0)
+    assert (done["status"], done["version"]) == ("InProgress", "2")
+
+
+def test_a_failed_update_is_a_named_failure(world: World, updates: LambdaUpdates) -> None:
+    updates.hold = True
+    out = start(world.lambda_client, world.codedeploy, TARGET, RELEASE, wait_seconds=0)
+    updates.fail(TARGET.function_name, "ImageAccessDenied", "Lambda does not have permission to access the ECR image.")
+    with pytest.raises(DeploymentFailed) as error:
+        resume(world.lambda_client, world.codedeploy, TARGET, out, wait_seconds=0)
+    assert str(error.value) == (f"Lambda could not update {TARGET.function_name} to {RELEASE['image_uri']} (ImageAccessDenied): "
+                                "Lambda does not have permission to access the ECR image.")
+    assert versions(world) == ["$LATEST", "1"]
+    assert world.deployments() == []
 
 
 # --- status -----------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import boto3
@@ -51,8 +52,9 @@ class Podinfo:
         return 200, json.dumps({"version": "6.9.2"} if path == "/version" else {"status": "OK"})
 
 
-@pytest.fixture
-def aws() -> Iterator[dict[str, Any]]:
+@contextmanager
+def fleet_world(blue_size: int) -> Iterator[dict[str, Any]]:
+    """The dev fleet in moto; blue (live) runs `blue_size` instances of DIGEST_OLD, green none."""
     with mock_aws():
         ec2 = boto3.client("ec2", REGION)
         elb = boto3.client("elbv2", REGION)
@@ -68,7 +70,7 @@ def aws() -> Iterator[dict[str, Any]]:
                                                                    {"TargetGroupArn": tgs["green"], "Weight": 0}]}}])["Listeners"][0]
         image = ec2.describe_images()["Images"][0]["ImageId"]
         template = ec2.create_launch_template(LaunchTemplateName="dev", LaunchTemplateData={"ImageId": image, "InstanceType": "t4g.small"})
-        for colour, size in (("blue", 2), ("green", 0)):
+        for colour, size in (("blue", blue_size), ("green", 0)):
             asg.create_auto_scaling_group(
                 AutoScalingGroupName=f"dev-{colour}", MinSize=0, MaxSize=2, DesiredCapacity=size, VPCZoneIdentifier=",".join(subnets),
                 LaunchTemplate={"LaunchTemplateId": template["LaunchTemplate"]["LaunchTemplateId"], "Version": "$Latest"},
@@ -81,6 +83,19 @@ def aws() -> Iterator[dict[str, Any]]:
                 "blue_target_group": tgs["blue"], "green_target_group": tgs["green"], "alarm": "fleet-dev-errors",
                 "url": "http://podinfo-dev.example", "size": 2, "canary": "CodeDeployDefault.LambdaCanary10Percent5Minutes"}
         yield {"elb": elb, "asg": asg, "cw": cw, "ec2": ec2, "spec": spec}
+
+
+@pytest.fixture
+def aws() -> Iterator[dict[str, Any]]:
+    with fleet_world(blue_size=2) as world:
+        yield world
+
+
+@pytest.fixture
+def aws_live_never_up() -> Iterator[dict[str, Any]]:
+    """blue is live by the listener's weights but never came up (or was scaled to zero by hand)."""
+    with fleet_world(blue_size=0) as world:
+        yield world
 
 
 @pytest.fixture
@@ -266,3 +281,41 @@ def test_a_crash_past_half_way_still_gives_traffic_back_to_the_checked_colour(aw
     # THEN the next release treats blue, the colour that last passed a whole release, as live
     assert (state["live"], state["idle"]) == ("blue", "green")
     assert fleet.weights() == {"blue": 100, "green": 0}
+
+
+# --- a live colour with nothing healthy ------------------------------------------------------------------
+def test_first_release_on_a_live_colour_that_never_came_up(aws_live_never_up: dict[str, Any], podinfo: Podinfo,
+                                                           clock: Clock) -> None:
+    aws = aws_live_never_up
+    fleet = fleet_of(aws, podinfo, clock)
+    assert sizes(aws) == {"blue": 0, "green": 0}
+    state = started(fleet)
+    assert (state["phase"], state["live"], state["idle"]) == ("launching", "blue", "green")
+    assert sizes(aws) == {"blue": 0, "green": 2}
+
+    # green passes its pre-traffic checks; blue serves no one, so there is no canary to run
+    state = fleet.advance(state)
+    assert state["phase"] == "shifting"
+    assert fleet.weights() == {"blue": 0, "green": 100}
+    assert state["note"] == "blue had no healthy instance, so all traffic moved to green at once"
+
+    state = fleet.advance(state)  # post-traffic checks through the listener
+    assert state["phase"] == "shifted"
+    state = fleet.advance(fleet.advance(state, retire=True))
+    assert state["phase"] == "Succeeded"
+    # THEN the new live colour runs FleetSize instances of the release, the idle one none
+    assert sizes(aws) == {"blue": 0, "green": 2}
+    assert fleet.weights() == {"blue": 0, "green": 100}
+    assert image_tag(aws, "green") == f"{REPO}@{DIGEST_NEW}"
+    assert (fleet.tags_of("green")["podinfo-role"], fleet.tags_of("blue")["podinfo-role"]) == ("live", "idle")
+
+
+def test_a_digest_is_not_already_live_on_a_colour_with_no_healthy_instance(aws_live_never_up: dict[str, Any],
+                                                                           podinfo: Podinfo, clock: Clock) -> None:
+    fleet = fleet_of(aws_live_never_up, podinfo, clock)
+    # WHEN the digest blue is tagged with (the bootstrap image) is released while blue runs nothing
+    state = fleet.start("rel-0", DIGEST_OLD, f"{REPO}@{DIGEST_OLD}")
+    # THEN it is deployed like any other release instead of being reported live
+    assert state["phase"] == "launching"
+    assert sizes(aws_live_never_up) == {"blue": 0, "green": 2}
+    assert image_tag(aws_live_never_up, "green") == f"{REPO}@{DIGEST_OLD}"

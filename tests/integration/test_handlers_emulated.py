@@ -57,6 +57,7 @@ from podrelease.errors import (
 from podrelease.events import execution_name
 from podrelease.policy import keys_document
 from tests.conftest import FAKE_CREDENTIALS, FakeLambdaContext, import_handler
+from tests.lambda_updates import LambdaUpdates
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -569,6 +570,26 @@ def test_deploy_status_reports_codedeploy_progress(site: Site, deploy_app: Any, 
     reply = deploy_app.handler({"action": "status", "environment": "dev", "release": release, "deployment": started}, Context())
     # THEN it returns that deployment with CodeDeploy's status (the Choice state reads `status`)
     assert reply == started | {"status": moto_status, "overview": {}}
+
+
+def test_deploy_status_carries_on_a_start_lambda_was_still_applying(site: Site, deploy_app: Any,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    updates = LambdaUpdates(monkeypatch)
+    updates.hold = True
+    monkeypatch.setattr(deploy, "UPDATE_WAIT_SECONDS", 0.0)  # no in-function wait: the state machine polls
+    image = site.registry.pusher.push_podinfo(REPOSITORY, "6.9.1")
+    release = release_of(image.digest)
+    # WHEN DeployDev starts while Lambda takes its time applying the image
+    started = deploy_app.handler({"action": "start", "environment": "dev", "release": release}, Context())
+    # THEN it answers Updating (the Choice state goes on to WaitDev), with nothing published yet
+    assert (started["status"], started["id"]) == (deploy.UPDATING, None)
+    assert site.image(DEV_FUNCTION) == release["image_uri"]
+    assert site.deployments("dev") == []
+    # AND a CheckDev poll after Lambda is done publishes version 2 and starts the deployment
+    updates.finish(DEV_FUNCTION)
+    polled = deploy_app.handler({"action": "status", "environment": "dev", "release": release, "deployment": started}, Context())
+    assert (polled["status"], polled["previous_version"], polled["version"]) == ("InProgress", "1", "2")
+    assert site.deployments("dev") == [polled["id"]]
 
 
 def test_deploy_status_of_a_rolled_back_deployment_is_deployment_failed_with_the_reason(site: Site, deploy_app: Any) -> None:

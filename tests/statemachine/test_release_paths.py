@@ -251,9 +251,9 @@ def test_a_failed_release_whose_record_cannot_be_written_still_emails_its_outcom
     # THEN the release still fails with its own error, and NotifyEmail still hears of it
     assert execution["status"] == "FAILED"
     assert execution["error"] == "SignatureMissing"
-    mails = [m for m in env.emulation.outbox.messages if m["to"] == "releases@example.com" and name in m["subject"]]
+    mails = [m for m in env.emulation.outbox.messages if m["to"] == "releases@example.com" and f"Release {name} failed" in m["body"]]
     assert len(mails) == 1
-    assert "its record could not be written" in mails[0]["subject"]
+    assert mails[0]["subject"] == "podinfo release failed (its record could not be written)"
     assert "failed with SignatureMissing" in mails[0]["body"]
     assert not ledger_item(env, f"release#{name}")
     assert not ledger_item(env, "lock#dev")

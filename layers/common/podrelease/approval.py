@@ -46,6 +46,7 @@ from podrelease.errors import (
     TokenExpired,
     TokenInvalid,
 )
+from podrelease.notify import sns_subject
 from podrelease.obs import bind_release, get_logger, register_secret
 
 if TYPE_CHECKING:
@@ -68,8 +69,6 @@ MAX_TTL_SECONDS = 7 * 24 * 3600
 DEFAULT_TTL_SECONDS = 24 * 3600
 #: Longest evidence/dev block put into an email; the page shows everything.
 MAX_EMAIL_BLOCK_CHARS = 4000
-#: SNS subjects must be ASCII and shorter than 100 characters.
-MAX_SUBJECT_CHARS = 99
 
 PK_PREFIX = "approval#"
 #: One item per repository naming its release that waits for approval (the newest to ask).
@@ -448,9 +447,7 @@ def _block(value: Any) -> str:
 def _subject(record: Mapping[str, Any]) -> str:
     digest = record["digest"]
     short = digest[: len("sha256:") + 12]
-    subject = f"Approve podinfo {short}... for prod? [{record['release_id']}]"
-    subject = "".join(ch if 32 <= ord(ch) < 127 else "?" for ch in subject)
-    return subject if len(subject) <= MAX_SUBJECT_CHARS else subject[: MAX_SUBJECT_CHARS - 4] + "...]"
+    return sns_subject(f"Approve podinfo {short}... for prod? [{record['release_id']}]")
 
 
 def _email_body(record: Mapping[str, Any], approver: str, link: str) -> str:

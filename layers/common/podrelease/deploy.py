@@ -5,6 +5,13 @@ and starts a CodeDeploy deployment that shifts the `live` alias under the deploy
 configuration, with BeforeAllowTraffic/AfterAllowTraffic hooks and alarm-driven rollback. `status`
 reads the deployment; a rollback or failure is a DeploymentFailed carrying CodeDeploy's reason.
 `abort` stops whatever this release still has in flight (CodeDeploy rolls it back).
+
+Lambda applies an image update over seconds to minutes. `start` waits for it at most
+UPDATE_WAIT_SECONDS, well inside the deploy function's timeout; an update still running by then is
+handed back as status `Updating`, and the state machine's poll loop calls `resume` until the code is
+in place, then the version is published and the deployment started. Every call is safe to repeat: an
+update of the release's image already in progress (or any other update) is waited for, never
+started again, and a ResourceConflictException (someone else's update got there first) means the same.
 """
 
 from __future__ import annotations
@@ -12,6 +19,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +31,12 @@ from podrelease.errors import ConfigurationError, DeploymentFailed
 ALIAS = "live"
 TERMINAL_OK = "Succeeded"
 TERMINAL_FAILED = frozenset({"Failed", "Stopped"})
+#: The status of a release whose image Lambda is still applying to the function (see `resume`).
+UPDATING = "Updating"
+#: The longest one call waits for Lambda to apply a code update. The deploy function's Timeout in
+#: template.yaml must leave room above it for the API calls around the wait (tests check both).
+UPDATE_WAIT_SECONDS = 45.0
+UPDATE_POLL_SECONDS = 3.0
 _DESCRIPTION_RE = re.compile(r"release=(?P<release>[A-Za-z0-9_-]+) digest=(?P<digest>sha256:[0-9a-f]{64}) env=(?P<env>\w+)")
 
 
@@ -91,9 +106,34 @@ def appspec_versions(content: str) -> dict[str, str]:
     return {"function": props["Name"], "current": str(props["CurrentVersion"]), "target": str(props["TargetVersion"])}
 
 
-def _wait_updated(lambda_client: Any, function_name: str) -> None:
-    waiter = lambda_client.get_waiter("function_updated_v2")
-    waiter.wait(FunctionName=function_name, WaiterConfig={"Delay": 2, "MaxAttempts": 150})
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _code_update(lambda_client: Any, function_name: str, image_uri: str, *, retry_failed: bool) -> str:
+    """Where the function stands with `image_uri`: "Successful" once it runs it, "InProgress" while an
+    update is being applied (this release's or anyone else's: nothing is started over it). Starts the
+    update when the function runs another image and nothing is in flight. A failed update of this image
+    is a DeploymentFailed, unless `retry_failed` (a fresh start) asks for one more try."""
+    reply = lambda_client.get_function(FunctionName=function_name)
+    configuration = reply.get("Configuration") or {}
+    last = configuration.get("LastUpdateStatus", "Successful")
+    if last == "InProgress":
+        return "InProgress"
+    if (reply.get("Code") or {}).get("ImageUri") == image_uri:
+        if last != "Failed":
+            return "Successful"
+        if not retry_failed:
+            reason = configuration.get("LastUpdateStatusReason") or "no reason given"
+            code = configuration.get("LastUpdateStatusReasonCode") or "Failed"
+            msg = f"Lambda could not update {function_name} to {image_uri} ({code}): {reason}"
+            raise DeploymentFailed(msg)
+    try:
+        lambda_client.update_function_code(FunctionName=function_name, ImageUri=image_uri)
+    except ClientError as exc:
+        if _error_code(exc) != "ResourceConflictException":
+            raise
+    return "InProgress"
 
 
 def _in_flight_for(codedeploy: Any, target: LambdaTarget, release_id: str) -> str | None:
@@ -109,8 +149,11 @@ def _in_flight_for(codedeploy: Any, target: LambdaTarget, release_id: str) -> st
     return None
 
 
-def start(lambda_client: Any, codedeploy: Any, target: LambdaTarget, release: dict[str, Any]) -> dict[str, Any]:
-    """Start (or find, on a retry) the canary deployment of `release` to `target`."""
+def start(lambda_client: Any, codedeploy: Any, target: LambdaTarget, release: dict[str, Any], *,
+          wait_seconds: float | None = None, sleep: Callable[[float], None] = time.sleep,
+          clock: Callable[[], float] = time.monotonic) -> dict[str, Any]:
+    """Start (or find, on a retry) the canary deployment of `release` to `target`; status `Updating`
+    when Lambda is still applying the image after `wait_seconds` (then `resume` it)."""
     release_id, digest, image_uri = release["id"], release["digest"], release["image_uri"]
     if "@sha256:" not in image_uri or not image_uri.endswith("@" + digest):
         msg = f"refusing to deploy {image_uri!r}: a release deploys by digest only"
@@ -118,13 +161,44 @@ def start(lambda_client: Any, codedeploy: Any, target: LambdaTarget, release: di
     existing = _in_flight_for(codedeploy, target, release_id)
     if existing:
         return {"id": existing, "status": "InProgress", "environment": target.environment, "adopted": True}
-
     current_version = str(lambda_client.get_alias(FunctionName=target.function_name, Name=ALIAS)["FunctionVersion"])
-    lambda_client.update_function_code(FunctionName=target.function_name, ImageUri=image_uri)
-    _wait_updated(lambda_client, target.function_name)
-    published = lambda_client.publish_version(
-        FunctionName=target.function_name, Description=f"release {release_id} {digest}"[:256]
-    )
+    pending = {"id": None, "status": UPDATING, "environment": target.environment, "function": target.function_name,
+               "release": release_id, "digest": digest, "image": image_uri, "previous_version": current_version}
+    return _advance(lambda_client, codedeploy, target, pending, wait_seconds, sleep, clock, retry_failed=True)
+
+
+def resume(lambda_client: Any, codedeploy: Any, target: LambdaTarget, pending: dict[str, Any], *,
+           wait_seconds: float | None = None, sleep: Callable[[float], None] = time.sleep,
+           clock: Callable[[], float] = time.monotonic) -> dict[str, Any]:
+    """Carry on a start that handed back `Updating`: the same answers as `start`."""
+    existing = _in_flight_for(codedeploy, target, pending["release"])
+    if existing:
+        return {"id": existing, "status": "InProgress", "environment": target.environment, "adopted": True}
+    return _advance(lambda_client, codedeploy, target, pending, wait_seconds, sleep, clock, retry_failed=False)
+
+
+def _advance(lambda_client: Any, codedeploy: Any, target: LambdaTarget, pending: dict[str, Any], wait_seconds: float | None,
+             sleep: Callable[[float], None], clock: Callable[[], float], *, retry_failed: bool) -> dict[str, Any]:
+    deadline = clock() + (UPDATE_WAIT_SECONDS if wait_seconds is None else wait_seconds)
+    while _code_update(lambda_client, target.function_name, pending["image"], retry_failed=retry_failed) != "Successful":
+        retry_failed = False
+        remaining = deadline - clock()
+        if remaining <= 0:
+            return pending | {"status": UPDATING}
+        sleep(min(UPDATE_POLL_SECONDS, remaining))
+    return _publish_and_deploy(lambda_client, codedeploy, target, pending)
+
+
+def _publish_and_deploy(lambda_client: Any, codedeploy: Any, target: LambdaTarget, pending: dict[str, Any]) -> dict[str, Any]:
+    release_id, digest, current_version = pending["release"], pending["digest"], str(pending["previous_version"])
+    try:
+        published = lambda_client.publish_version(
+            FunctionName=target.function_name, Description=f"release {release_id} {digest}"[:256]
+        )
+    except ClientError as exc:
+        if _error_code(exc) != "ResourceConflictException":
+            raise
+        return pending | {"status": UPDATING}  # an update started since the check: publish once it is done
     target_version = str(published["Version"])
     if target_version == current_version:
         return {
@@ -146,8 +220,7 @@ def start(lambda_client: Any, codedeploy: Any, target: LambdaTarget, release: di
             description=describe(release_id, digest, target.environment),
         )["deploymentId"]
     except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
-        msg = f"CodeDeploy refused the {target.environment} deployment ({code}): {exc}"
+        msg = f"CodeDeploy refused the {target.environment} deployment ({_error_code(exc)}): {exc}"
         raise DeploymentFailed(msg) from exc
     return {
         "id": deployment_id,

@@ -17,6 +17,11 @@ pass the target group's health checks) -> pre-traffic checks -> `shifting` (cana
 alarm checked at every poll) -> post-traffic checks -> `shifted` (all traffic on the new colour, the
 old one still running until the release's Lambda target is done as well, so either target failing
 still rolls both back) -> `retiring` (old colour scaled to zero) -> `Succeeded`.
+
+A live colour with no healthy instance (scaled to zero by hand, or never up) serves no one: a
+release still brings up the idle colour and checks it, but then moves all traffic at once (a canary
+would only keep most clients on errors longer), and a digest is "already live" only on a live
+colour that has healthy instances.
 """
 
 from __future__ import annotations
@@ -158,6 +163,10 @@ class Fleet:
         for each in COLOURS:
             self._set_tags(each, {ROLE_TAG: "live" if each == colour else "idle"}, propagate=False)
 
+    def healthy(self, colour: str) -> list[str]:
+        """The colour's instances that pass the target group's health check."""
+        return [instance for instance, state in self.health(colour).items() if state == "healthy"]
+
     def health(self, colour: str) -> dict[str, str]:
         """Instance id -> target health state, for the instances of the colour's group."""
         instances = {i["InstanceId"] for i in self.group(colour).get("Instances", []) if i.get("LifecycleState") == "InService"}
@@ -220,7 +229,7 @@ class Fleet:
         idle = next(c for c in COLOURS if c != live)
         state = {"environment": self.target.environment, "release": release_id, "image": image_uri, "live": live,
                  "idle": idle, "weights": weights, "step": -1, "since": self.clock(), "checks": []}
-        if weights[live] == 100 and self.image_of(live) == image_uri:
+        if weights[live] == 100 and self.image_of(live) == image_uri and self.healthy(live):
             return state | {"phase": "Succeeded", "note": f"{digest} is already live on the {self.target.environment} fleet"}
         if weights[idle]:
             # A crashed release left traffic split: take it all back first.
@@ -278,7 +287,12 @@ class Fleet:
         checks = self.checks(idle, release)
         self._require(state, checks, f"pre-traffic checks failed on the {idle} colour ({{failed}}); "
                                      f"it was scaled to zero and {state['live']} kept all traffic")
-        return self._shift_to(state | {"health": health, "checks": [{"phase": "pre-traffic", "results": checks}]}, 0, now)
+        state = state | {"health": health, "checks": [{"phase": "pre-traffic", "results": checks}]}
+        if not self.healthy(state["live"]):
+            # Nothing to protect: skip the canary steps; the post-traffic checks and the alarm still decide.
+            note = f"{state['live']} had no healthy instance, so all traffic moved to {idle} at once"
+            return self._shift_to(state | {"note": note}, len(self.target.steps) - 1, now)
+        return self._shift_to(state, 0, now)
 
     def _shift_to(self, state: dict[str, Any], step: int, now: float) -> dict[str, Any]:
         percent = self.target.steps[step]

@@ -18,6 +18,7 @@ from podrelease.events import (
     is_artifact_push,
     parse_push,
 )
+from podrelease.notify import sns_subject
 
 
 def _deployed(environment: str) -> Callable[[dict[str, Any]], bool]:
@@ -144,7 +145,7 @@ def summarize(outcome: str, state: dict[str, Any], execution_name: str, console_
         record["approved_by"] = str(approval["approved_by"])
         record["approved_at"] = str(approval.get("decided_at", ""))
     verb = {"SUCCEEDED": "released to prod", "FAILED": "failed", "REJECTED": "refused"}.get(outcome, outcome.lower())
-    subject = f"podinfo {digest[:19]} {verb} [{record['release_id']}]"[:100]
+    subject = sns_subject(f"podinfo {digest[:19]} {verb} [{record['release_id']}]")
     lines = [
         f"Release {record['release_id']} {verb}.",
         f"Image: {release.get('repository', '?')}@{digest}",
