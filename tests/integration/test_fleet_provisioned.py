@@ -65,7 +65,7 @@ def network(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
         monkeypatch.setattr(local_stack, "translate", translate_fleet_only)
         parameters = {
             "BootstrapImageUri": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/podinfo@sha256:{'a' * 64}",
-            "CosignPublicKeys": "unused here", "ApproverEmails": "approver@example.com", "NotifyEmail": "releases@example.com",
+            "ReleasePolicyParameter": "/podrel/release-policy", "ApproverEmails": "approver@example.com", "NotifyEmail": "releases@example.com",
             "FleetVpcId": vpc, "FleetLoadBalancerSubnetIds": ",".join(s["SubnetId"] for s in public),
             "FleetInstanceSubnetIds": ",".join(private), "FleetInstanceRouteTableIds": table, "FleetSize": "2",
         }

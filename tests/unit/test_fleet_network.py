@@ -174,6 +174,7 @@ def _value(expr: Any, params: dict[str, Any]) -> Any:
 def refused(template: dict[str, Any], given: dict[str, str]) -> list[str]:
     """The AssertDescriptions CloudFormation would refuse a deploy with these parameters for."""
     params: dict[str, Any] = {}
+    given = {"ReleasePolicyParameter": "/podrel/release-policy"} | given  # the release policy's own rule is met
     for name, spec in template["Parameters"].items():
         raw = given.get(name, spec.get("Default", ""))
         params[name] = str(raw).split(",") if spec["Type"] == "CommaDelimitedList" else raw
@@ -193,6 +194,9 @@ NEEDS_PRIVATE = ("FleetInstanceSubnetIds (private subnets for the instances) is 
 NEEDS_TABLES = ('FleetInstanceRouteTableIds is required when FleetVpcEndpoints is "true" (the S3 gateway endpoint adds its '
                 'route to the instance subnets\' route tables); set FleetVpcEndpoints to "false" if they route through a NAT gateway.')
 
+NO_POLICY = ("Set ReleasePolicyParameter (an SSM parameter holding the release policy) or GitHubOrg and GitHubRepo (the "
+             "default policy trusts their build workflow's keyless signature).")
+
 
 @pytest.mark.parametrize(("given", "expected"), [
     ({}, []),
@@ -202,8 +206,11 @@ NEEDS_TABLES = ('FleetInstanceRouteTableIds is required when FleetVpcEndpoints i
     (PRIVATE | TABLES, [NEEDS_VPC, NEEDS_PUBLIC]),
     (VPC | PUBLIC, [NEEDS_PRIVATE]),
     ({"FleetVpcEndpoints": "true"} | TABLES, []),  # no fleet: the endpoint settings do not matter
+    ({"ReleasePolicyParameter": ""}, [NO_POLICY]),
+    ({"ReleasePolicyParameter": "", "GitHubOrg": "acme", "GitHubRepo": "podinfo"}, []),
 ], ids=["no fleet", "private subnets with endpoints", "private subnets behind a NAT", "endpoints without route tables",
-        "instance subnets alone", "load balancer subnets alone", "no fleet, endpoint settings"])
+        "instance subnets alone", "load balancer subnets alone", "no fleet, endpoint settings", "no release policy",
+        "the default release policy"])
 def test_incomplete_fleet_parameters_are_refused_by_name(template: dict[str, Any], given: dict[str, str],
                                                          expected: list[str]) -> None:
     assert refused(template, given) == expected
