@@ -7,14 +7,14 @@ services and encrypted topics") says the key policy must allow that principal bo
 that this is not possible with the AWS managed key for SNS (`alias/aws/sns`), whose policy AWS owns.
 A CloudWatch alarm whose action is such a topic still changes state, but the notification is not
 delivered; nothing fails at deploy time. The same holds for EventBridge rules targeting a topic
-(`events.amazonaws.com`; the guide also notes EventBridge sends no aws:SourceArn/aws:SourceAccount
-to KMS, so those conditions must not be on its statement).
+(`events.amazonaws.com`; AWS's knowledge center article "Why isn't my Amazon SNS topic receiving
+EventBridge notifications?" asks for a customer managed key whose policy grants EventBridge).
 
 What the rule checks: for every topic named in a CloudWatch alarm's AlarmActions, OKActions or
 InsufficientDataActions (publisher `cloudwatch.amazonaws.com`) and every topic an EventBridge rule
 targets (`events.amazonaws.com`): the topic is not encrypted with `alias/aws/sns`, and if its
 KmsMasterKeyId is a key of this template, that key's policy allows the service principal
-kms:Decrypt and kms:GenerateDataKey* (EventBridge: without aws:SourceArn/aws:SourceAccount).
+kms:Decrypt and kms:GenerateDataKey*.
 A topic without encryption, or under a key from outside the template, is not checked here.
 """
 
@@ -33,9 +33,6 @@ import _preflight as pf
 ALARM_ACTIONS = ("AlarmActions", "OKActions", "InsufficientDataActions")
 PUBLISH_ACTIONS = ("kms:Decrypt", "kms:GenerateDataKey*")
 AWS_MANAGED_SNS_KEY = "alias/aws/sns"
-# Condition keys that the KMS request of a given publisher does not carry: a statement conditioned
-# on them never matches.
-UNSUPPORTED_CONDITIONS = {"events.amazonaws.com": {"aws:sourcearn", "aws:sourceaccount", "aws:sourceorgid"}}
 
 
 def publishers(template: dict[str, Any]) -> dict[str, list[tuple[str, str]]]:
@@ -57,16 +54,9 @@ def publishers(template: dict[str, Any]) -> dict[str, list[tuple[str, str]]]:
 
 
 def key_allows(policy: Any, service: str) -> bool:
-    unsupported = UNSUPPORTED_CONDITIONS.get(service, set())
-    for statement in pf.statements(policy):
-        if not pf.allows_service(statement, service):
-            continue
-        if not all(pf.covers(pf.actions(statement), action.rstrip("*")) for action in PUBLISH_ACTIONS):
-            continue
-        if pf.condition_keys(statement) & unsupported:
-            continue
-        return True
-    return False
+    return any(pf.allows_service(statement, service)
+               and all(pf.covers(pf.actions(statement), action.rstrip("*")) for action in PUBLISH_ACTIONS)
+               for statement in pf.statements(policy))
 
 
 class ServicePublishersCanUseTopicKey(CloudFormationLintRule):

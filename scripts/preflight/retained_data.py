@@ -5,8 +5,8 @@ resource when its stack is deleted ... By default, CloudFormation deletes the re
 content if a resource has no DeletionPolicy attribute in a template" (CloudFormation User Guide,
 "DeletionPolicy attribute"). The same holds for the old physical resource when an update replaces
 it, unless `UpdateReplacePolicy` says otherwise ("UpdateReplacePolicy attribute"). A deleted
-secret's value, a deleted key's ciphertexts (KMS schedules the key's deletion, after which "data
-encrypted under it is unrecoverable"), the release ledger, the dead-letter queue's undelivered
+secret's value, whatever a deleted key encrypted (once KMS deletes a key, data encrypted under it
+can no longer be decrypted), the release ledger, the dead-letter queue's undelivered
 pushes and the log of every release would go with a mistaken `sam delete` or a replacing change.
 
 What the rule checks: every resource of a data-bearing type carries `DeletionPolicy: Retain` (or

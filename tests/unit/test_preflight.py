@@ -164,10 +164,8 @@ def alarm_to_topic(key_id: Any, key_statements: list[dict[str, Any]] | None = No
 CUSTOMER_KEY = {"Fn::GetAtt": ["TopicKey", "Arn"]}
 
 
-def service_statement(service: str, condition: dict[str, Any] | None = None) -> dict[str, Any]:
-    statement = {"Effect": "Allow", "Principal": {"Service": service}, "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
-                 "Resource": "*"}
-    return {**statement, "Condition": condition} if condition else statement
+def service_statement(service: str) -> dict[str, Any]:
+    return {"Effect": "Allow", "Principal": {"Service": service}, "Action": ["kms:Decrypt", "kms:GenerateDataKey*"], "Resource": "*"}
 
 
 @pytest.mark.parametrize(("snippet", "expected"), [
@@ -175,8 +173,7 @@ def service_statement(service: str, condition: dict[str, Any] | None = None) -> 
     (alarm_to_topic(CUSTOMER_KEY, []), "Topic is encrypted with TopicKey, whose key policy does not allow cloudwatch.amazonaws.com"),
     (alarm_to_topic(CUSTOMER_KEY, [service_statement("events.amazonaws.com")]),
      "Topic is encrypted with TopicKey, whose key policy does not allow cloudwatch.amazonaws.com"),
-    (alarm_to_topic(CUSTOMER_KEY, [service_statement("events.amazonaws.com", {"StringEquals": {"aws:SourceAccount": "1"}})],
-                    publisher="rule"),
+    (alarm_to_topic(CUSTOMER_KEY, [service_statement("cloudwatch.amazonaws.com")], publisher="rule"),
      "Topic is encrypted with TopicKey, whose key policy does not allow events.amazonaws.com"),
     (alarm_to_topic(CUSTOMER_KEY, [service_statement("cloudwatch.amazonaws.com")]), None),
     (alarm_to_topic(CUSTOMER_KEY, [service_statement("events.amazonaws.com")], publisher="rule"), None),
