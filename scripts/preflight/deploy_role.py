@@ -38,7 +38,8 @@ is the service role; a role allowed cloudformation:ExecuteChangeSet is the deplo
 4. KMS: key actions only on keys named in the template or under a tag/alias condition
    (aws:ResourceTag, kms:ResourceAliases; aws:RequestTag for CreateKey and tag-on-create).
 5. Every other role of the template carries the boundary the condition requires (else the deploy
-   path could not create it).
+   path could not create it), and grants no action the boundary leaves out (IAM would deny it at
+   run time: effective permissions are the role's policies AND its boundary).
 6. The service role cannot change the deploy path's own roles: an explicit Deny covers the role
    writes the service role is otherwise allowed on them.
 """
@@ -551,6 +552,7 @@ class DeployPathCoversStack(CloudFormationLintRule):
                 continue
             given = texts(template, (resource.get("Properties") or {}).get("PermissionsBoundary"))
             if given and all(g in boundaries for g in given):
+                matches += self._within_boundary(template, path, logical_id, {boundaries[g] for g in given})
                 continue
             expected = ", ".join(sorted(set(boundaries.values()))) or "a managed policy of the template"
             matches.append(RuleMatch(["Resources", logical_id], (
@@ -558,6 +560,19 @@ class DeployPathCoversStack(CloudFormationLintRule):
                 "the stack's boundary, so this role could not be created or changed by it"
             )))
         return matches
+
+    def _within_boundary(self, template: dict[str, Any], path: DeployPath, role: str, boundaries: set[str]) -> list[RuleMatch]:
+        """A grant the boundary does not allow is denied at run time: name it, so the boundary grows with the grant."""
+        documents = [(template["Resources"][b].get("Properties") or {}).get("PolicyDocument") for b in boundaries]
+        ceiling = [a for d in documents for s in pf.statements(d) if s.get("Effect") == "Allow" for a in pf.actions(s)]
+        outside = sorted({a for _, s in path.grants[role] if s.get("Effect") == "Allow" for a in pf.actions(s)
+                          if not any(fnmatch.fnmatchcase(a.lower(), c.lower()) for c in ceiling)})
+        if not outside:
+            return []
+        return [RuleMatch(["Resources", role], (
+            f"{role} grants {', '.join(outside)}, which its permissions boundary {', '.join(sorted(boundaries))} does not allow: "
+            "the role would be denied them at run time; add them to the boundary"
+        ))]
 
     # -- 6. the deploy path cannot change itself --------------------------------------------------------
     def _self_protection(self, template: dict[str, Any], path: DeployPath) -> list[RuleMatch]:

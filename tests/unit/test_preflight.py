@@ -414,6 +414,16 @@ def test_the_deploy_path_covers_the_stack_and_grants_nothing_account_wide(
         assert any(message.startswith(expected) for message in found), found
 
 
+def test_a_grant_outside_the_boundary_is_named(tmp_path: Path) -> None:
+    """The boundary allows the worker sqs:SendMessage only: a grant beyond it would be denied at run time."""
+    snippet = deploy_path(GOOD_EXECUTION)
+    snippet["Resources"]["Worker"]["Properties"]["Policies"] = [{"PolicyName": "work", "PolicyDocument": {
+        "Version": "2012-10-17", "Statement": [allow(["sqs:SendMessage", "sqs:ReceiveMessage"], STACK_QUEUES)]}}]
+    assert findings(lint(tmp_path, snippet), "E9107") == [
+        "Worker grants sqs:ReceiveMessage, which its permissions boundary RoleBoundary does not allow: the role would be "
+        "denied them at run time; add them to the boundary"]
+
+
 def test_the_caller_resolves_ssm_parameter_types(tmp_path: Path) -> None:
     snippet = deploy_path(GOOD_EXECUTION)
     snippet["Parameters"] = {"ImageId": {"Type": "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>",
