@@ -152,9 +152,9 @@ class ReservedConcurrencyWithinBudget(CloudFormationLintRule):
             ))]
         if spec is not None:
             if str(spec.get("Default")) != "0" or spec.get("Type") != "Number":
-                matches.append(RuleMatch(["Parameters", BUDGET], (
+                return [RuleMatch(["Parameters", BUDGET], (
                     f"{BUDGET} must be a Number with Default 0, so that a deploy that does not set it reserves nothing"
-                )))
+                ))]
             matches.extend(self._within_budget(template, functions, spec))
         matches.extend(self._installations(cfn))
         return matches
@@ -193,8 +193,10 @@ class ReservedConcurrencyWithinBudget(CloudFormationLintRule):
         per_region: dict[str | None, list[tuple[str, int]]] = {}
         for env in pf.config_envs(path):
             if env.has_deploy:
-                budget = int(env.overrides.get(BUDGET, "0") or 0)
-                per_region.setdefault(env.region, []).append((env.name, budget))
+                setting = env.overrides.get(BUDGET, "0") or "0"
+                if not setting.isdigit():
+                    return [RuleMatch(["Parameters"], f"{path.name} [{env.name}]: {BUDGET}={setting} is not a whole number")]
+                per_region.setdefault(env.region, []).append((env.name, int(setting)))
         matches = []
         for region, budgets in sorted(per_region.items(), key=lambda item: str(item[0])):
             total = sum(budget for _, budget in budgets)
