@@ -354,7 +354,9 @@ class Provisioner:
     def create_IAM_Role(self, logical_id: str, props: dict[str, Any]) -> None:
         name = props.get("RoleName") or f"{self.stack.name}-{logical_id}"[:64]
         iam = self.client("iam")
-        role = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(props["AssumeRolePolicyDocument"]))["Role"]
+        boundary = {"PermissionsBoundary": props["PermissionsBoundary"]} if props.get("PermissionsBoundary") else {}
+        role = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(props["AssumeRolePolicyDocument"]),
+                               **boundary)["Role"]
         for policy in props.get("Policies", []):
             # IAM accepts a document without Version (SAM policy templates omit it); moto does not.
             document = {"Version": "2012-10-17", **policy["PolicyDocument"]}
@@ -362,6 +364,14 @@ class Provisioner:
         # AWS managed policies (arn:aws:iam::aws:policy/...) are not loaded in moto; IAM is not
         # enforced locally either, so only the role's own statements are recorded.
         self._set(logical_id, name, Arn=role["Arn"], RoleId=role["RoleId"])
+
+    def create_IAM_ManagedPolicy(self, logical_id: str, props: dict[str, Any]) -> None:
+        # The stack's permissions boundary (RoleBoundary); IAM is not enforced locally, the policy is recorded.
+        name = props.get("ManagedPolicyName") or f"{self.stack.name}-{logical_id}"[:128]
+        document = {"Version": "2012-10-17", **props["PolicyDocument"]}
+        policy = self.client("iam").create_policy(PolicyName=name, Path=props.get("Path", "/"), PolicyDocument=json.dumps(document),
+                                                  Description=props.get("Description", ""))["Policy"]
+        self._set(logical_id, policy["Arn"], PolicyArn=policy["Arn"])
 
     # --- data -----------------------------------------------------------------------------------------
     def create_DynamoDB_Table(self, logical_id: str, props: dict[str, Any]) -> None:
