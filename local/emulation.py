@@ -195,7 +195,7 @@ class LambdaRuntime:
         self.secret_caches: dict[str, standin.StagedSource] = {}
         self.role_credentials: dict[str, dict[str, str]] = {}
         self.async_failures: list[tuple[str, dict[str, Any]]] = []  # (function name, error) of failed asynchronous invocations
-        self.secrets_extension: standin.SecretsExtension | None = None  # started on the first secret read
+        self.secrets_extensions: list[standin.SecretsExtension] = []  # one per podinfo function, started on its first secret read
         logs_dir.mkdir(parents=True, exist_ok=True)
 
     def credentials(self, function: LocalFunction) -> dict[str, str]:
@@ -263,11 +263,11 @@ class LambdaRuntime:
     def stop(self) -> None:
         with self.lock:
             workers, self.all_workers, self.idle = self.all_workers, [], {}
-            extension, self.secrets_extension, self.secret_caches = self.secrets_extension, None, {}
+            extensions, self.secrets_extensions, self.secret_caches = self.secrets_extensions, [], {}
         for worker in workers:
             with contextlib.suppress(OSError):
                 worker.stop()
-        if extension is not None:
+        for extension in extensions:
             extension.stop()
 
     # The single entry point moto calls for every invocation.
@@ -347,21 +347,35 @@ class LambdaRuntime:
     def _secret_cache(self, function: LocalFunction) -> standin.StagedSource | None:
         """One source per function, like one per execution environment of the workload, reading the
         staged values as the image's gate does on Lambda: through the Parameters and Secrets
-        extension's HTTP API (emulated by `local.secrets_extension`, started on first use)."""
+        extension's HTTP API (emulated by `local.secrets_extension`, started on first use), which
+        calls Secrets Manager with the function's own role, as the extension does on Lambda."""
         arn = function.environment.get("WORKLOAD_SECRET_ARN")
         if not arn:
             return None
         with self.lock:
-            if self.secrets_extension is None:
-                import boto3
+            cached = self.secret_caches.get(function.name)
+        if cached is not None:
+            return cached
+        import boto3
 
-                self.secrets_extension = standin.SecretsExtension(
-                    lambda: boto3.client("secretsmanager", region_name=self.stack.region, endpoint_url=self.endpoint,
-                                         aws_access_key_id="local", aws_secret_access_key="local")).start()  # noqa: S106
-            if function.name not in self.secret_caches:
-                ttl = float(function.environment.get("SECRET_CACHE_SECONDS", "10"))
-                self.secret_caches[function.name] = self.secrets_extension.source(arn, ttl)
-            return self.secret_caches[function.name]
+        credentials = self.credentials(function)
+        extension = standin.SecretsExtension(
+            lambda: boto3.client("secretsmanager", region_name=self.stack.region, endpoint_url=self.endpoint,
+                                 aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
+                                 aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
+                                 aws_session_token=credentials["AWS_SESSION_TOKEN"])).start()
+        ttl = float(function.environment.get("SECRET_CACHE_SECONDS", "10"))
+        with self.lock:
+            if function.name in self.secret_caches:  # another request started one meanwhile
+                duplicate: standin.SecretsExtension | None = extension
+            else:
+                duplicate = None
+                self.secrets_extensions.append(extension)
+                self.secret_caches[function.name] = extension.source(arn, ttl)
+            source = self.secret_caches[function.name]
+        if duplicate is not None:
+            duplicate.stop()
+        return source
 
 
 class SecretsRotation:

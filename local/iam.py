@@ -8,7 +8,7 @@ policies (its "IAM authentication"), and the local runtime turns that on for the
   is an IAM user with an administrator policy, as the person running `sam deploy` would be;
 - each function's worker calls with credentials of its own role (`sts:AssumeRole`, see
   `local.emulation.LambdaRuntime`), and moto's Step Functions engine with the state machine's role;
-- every call is checked here: the action (`service:Operation`, with the IAM names where they differ
+- every call is checked here, against the caller's policies and its role's permissions boundary: the action (`service:Operation`, with the IAM names where they differ
   from the API's: `lambda:InvokeFunction`, `cloudwatch:*`), and the resource when this module can
   name it from the request (`RESOURCE_NAMERS`: DynamoDB tables, Lambda functions with their
   qualifier, Step Functions state machines and executions, SNS topics, Secrets Manager secrets, ECR
@@ -18,7 +18,7 @@ policies (its "IAM authentication"), and the local runtime turns that on for the
 
 What this cannot see (the README's "emulated locally" list says so too): conditions in identity
 policies (an Allow with a Condition counts as an Allow, a Deny with one as not applying), resource
-policies (Lambda permissions, queue and key policies), permissions boundaries, SCPs, and the
+policies (Lambda permissions, queue and key policies), SCPs, and the
 authorization of task-token callbacks against their state machine (checked on the action alone).
 So it can only be more lenient than AWS, never stricter: a call refused here is refused on AWS.
 """
@@ -275,6 +275,22 @@ def _check_action_permitted(self: access_control.IAMRequestBase, resource: str) 
     request = _Request(service, self._region, self.account_id, self._path, self._data, self._body or b"")
     resources = [resource] if resource != "*" else (namer(request) if namer else [])
     authorize(service, self._access_key.arn, self._access_key.collect_policies(), action, resources)
+    # A role with a permissions boundary may do only what the boundary allows as well.
+    boundary = _boundary_of(self)
+    if boundary is not None:
+        authorize(service, self._access_key.arn + " (permissions boundary)", [boundary], action, resources)
+
+
+def _boundary_of(request: access_control.IAMRequestBase) -> Any | None:
+    role_name = getattr(request._access_key, "_owner_role_name", None)
+    if role_name is None:
+        return None
+    backend = iam_backends[request.account_id]["aws"]
+    try:
+        arn = backend.get_role(role_name).permissions_boundary_arn
+        return backend.get_policy(arn) if arn else None
+    except Exception:
+        return None
 
 
 def _known_by_key(_request: access_control.IAMRequestBase) -> None:

@@ -427,3 +427,31 @@ def test_keys_document_writes_a_policy_the_gate_reads_back() -> None:
 def test_keys_document_refuses_unknown_environments() -> None:
     with pytest.raises(PolicyError, match="unknown environment"):
         keys_document(PEM, require_sbom=["staging"])
+
+
+def test_the_default_policy_trusts_what_the_shipped_build_workflow_signs() -> None:
+    # The audit found the default policy (keys only) refusing every image build.yml makes (keyless
+    # only). GIVEN the shipped workflow and the template's defaults
+    import yaml
+
+    from local.stack import ROOT, load_template
+
+    workflow_path = ROOT / ".github" / "workflows" / "build.yml"
+    workflow = yaml.safe_load(workflow_path.read_text())
+    steps = [step for job in workflow["jobs"].values() for step in job["steps"]]
+    runs = [step.get("run", "") for step in steps]
+    parameters = load_template()["Parameters"]
+    branch = parameters["GitHubBuildBranch"]["Default"]
+    # THEN it signs and attests keyless (no --key: the certificate names the workflow) on the branch
+    # the template's default names, and nothing else pushes a signature
+    signs = [run for run in runs if run.startswith(("cosign sign", "cosign attest"))]
+    assert len(signs) == 2
+    assert all("--key" not in run for run in signs)
+    assert any("--type spdxjson" in run for run in signs)
+    assert workflow[True]["push"]["branches"] == [branch]  # YAML reads the key `on` as True
+    # AND the default policy trusts exactly that certificate identity, with its SBOM, in both environments
+    identity = build_identity("acme", "podinfo", branch)
+    assert identity.endswith(f"/{workflow_path.relative_to(ROOT)}@refs/heads/{branch}")
+    document = json.loads(policy_module.default_document(identity))
+    for section in document["environments"].values():
+        assert section == {"signers": {"keyless": [{"identity": identity, "issuer": ISSUER}]}, "require_sbom": True}
