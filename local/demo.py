@@ -11,6 +11,7 @@ the scenario expects.
 from __future__ import annotations
 
 import argparse
+import html
 import json
 import re
 import sys
@@ -145,7 +146,8 @@ def approval_link(env: LocalRuntime, approver: str, release: str, timeout: float
     return None
 
 
-def _approver(env: LocalRuntime, scenario: Scenario, release: str, printer: Printer, manual: bool) -> None:
+def _approver(env: LocalRuntime, scenario: Scenario, release: str, printer: Printer, manual: bool,
+              failures: list[str] | None = None) -> None:
     link = approval_link(env, APPROVERS[0], release)
     if link is None:
         return
@@ -160,8 +162,12 @@ def _approver(env: LocalRuntime, scenario: Scenario, release: str, printer: Prin
     if scenario.decision is None:
         printer.line("approval", "nobody decides (scenario)", release)
         return
-    status, _ = decide(link, scenario.decision)
+    status, page = decide(link, scenario.decision)
     printer.line("approval", f"{APPROVERS[0]} pressed {scenario.decision.capitalize()}: HTTP {status}", release)
+    if status >= 500 and failures is not None:  # the decision did not reach the release: say why, stop waiting
+        said = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", part)).split() for part in re.findall(r"<(?:h1|p)>(.*?)</(?:h1|p)>", page))
+        printer.line("approval", f"the page says: {said[:400]}", release)
+        failures.append(f"the approval page answered HTTP {status}: {said[:300]}")
 
 
 def _push_newer(env: LocalRuntime, release: str, printer: Printer, stop: threading.Event, newer: list[Pushed]) -> None:
@@ -347,7 +353,8 @@ def run(scenario: Scenario, manual: bool, minute_seconds: float, work_dir: Path)
         arn = f"{env.stack.outputs['ReleaseStateMachineArn'].replace(':stateMachine:', ':execution:')}:{release}"
         stop = threading.Event()
         threading.Thread(target=_follow_execution, args=(env, arn, printer, release, stop), daemon=True).start()
-        threading.Thread(target=_approver, args=(env, scenario, release, printer, manual), daemon=True).start()
+        approval_failures: list[str] = []
+        threading.Thread(target=_approver, args=(env, scenario, release, printer, manual, approval_failures), daemon=True).start()
         newer: list[Pushed] = []
         if scenario.superseded:
             threading.Thread(target=_push_newer, args=(env, release, printer, stop, newer), daemon=True).start()
@@ -365,7 +372,7 @@ def run(scenario: Scenario, manual: bool, minute_seconds: float, work_dir: Path)
                     break
                 time.sleep(0.2)
                 continue
-            if execution["status"] != "RUNNING":
+            if execution["status"] != "RUNNING" or approval_failures:
                 break
             time.sleep(0.3)
         time.sleep(0.5)
@@ -374,7 +381,7 @@ def run(scenario: Scenario, manual: bool, minute_seconds: float, work_dir: Path)
                       if e["name"].startswith(release[:30])]
         # The newer release of the superseded scenario runs on after this one ended: its outcome first.
         newer_problems = _newer_outcome(env, newer, printer) if scenario.superseded else []
-        problems = check_outcome(env, scenario, image, execution) + newer_problems
+        problems = approval_failures + check_outcome(env, scenario, image, execution) + newer_problems
         # The demo's own (local, throw-away) secrets, for the e2e tier's log scan: a separate process
         # cannot otherwise know them. Never written anywhere but this local work directory.
         (work_dir / "known-secrets.json").write_text(json.dumps(env.known_secrets()))

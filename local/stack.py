@@ -480,6 +480,11 @@ class Provisioner:
     def create_Lambda_Function(self, logical_id: str, props: dict[str, Any]) -> None:
         lam = self.client("lambda")
         env = {k: str(v) for k, v in props.get("Environment", {}).get("Variables", {}).items()}
+        size = len(json.dumps(env, separators=(",", ":")).encode())
+        if size > 4096:  # what Lambda answers (moto does not check); preflight rule E9105 checks the maximum
+            msg = (f"{logical_id}: InvalidParameterValueException: Lambda was unable to configure your environment "
+                   f"variables because the environment variables you have provided exceeded the 4KB limit ({size} bytes)")
+            raise ValueError(msg)
         args: dict[str, Any] = {
             "FunctionName": props["FunctionName"],
             "Role": props["Role"],

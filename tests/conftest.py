@@ -10,7 +10,7 @@ import importlib.util
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -35,24 +35,50 @@ def import_handler(name: str) -> ModuleType:
     return module
 
 
-def build_with_the_layer_one_folder_too_deep(target: Path) -> Path:
-    """A copy of the local build (`make build-local`) whose layer has the package at
-    python/python/podrelease, as `ContentUri: layers/common` made of the old source layout. Files
-    are hard links (fast); the template is rewritten, never through a link, so the original stays."""
+def copy_of_the_build(target: Path, edit_template: Callable[[dict[str, Any]], None] | None = None) -> Path:
+    """A copy of the local build (`make build-local`) to break on purpose: files are hard links
+    (fast), the template is written anew (never through a link, so the original stays), with
+    relative paths made absolute and `edit_template` applied to it."""
     import os
     import shutil
+
+    import yaml
 
     from local.stack import BUILD_DIR
 
     shutil.copytree(BUILD_DIR, target, copy_function=os.link, symlinks=True)
+    template_path = target / "template.yaml"
+    template = yaml.safe_load(template_path.read_text().replace("../../statemachines/", f"{ROOT}/statemachines/"))
+    if edit_template is not None:
+        edit_template(template)
+    template_path.unlink()
+    template_path.write_text(yaml.safe_dump(template, sort_keys=False))
+    return target
+
+
+def build_with_the_layer_one_folder_too_deep(target: Path) -> Path:
+    """The build with the layer's package at python/python/podrelease, as `ContentUri:
+    layers/common` made of the old source layout."""
+    copy_of_the_build(target)
     layer = target / "CommonLayer" / "python"
     (layer / "python").mkdir()
     (layer / "podrelease").rename(layer / "python" / "podrelease")
-    template = target / "template.yaml"
-    text = template.read_text().replace("../../statemachines/", f"{ROOT}/statemachines/")
-    template.unlink()
-    template.write_text(text)
     return target
+
+
+def build_without_a_grant(target: Path, function: str, action: str) -> Path:
+    """The build with `action` taken out of `function`'s own policy statements (not its boundary)."""
+    def edit(template: dict[str, Any]) -> None:
+        removed = 0
+        for policy in template["Resources"][function]["Properties"]["Policies"]:
+            for statement in policy.get("Statement", []) if isinstance(policy, dict) else []:
+                actions = statement.get("Action", [])
+                if isinstance(actions, list) and action in actions:
+                    statement["Action"] = [a for a in actions if a != action]
+                    removed += 1
+        assert removed == 1, f"{function} grants {action} {removed} times"
+
+    return copy_of_the_build(target, edit)
 
 
 REGION = "us-east-1"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from local.stack import BUILD_DIR, load_template
-from tests.conftest import build_with_the_layer_one_folder_too_deep
+from tests.conftest import build_with_the_layer_one_folder_too_deep, build_without_a_grant
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / ".aws-sam" / "build"
@@ -64,4 +64,20 @@ def test_the_demo_fails_when_the_layer_is_built_one_folder_too_deep(tmp_path: Pa
     assert result.returncode != 0, result.stdout[-3000:]
     assert "Runtime.ImportModuleError" in result.stdout, result.stdout[-3000:]
     assert "No module named 'podrelease'" in result.stdout
+    assert "== scenario happy: ended as expected" not in result.stdout
+
+
+def test_the_demo_fails_when_a_function_loses_a_grant_it_needs(tmp_path: Path) -> None:
+    # GIVEN the local build whose approval page may no longer call states:SendTaskSuccess
+    build = build_without_a_grant(tmp_path / "build", "ApprovalPageFunction", "states:SendTaskSuccess")
+    # WHEN a user runs `make demo` on it (the approver presses Approve)
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'layers/common'}{os.pathsep}{ROOT}", "LOCAL_BUILD_DIR": str(build)}
+    result = subprocess.run(  # noqa: S603 - our own demo module
+        [sys.executable, "-m", "local.demo", "--scenario", "happy", "--minute-seconds", "0.5", "--work-dir", str(tmp_path / "demo")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )
+    # THEN the demo fails at the approval, saying the role lacks the grant, as it would on AWS
+    assert result.returncode != 0, result.stdout[-3000:]
+    assert "the approval page answered HTTP 500" in result.stdout, result.stdout[-3000:]
+    assert "(AccessDeniedException)" in result.stdout
     assert "== scenario happy: ended as expected" not in result.stdout

@@ -16,7 +16,7 @@ import pytest
 from local import signing
 from podrelease import policy as policy_module
 from podrelease.cosign import TrustedKey, TrustPolicy
-from podrelease.errors import ConfigurationError, PolicyError
+from podrelease.errors import ConfigurationError, PolicyError, PolicyUnavailable
 from podrelease.policy import (
     KeylessIdentity,
     build_identity,
@@ -455,3 +455,29 @@ def test_the_default_policy_trusts_what_the_shipped_build_workflow_signs() -> No
     document = json.loads(policy_module.default_document(identity))
     for section in document["environments"].values():
         assert section == {"signers": {"keyless": [{"identity": identity, "issuer": ISSUER}]}, "require_sbom": True}
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        ("ParameterNotFound", PolicyError),
+        ("AccessDeniedException", PolicyError),
+        ("ThrottlingException", PolicyUnavailable),
+        ("InternalServerError", PolicyUnavailable),
+    ],
+)
+def test_a_parameter_that_is_missing_or_forbidden_stops_the_release_a_passing_failure_is_retried(
+    code: str, expected: type[Exception]
+) -> None:
+    from botocore.exceptions import ClientError
+
+    def reader(name: str) -> str:
+        # as Powertools raises it: its own error, the SDK's as the cause
+        sdk_error = ClientError({"Error": {"Code": code, "Message": "no"}}, "GetParameter")
+        raise RuntimeError(str(sdk_error)) from sdk_error
+
+    with pytest.raises(expected) as info:
+        load_policy({"RELEASE_POLICY_PARAMETER": "/s/p"}, reader)
+    assert type(info.value) is expected
+    assert "release policy parameter /s/p" in str(info.value)
+    assert code in str(info.value)

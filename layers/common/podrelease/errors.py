@@ -90,6 +90,14 @@ class RegistryError(ReleaseError):
     transient = True
 
 
+class PolicyUnavailable(ReleaseError):
+    """The release policy's parameter could not be read for a reason that passes (throttling, a
+    network error, an SSM fault): the state machine retries; a missing or forbidden parameter is a
+    PolicyError instead."""
+
+    transient = True
+
+
 # --- deployment ---------------------------------------------------------------------------------
 class DeploymentFailed(ReleaseError):
     """The deployment did not reach its target (rolled back, stopped or failed to start)."""

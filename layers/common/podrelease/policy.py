@@ -68,7 +68,7 @@ from typing import Any
 
 from podrelease.attest import verify_sbom
 from podrelease.cosign import KeylessVerifier, TrustedKey, TrustPolicy
-from podrelease.errors import ConfigurationError, PolicyError, SbomMissing
+from podrelease.errors import ConfigurationError, PolicyError, PolicyUnavailable, SbomMissing
 from podrelease.gate import verify_with_grace
 from podrelease.oci import Registry
 from podrelease.scan import ScanPolicy, check_scan
@@ -396,6 +396,11 @@ def _kms_resolver(key_id: str) -> TrustedKey:
     return default_resolver(key_id)
 
 
+#: SSM answers that mean the policy parameter is missing or may not be read: a PolicyError (an
+#: operator must fix it). Any other failure to read it (throttling, network) is PolicyUnavailable.
+POLICY_PARAMETER_ERRORS = frozenset({"ParameterNotFound", "ParameterVersionNotFound", "AccessDeniedException",
+                                     "AccessDenied", "ValidationException", "InvalidKeyId"})
+
 #: Where GitHub Actions' OIDC tokens come from (the build workflow signs keyless with one).
 BUILD_ISSUER = "https://token.actions.githubusercontent.com"
 
@@ -431,7 +436,12 @@ def load_policy(
         try:
             document = read_parameter(name)
         except Exception as exc:
-            msg = (f"release policy parameter {name} cannot be read ({type(exc).__name__}: {str(exc)[:200]}); "
+            cause = exc.__cause__ or exc.__context__ or exc  # Powertools wraps the SDK's error in GetParameterError
+            code = str(getattr(cause, "response", {}).get("Error", {}).get("Code", "")) or type(exc).__name__
+            if code not in POLICY_PARAMETER_ERRORS and not isinstance(exc, LookupError | ValueError):
+                msg = f"release policy parameter {name} could not be read now ({code}); the release retries"
+                raise PolicyUnavailable(msg) from exc
+            msg = (f"release policy parameter {name} cannot be read ({code}: {str(exc)[:200]}); "
                    "put the policy document there (make deploy POLICY=file does) or clear ReleasePolicyParameter")
             raise PolicyError(msg) from exc
         policy = parse_policy(document, keyless_factory=keyless_factory, kms_resolver=kms_resolver)
