@@ -137,9 +137,12 @@ def sam_argument(key: str, value: str) -> str:
     pass on intact."""
     for pattern, what in _UNSAFE:
         if pattern.search(value):
-            cut = value.split()[0] if value.split() else ""
-            msg = (f"{key}: the value contains {what}; sam deploy's --parameter-overrides parser cuts a value at "
-                   f"the first space and strips quotes and backslashes, so {key} would arrive as {cut!r} or altered. "
+            if what in ("a line break", "a space"):
+                first = value.split()[0] if value.split() else ""
+                effect = f"cuts a value at the first space or line break, so {key} would arrive as {first!r}"
+            else:
+                effect = f"strips quotes and backslashes, so {key} would arrive altered"
+            msg = (f"{key}: the value contains {what}; sam deploy's --parameter-overrides parser {effect}. "
                    "No template parameter takes such a value: a list is comma-separated without spaces, and the "
                    "release policy or PEM keys go through SSM (make deploy POLICY=policy.json or KEYS=cosign.pub)")
             raise BadParameter(msg)
@@ -285,8 +288,8 @@ def capability_errors(template: dict[str, Any], installation: Installation) -> l
     if named and "CAPABILITY_NAMED_IAM" not in installation.capabilities:
         return [f"template.yaml names IAM resources ({', '.join(named[:3])}{', ...' if len(named) > 3 else ''}), which "
                 f"CloudFormation creates only with CAPABILITY_NAMED_IAM (else InsufficientCapabilities); {where}: "
-                "set it to \"CAPABILITY_NAMED_IAM\""]
+                'set it to "CAPABILITY_NAMED_IAM"']
     if has_iam and not {"CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"} & set(installation.capabilities):
         return [f"template.yaml creates IAM roles, which CloudFormation creates only with CAPABILITY_IAM; {where}: "
-                "set it to \"CAPABILITY_IAM\""]
+                'set it to "CAPABILITY_IAM"']
     return []
