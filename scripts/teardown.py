@@ -284,6 +284,16 @@ def purge(session: Any, region: str, items: list[Leftover], force_secrets: bool,
     return kept
 
 
+def _would_purge(item: Leftover, force_secrets: bool) -> str:
+    if item.kind == "AWS::SecretsManager::Secret" and not force_secrets:
+        return "keep (deleting a secret needs FORCE_DELETE_SECRETS=1)"
+    if item.kind == "AWS::KMS::Key":
+        return f"schedule deletion in {KEY_DELETION_DAYS} days (unless a kept secret uses it)"
+    if item.kind not in PURGE_ORDER:
+        return "keep (no purge for this kind)"
+    return "delete"
+
+
 # --- main ---------------------------------------------------------------------------------------
 def confirmed(inst: Installation, given: str | None, ask: Callable[[str], str] | None) -> None:
     if given is not None:
@@ -335,14 +345,17 @@ def teardown(inst: Installation, session: Any, out: TextIO, *, purge_all: bool, 
                        f"(aws stepfunctions stop-execution --execution-arn ARN --region {inst.region}; a release "
                        "stopped mid-deploy can leave a canary split, see docs/runbook.md), then run make teardown again")
                 raise TeardownRefused(msg)
-            out.writelines(f"{line}\n" for line in empty_blockers(session, inst.region, summaries, {k.logical_id for k in kept}, dry_run=True))
-            out.writelines(f"warning: this stack owns the account's GitHub OIDC provider, which stack {other} uses "
-                          f"(CreateGitHubOidcProvider=false); after the teardown, deploy {other} with "
-                          "CreateGitHubOidcProvider=true or its GitHub workflows cannot assume their roles\n" for other in oidc_dependents(cf, inst.stack_name, summaries))
+            keep = {k.logical_id for k in kept}
+            out.writelines(f"{line}\n" for line in empty_blockers(session, inst.region, summaries, keep, dry_run=True))
+            out.writelines(
+                f"warning: this stack owns the account's GitHub OIDC provider, which stack {other} uses "
+                f"(CreateGitHubOidcProvider=false); after the teardown, deploy {other} with "
+                "CreateGitHubOidcProvider=true or its GitHub workflows cannot assume their roles\n"
+                for other in oidc_dependents(cf, inst.stack_name, summaries))
             out.write(f"{would}delete stack {inst.stack_name} ({status}, {len(summaries)} resources, {len(kept)} retained)\n")
             if not dry_run:
                 confirmed(inst, confirm, ask)
-                out.writelines(f"{line}\n" for line in empty_blockers(session, inst.region, summaries, {k.logical_id for k in kept}, dry_run=False))
+                out.writelines(f"{line}\n" for line in empty_blockers(session, inst.region, summaries, keep, dry_run=False))
                 delete_stack(cf, inst, stack_id)
                 out.write(f"deleted stack {inst.stack_name}\n")
         else:
@@ -356,9 +369,7 @@ def teardown(inst: Installation, session: Any, out: TextIO, *, purge_all: bool, 
     if purge_all:
         if dry_run:
             out.write("would purge:\n")
-            for item, st in present:
-                skip = item.kind == "AWS::SecretsManager::Secret" and not force_secrets
-                out.write(f"  {'keep (needs FORCE_DELETE_SECRETS=1)' if skip else 'delete'}: {item.label()} [{st}]\n")
+            out.writelines(f"  {_would_purge(item, force_secrets)}: {item.label()} [{st}]\n" for item, st in present)
             return 0
         if found is None or found[1] == "DELETE_COMPLETE":
             confirmed(inst, confirm, ask)
@@ -366,6 +377,7 @@ def teardown(inst: Installation, session: Any, out: TextIO, *, purge_all: bool, 
         left = purge(session, inst.region, [item for item, st in present if st == "exists"], force_secrets, out)
         present = [(item, "exists") for item in left]
         if not present:
+            out.write("nothing else is left\n")
             return 0
     out.write("left in the account (each costs until deleted; a new stack of the same name cannot be created while\n"
               "the named ones exist: make teardown ENV=... PURGE=1 FORCE_DELETE_SECRETS=1 removes them):\n")
