@@ -52,6 +52,7 @@ from scripts.installation import (
     defaults,
     load_installation,
     load_template,
+    name_length_errors,
     required,
     reserved_concurrency,
     rule_errors,
@@ -253,7 +254,7 @@ def offline_checks(template: dict[str, Any], plan: Plan, previous: dict[str, str
             msg = (f"a new stack needs {', '.join(missing)} (no default in template.yaml): "
                    f"make deploy ENV={plan.installation.env} {shown} (README, Deploying to AWS)")
             raise DeployRefused(msg)
-    errors = rule_errors(template, values, plan.installation)
+    errors = rule_errors(template, values, plan.installation) + name_length_errors(template, values, plan.installation)
     if errors:
         raise DeployRefused("; ".join(errors))
     return values

@@ -293,3 +293,48 @@ def capability_errors(template: dict[str, Any], installation: Installation) -> l
         return [f"template.yaml creates IAM roles, which CloudFormation creates only with CAPABILITY_IAM; {where}: "
                 'set it to "CAPABILITY_IAM"']
     return []
+
+
+#: The name limits of the resource types the template names after the stack (the create APIs'
+#: documented maximums): a stack name that pushes one over fails the deploy half way.
+NAME_LIMITS: dict[tuple[str, str], int] = {
+    ("AWS::Serverless::Function", "FunctionName"): 64, ("AWS::Lambda::Function", "FunctionName"): 64,
+    ("AWS::IAM::Role", "RoleName"): 64, ("AWS::IAM::ManagedPolicy", "ManagedPolicyName"): 128,
+    ("AWS::IAM::InstanceProfile", "InstanceProfileName"): 128,
+    ("AWS::ElasticLoadBalancingV2::LoadBalancer", "Name"): 32, ("AWS::ElasticLoadBalancingV2::TargetGroup", "Name"): 32,
+    ("AWS::SQS::Queue", "QueueName"): 80, ("AWS::SNS::Topic", "TopicName"): 256, ("AWS::DynamoDB::Table", "TableName"): 255,
+    ("AWS::SecretsManager::Secret", "Name"): 512, ("AWS::Logs::LogGroup", "LogGroupName"): 512,
+    ("AWS::Serverless::StateMachine", "Name"): 80, ("AWS::StepFunctions::StateMachine", "StateMachineName"): 80,
+    ("AWS::Serverless::LayerVersion", "LayerName"): 140, ("AWS::CloudWatch::Alarm", "AlarmName"): 255,
+    ("AWS::CloudWatch::Dashboard", "DashboardName"): 255, ("AWS::CodeDeploy::Application", "ApplicationName"): 100,
+    ("AWS::CodeDeploy::DeploymentGroup", "DeploymentGroupName"): 100,
+    ("AWS::AutoScaling::AutoScalingGroup", "AutoScalingGroupName"): 255, ("AWS::EC2::LaunchTemplate", "LaunchTemplateName"): 128,
+}
+
+
+def name_length_errors(template: dict[str, Any], values: dict[str, str], installation: Installation) -> list[str]:
+    """Names the template derives from the stack name that would be too long with this stack name
+    (only resources these parameter values create)."""
+    from local.stack import Resolver, Stack  # noqa: PLC0415
+
+    stack = Stack(installation.stack_name, installation.region, "000000000000", _typed(template, values), {})
+    resolver = Resolver(stack)
+    conditions = resolver.evaluate_conditions(template.get("Conditions", {}))
+    errors: list[str] = []
+    for logical_id, resource in template.get("Resources", {}).items():
+        if not conditions.get(resource.get("Condition", ""), True):
+            continue
+        for (kind, prop), limit in NAME_LIMITS.items():
+            value = resource.get("Properties", {}).get(prop) if resource.get("Type") == kind else None
+            if value is None:
+                continue
+            try:
+                name = str(resolver.resolve(value))
+            except KeyError:  # a name built from another resource's attribute: not the stack name's doing
+                continue
+            if len(name) > limit:
+                errors.append(f"{logical_id}'s {prop} {name} has {len(name)} characters, over the {limit} {kind} allows")
+    if errors:
+        errors.append(f"stack_name {installation.stack_name} ({len(installation.stack_name)} characters) is too long for "
+                      f"these names: shorten it in samconfig.toml [{installation.env}.global.parameters]")
+    return errors
