@@ -255,9 +255,28 @@ def offline_checks(template: dict[str, Any], plan: Plan, previous: dict[str, str
                    f"make deploy ENV={plan.installation.env} {shown} (README, Deploying to AWS)")
             raise DeployRefused(msg)
     errors = rule_errors(template, values, plan.installation) + name_length_errors(template, values, plan.installation)
+    errors += bootstrap_image_errors(plan.installation, plan.parameters.get("BootstrapImageUri"), values)
     if errors:
         raise DeployRefused("; ".join(errors))
     return values
+
+
+def bootstrap_image_errors(inst: Installation, uri: str | None, values: dict[str, str]) -> list[str]:
+    """The first image must be where the functions and the fleet can pull it: the stack's Region and
+    its workload (or prod) repository (the fleet's instance roles may pull from those two only)."""
+    match = _IMAGE_URI.match(uri or "")
+    if match is None:  # not given, or the template's AllowedPattern refuses it already
+        return []
+    _, region, repository, _ = match.groups()
+    errors: list[str] = []
+    if region != inst.region:
+        errors.append(f"BootstrapImageUri is in Region {region}; the stack deploys to {inst.region}, and Lambda runs "
+                      f"images from its own Region only: push the first image to {inst.region}")
+    if repository not in (values.get("WorkloadRepository"), values.get("ProdRepository")):
+        errors.append(f"BootstrapImageUri is in repository {repository}; the functions and the fleet pull from "
+                      f"WorkloadRepository ({values.get('WorkloadRepository')}) or ProdRepository "
+                      f"({values.get('ProdRepository')}) only: push the first image to {values.get('WorkloadRepository')}")
+    return errors
 
 
 # --- AWS ----------------------------------------------------------------------------------------
@@ -361,11 +380,10 @@ def check_bootstrap_image(session: Any, inst: Installation, account: str, uri: s
     match = _IMAGE_URI.match(uri)
     if match is None:  # the template's AllowedPattern has refused it already
         return
-    registry, region, repository, digest = match.groups()
-    if region != inst.region or registry != account:
-        msg = (f"BootstrapImageUri is in account {registry}, Region {region}; the stack deploys to account {account}, "
-               f"Region {inst.region}, and Lambda runs images from its own Region: push the image to "
-               f"{account}.dkr.ecr.{inst.region}.amazonaws.com/{repository}")
+    registry, _, repository, digest = match.groups()
+    if registry != account:
+        msg = (f"BootstrapImageUri is in account {registry}; the stack deploys to account {account}: push the first "
+               f"image to {account}.dkr.ecr.{inst.region}.amazonaws.com/{repository}")
         raise DeployRefused(msg)
     try:
         ecr = session.client("ecr", region_name=inst.region)
