@@ -491,19 +491,26 @@ def check_leftovers(session: Any, inst: Installation, template: dict[str, Any]) 
         raise DeployRefused(msg)
 
 
+def concurrency_error(needed: int, already: int, unreserved: int, limit: int, region: str) -> str | None:
+    """Why Lambda would refuse the reservations (it keeps 100 of the Region's quota unreserved)."""
+    extra = needed - already
+    if extra <= 0 or unreserved - extra >= LAMBDA_UNRESERVED_MINIMUM:
+        return None
+    return (f"this installation reserves {needed} concurrent Lambda executions ({extra} more than now); the account "
+            f"has {unreserved} unreserved of {limit} in {region}, and Lambda keeps {LAMBDA_UNRESERVED_MINIMUM} unreserved. "
+            "Ask for more (Service Quotas, AWS Lambda, Concurrent executions) or lower ReservedConcurrencyBudget "
+            "(docs/ENVIRONMENT.md, Two installations in one account)")
+
+
 def check_concurrency(session: Any, inst: Installation, template: dict[str, Any], values: dict[str, str],
                       previous: dict[str, str] | None) -> str:
     needed = reserved_concurrency(template, values, inst)
     already = reserved_concurrency(template, {**defaults(template), **previous}, inst) if previous is not None else 0
-    extra = needed - already
     settings = session.client("lambda", region_name=inst.region).get_account_settings()["AccountLimit"]
     unreserved = int(settings["UnreservedConcurrentExecutions"])
-    if extra > 0 and unreserved - extra < LAMBDA_UNRESERVED_MINIMUM:
-        msg = (f"this installation reserves {needed} concurrent Lambda executions ({extra} more than now); the account "
-               f"has {unreserved} unreserved of {settings['ConcurrentExecutions']} in {inst.region}, and Lambda keeps "
-               f"{LAMBDA_UNRESERVED_MINIMUM} unreserved. Ask for more (Service Quotas, AWS Lambda, Concurrent executions) "
-               "or reserve less (docs/ENVIRONMENT.md, Two installations in one account)")
-        raise DeployRefused(msg)
+    error = concurrency_error(needed, already, unreserved, int(settings["ConcurrentExecutions"]), inst.region)
+    if error is not None:
+        raise DeployRefused(error)
     return f"reserves {needed} concurrent executions; the account has {unreserved} unreserved in {inst.region}"
 
 

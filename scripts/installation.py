@@ -122,30 +122,35 @@ def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
 
 
 # --- parameter values ---------------------------------------------------------------------------
-#: What SAM CLI's --parameter-overrides parser would cut or rewrite, and how to say so.
+#: What SAM CLI's --parameter-overrides parser would cut or rewrite (a space, quotes, backslash
+#: escapes), and what no template parameter takes (line breaks, tabs: a multi-line value is a policy
+#: or a PEM key, which belongs in SSM), with how to say so.
 _UNSAFE = (
-    (re.compile(r"[\r\n]"), "a line break"),
-    (re.compile(r"\s"), "a space"),
-    (re.compile(r"\""), "a double quote"),
-    (re.compile(r"'"), "a single quote"),
-    (re.compile(r"\\"), "a backslash"),
+    (re.compile(r"[\r\n]"), "a line break", "multi-line"),
+    (re.compile(r" "), "a space", "cut"),
+    (re.compile(r"\s"), "a tab or other whitespace", "multi-line"),
+    (re.compile(r"[\"']"), "a quote", "altered"),
+    (re.compile(r"\\"), "a backslash", "altered"),
 )
 
 
 def sam_argument(key: str, value: str) -> str:
     """`Key=Value` for `sam deploy --parameter-overrides`, refusing values its parser would not
-    pass on intact."""
-    for pattern, what in _UNSAFE:
-        if pattern.search(value):
-            if what in ("a line break", "a space"):
-                first = value.split()[0] if value.split() else ""
-                effect = f"cuts a value at the first space or line break, so {key} would arrive as {first!r}"
-            else:
-                effect = f"strips quotes and backslashes, so {key} would arrive altered"
-            msg = (f"{key}: the value contains {what}; sam deploy's --parameter-overrides parser {effect}. "
-                   "No template parameter takes such a value: a list is comma-separated without spaces, and the "
-                   "release policy or PEM keys go through SSM (make deploy POLICY=policy.json or KEYS=cosign.pub)")
-            raise BadParameter(msg)
+    pass on intact, and whitespace no parameter takes."""
+    for pattern, what, effect in _UNSAFE:
+        if not pattern.search(value):
+            continue
+        if effect == "cut":
+            why = (f"sam deploy's --parameter-overrides parser cuts a value at the first space, so {key} would arrive "
+                   f"as {value.split(' ')[0]!r}")
+        elif effect == "altered":
+            why = (f"sam deploy's --parameter-overrides parser strips quotes and reads backslashes as escapes, so {key} "
+                   "would arrive altered")
+        else:
+            why = "no template parameter takes a multi-line value"
+        msg = (f"{key}: the value contains {what}; {why}. A list is comma-separated without spaces, and the release "
+               "policy or PEM keys go through SSM (make deploy POLICY=policy.json or KEYS=cosign.pub)")
+        raise BadParameter(msg)
     return f'{key}=""' if value == "" else f"{key}={value}"
 
 

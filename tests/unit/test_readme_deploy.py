@@ -227,7 +227,6 @@ def test_sams_parser_cuts_shell_expanded_values_with_spaces_so_the_policy_goes_t
     assert (out / "make-1.rc").read_text().strip() == "2"
     assert (out / "make-1.err").read_text().splitlines()[0] == (
         "error: BadParameter: NotifyEmail: the value contains a space; sam deploy's --parameter-overrides parser cuts a "
-        "value at the first space or line break, so NotifyEmail would arrive as 'releases'. No template parameter takes "
-        "such a value: a list is comma-separated without spaces, and the release policy or PEM keys go through SSM "
-        "(make deploy POLICY=policy.json or KEYS=cosign.pub)")
+        "value at the first space, so NotifyEmail would arrive as 'releases'. A list is comma-separated without spaces, "
+        "and the release policy or PEM keys go through SSM (make deploy POLICY=policy.json or KEYS=cosign.pub)")
     assert not (out / "make-1.out").read_text().count("would run:")
