@@ -180,6 +180,9 @@ def _installation_like_stack(session: Any) -> None:
         "VerifyRole": {"Type": "AWS::IAM::Role", "Properties": {"AssumeRolePolicyDocument": {
             "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
                                                     "Action": "sts:AssumeRole"}]}}},
+        "ReleaseStateMachine": {"Type": "AWS::StepFunctions::StateMachine", "Properties": {
+            "StateMachineName": f"{STACK}-release", "RoleArn": {"Fn::GetAtt": ["VerifyRole", "Arn"]},
+            "DefinitionString": json.dumps({"StartAt": "Wait", "States": {"Wait": {"Type": "Wait", "Seconds": 3600, "End": True}}})}},
         "VerifyFunction": {"Type": "AWS::Lambda::Function", "Properties": {
             "FunctionName": f"{STACK}-verify", "Runtime": "python3.12", "Handler": "app.handler",
             "Role": {"Fn::GetAtt": ["VerifyRole", "Arn"]}, "Code": {"ZipFile": "def handler(e, c): return e"}}},
@@ -225,8 +228,20 @@ def test_a_teardown_needs_the_stack_name_and_keeps_what_the_template_retains(ses
                                        f"it is {STACK} (samconfig environment dev)\n")
     code, lines = _teardown(session, "--dry-run")
     assert code == 0
-    assert f"would delete stack {STACK} (CREATE_COMPLETE, 6 resources, 4 retained)" in lines
+    assert f"would delete stack {STACK} (CREATE_COMPLETE, 7 resources, 4 retained)" in lines
     assert _stack_exists(session)
+
+    sfn = session.client("stepfunctions")
+    machine = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{STACK}-release"
+    execution = sfn.start_execution(stateMachineArn=machine, name="podinfo-07db4f857040-32aa4089b813e588")["executionArn"]
+    code, _ = _teardown(session, "--confirm", STACK)
+    assert code == 1
+    assert capsys.readouterr().err == (
+        f"error: TeardownRefused: 1 release(s) are running: {execution}. Wait for them, or stop each (aws stepfunctions "
+        "stop-execution --execution-arn ARN --region us-east-1; a release stopped mid-deploy can leave a canary split, see "
+        "docs/runbook.md), then run make teardown again\n")
+    assert _stack_exists(session)
+    sfn.stop_execution(executionArn=execution)
 
     code, lines = _teardown(session, ask=lambda _prompt: "podinfo-release")  # a terminal, and a wrong name typed
     assert code == 1
