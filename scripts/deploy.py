@@ -506,7 +506,17 @@ def check_concurrency(session: Any, inst: Installation, template: dict[str, Any]
                       previous: dict[str, str] | None) -> str:
     needed = reserved_concurrency(template, values, inst)
     already = reserved_concurrency(template, {**defaults(template), **previous}, inst) if previous is not None else 0
-    settings = session.client("lambda", region_name=inst.region).get_account_settings()["AccountLimit"]
+    from botocore.exceptions import ClientError  # noqa: PLC0415
+
+    try:
+        settings = session.client("lambda", region_name=inst.region).get_account_settings()["AccountLimit"]
+    except ClientError as exc:
+        if needed == 0:
+            return f"reserves no concurrency (the account's settings are not readable: {_code(exc) or exc})"
+        msg = (f"this installation reserves {needed} concurrent Lambda executions, and the account's concurrency cannot "
+               f"be read to check it ({_code(exc) or exc}); allow lambda:GetAccountSettings, or reserve nothing "
+               "(ReservedConcurrencyBudget=0)")
+        raise DeployRefused(msg) from exc
     unreserved = int(settings["UnreservedConcurrentExecutions"])
     error = concurrency_error(needed, already, unreserved, int(settings["ConcurrentExecutions"]), inst.region)
     if error is not None:

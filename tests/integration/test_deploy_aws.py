@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -342,3 +343,72 @@ def test_unknown_teardown_variables_are_refused_not_ignored(capsys: pytest.Captu
     assert teardown.main(["--env", "dev", "--force-delete-secrets"]) == 1
     assert capsys.readouterr().err == ("error: TeardownRefused: FORCE_DELETE_SECRETS=1 only means something with PURGE=1 "
                                        "(it deletes the retained secrets too)\n")
+
+
+# --- deploy: the whole first deploy ---------------------------------------------------------------
+FIRST = ["ApproverEmails=alice@example.com", "NotifyEmail=releases@example.com"]
+
+
+def _ready_account(session: Any) -> str:
+    """What README steps 1-2 leave: both repositories, Lambda may pull, a first image; its URI."""
+    ecr = session.client("ecr")
+    for name in ("podinfo-staging", "podinfo-staging-prod"):
+        ecr.create_repository(repositoryName=name)
+        ecr.set_repository_policy(repositoryName=name, policyText=json.dumps(deploy.LAMBDA_PULL_POLICY))
+    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": "sha256:" + "0" * 64, "size": 1},
+                "layers": []}
+    digest = ecr.put_image(repositoryName="podinfo-staging", imageManifest=json.dumps(manifest),
+                           imageTag="bootstrap")["image"]["imageId"]["imageDigest"]
+    return f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/podinfo-staging@{digest}"
+
+
+def test_a_first_deploy_checks_builds_writes_the_policy_deploys_and_says_what_is_next(session: Any, tmp_path: Any) -> None:
+    image = _ready_account(session)
+    keys = tmp_path / "cosign.pub"
+    keys.write_text(PEM)
+    observed: list[tuple[list[str], list[str]]] = []
+
+    def act(argv: list[str], **_: Any) -> Any:
+        """`make build` succeeds; `sam deploy` creates the stack CloudFormation would (its outputs,
+        the repository parameter). Each records which SSM parameters existed when it ran."""
+        observed.append((argv[:2], [p["Name"] for p in session.client("ssm").describe_parameters()["Parameters"]]))
+        if argv[:2] == [".venv-sam/bin/sam", "deploy"]:
+            given = dict(a.split("=", 1) for a in argv[argv.index("--parameter-overrides") + 1:])
+            body = {"Parameters": {"WorkloadRepository": {"Type": "String"}},
+                    "Resources": {"ApprovalTopic": {"Type": "AWS::SNS::Topic", "Properties": {"TopicName": f"{STACK}-approvals"}}},
+                    "Outputs": {"ApprovalTopicArn": {"Value": {"Ref": "ApprovalTopic"}}}}
+            session.client("cloudformation").create_stack(StackName=argv[argv.index("--stack-name") + 1], TemplateBody=json.dumps(
+                body), Parameters=[{"ParameterKey": "WorkloadRepository", "ParameterValue": given["WorkloadRepository"]}])
+        return subprocess.CompletedProcess(argv, 0)
+
+    out = io.StringIO()
+    code = deploy.main(["--env", "dev", "--keys", str(keys), f"BootstrapImageUri={image}", *FIRST], out=out,
+                       session_factory=lambda _region: session, run=act)
+    assert code == 0, out.getvalue()
+    assert observed == [(["make", "build"], []), ([".venv-sam/bin/sam", "deploy"], [f"/{STACK}/release-policy"])]
+    policy = session.client("ssm").get_parameter(Name=f"/{STACK}/release-policy")["Parameter"]["Value"]
+    assert policy == keys_document(PEM)
+    lines = out.getvalue().splitlines()
+    assert f"stack {STACK} does not exist yet: this deploy creates it in account {ACCOUNT}" in lines
+    assert lines[-6:] == [
+        f"stack {STACK}: CREATE_COMPLETE",
+        f"  {'ApprovalTopicArn':32} arn:aws:sns:{REGION}:{ACCOUNT}:{STACK}-approvals",
+        "",
+        "next:",
+        "  1. SNS subscriptions: all confirmed",
+        "  2. push a signed image to podinfo-staging (the build workflow, or by hand: README, Deploying to AWS); the push "
+        "starts the first release, and its outcome arrives at NotifyEmail",
+    ]
+
+
+def test_a_failed_build_writes_nothing_and_deploys_nothing(session: Any, tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    image = _ready_account(session)
+    keys = tmp_path / "cosign.pub"
+    keys.write_text(PEM)
+    code = deploy.main(["--env", "dev", "--keys", str(keys), f"BootstrapImageUri={image}", *FIRST], out=io.StringIO(),
+                       session_factory=lambda _region: session, run=lambda argv, **_: subprocess.CompletedProcess(argv, 2))
+    assert code == 2
+    assert capsys.readouterr().err == "error: BuildFailed: make build exited 2; nothing was written or deployed\n"
+    assert session.client("ssm").describe_parameters()["Parameters"] == []
+    assert session.client("cloudformation").describe_stacks()["Stacks"] == []
