@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO, cast
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from scripts.installation import (
     ROOT,
     SAM,
@@ -651,6 +653,12 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout,
     except InstallationError as exc:
         out.flush()
         sys.stderr.write(f"error: {exc}\n")
+        return 1
+    except (BotoCoreError, ClientError) as exc:
+        out.flush()
+        sys.stderr.write(f"error: AwsError: a check could not ask AWS ({type(exc).__name__}: {exc}); nothing was written, "
+                         "built or deployed. The credentials may lack a read permission the check needs (the person "
+                         "deploying is meant to be an administrator of the account: docs/ENVIRONMENT.md, Roles)\n")
         return 1
     out.write(f"$ {shlex.join(plan.build_argv())}\n")
     out.flush()
