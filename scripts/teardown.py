@@ -34,6 +34,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from scripts.installation import Installation, InstallationError, load_installation
 
 RETAINING = ("Retain", "RetainExceptOnCreate", "Snapshot")
@@ -411,6 +413,11 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout,
     except InstallationError as exc:
         out.flush()
         sys.stderr.write(f"error: {exc}\n")
+        return 1
+    except (BotoCoreError, ClientError) as exc:
+        out.flush()
+        sys.stderr.write(f"error: AwsError: {type(exc).__name__}: {exc}; what was done so far is printed above, and "
+                         "make teardown can be run again (it picks up where it stopped)\n")
         return 1
 
 
