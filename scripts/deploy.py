@@ -598,7 +598,7 @@ def run_checks(session: Any, template: dict[str, Any], plan: Plan, account: str,
     if state is not None:
         check_stack_status(inst, state[0])
         previous = state[1]
-        out.write(f"stack {inst.stack_name} exists ({state[0]}): this deploy updates it\n")
+        out.write(f"stack {inst.stack_name} exists ({state[0]}) in account {account}: this deploy updates it\n")
     else:
         out.write(f"stack {inst.stack_name} does not exist yet: this deploy creates it in account {account}\n")
     values = offline_checks(template, plan, previous)
