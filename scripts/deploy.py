@@ -104,6 +104,8 @@ class Plan:
     #: KMS keys the policy names (signers.kms entries), checked against SigningKmsKeyArns.
     policy_kms_keys: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: The stack exists already (an update): warm verify environments hold the previous policy.
+    updates_stack: bool = False
 
     @property
     def policy_parameter(self) -> str | None:
@@ -239,10 +241,9 @@ def make_plan(env: str, assignments: Sequence[str], policy: str | None = None, k
 
 
 def effective_values(template: dict[str, Any], plan: Plan, previous: dict[str, str] | None) -> dict[str, str]:
-    """The values the stack will have: the previous ones (an update keeps every parameter not
-    given) or the template's defaults (a new stack), then the ones passed."""
-    base = dict(previous) if previous is not None else defaults(template)
-    return {**base, **plan.parameters}
+    """The values the stack will have: the template's defaults, then the previous values (an update
+    keeps every parameter not given; one new to the stack takes its default), then the ones passed."""
+    return {**defaults(template), **(previous or {}), **plan.parameters}
 
 
 def offline_checks(template: dict[str, Any], plan: Plan, previous: dict[str, str] | None) -> dict[str, str]:
@@ -598,6 +599,7 @@ def run_checks(session: Any, template: dict[str, Any], plan: Plan, account: str,
     if state is not None:
         check_stack_status(inst, state[0])
         previous = state[1]
+        plan.updates_stack = True
         out.write(f"stack {inst.stack_name} exists ({state[0]}) in account {account}: this deploy updates it\n")
     else:
         out.write(f"stack {inst.stack_name} does not exist yet: this deploy creates it in account {account}\n")
@@ -678,6 +680,10 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout,
                          "--max-items 25\n")
         return deployed.returncode
     print_outcome(session, inst, out)
+    if plan.policy_document is not None and plan.updates_stack:
+        out.write(f"  the verify function reads the policy once per execution environment: to make the new one count at "
+                  f"once, aws lambda update-function-configuration --function-name {inst.stack_name}-verify --description "
+                  f"'policy {plan.policy_parameter} changed' --region {inst.region} (docs/ENVIRONMENT.md, Bootstrap order)\n")
     return 0
 
 
