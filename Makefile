@@ -23,7 +23,7 @@ export LOCAL_BUILD_DIR := $(CURDIR)/.aws-sam/build-local
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help install demo test lint unit integration statemachine e2e browser conformance bench build build-local clean
+.PHONY: help install demo test lint unit integration statemachine e2e browser conformance bench build build-local deploy teardown clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -113,6 +113,19 @@ build: $(SAM_VENV)/.installed ## sam build for Lambda (python3.12, arm64): what 
 build-local: $(SAM_VENV)/.installed $(LAMBDA_VENV)/.installed ## the same sam build for this machine's architecture, which the local runtime runs
 	PATH="$(dir $(LAMBDA_PYTHON)):$$PATH" $(SAM_VENV)/bin/sam build --template template.yaml \
 	  --parameter-overrides Architecture=$(LOCAL_ARCH) --build-dir $(LOCAL_BUILD_DIR) --cache-dir .aws-sam/cache-local
+
+# make deploy/teardown: the knobs below are options of the scripts; every other variable given on
+# make's command line (make deploy ENV=dev NotifyEmail=...) is a template parameter and reaches
+# scripts/deploy.py as one Key=Value argument, read from the environment ("$$Name"), so the shell
+# never splits or expands its value again.
+DEPLOY_KNOBS := ENV POLICY KEYS DRY_RUN PURGE FORCE_DELETE_SECRETS CONFIRM VENV SAM_VENV LINT_VENV LAMBDA_VENV PYTHON LAMBDA_PYTHON CHROMIUM SCENARIO APPROVAL
+DEPLOY_PARAMS = $(strip $(foreach v,$(sort $(filter-out $(DEPLOY_KNOBS),$(.VARIABLES))),$(if $(filter command line,$(origin $(v))),"$(v)=$$$(v)")))
+
+deploy: $(VENV)/.installed $(SAM_VENV)/.installed ## deploy to AWS: make deploy ENV=dev|prod [Parameter=value ...] [POLICY=policy.json | KEYS=cosign.pub] [DRY_RUN=1]
+	$(PY) scripts/deploy.py --env "$$ENV" $(if $(POLICY),--policy "$$POLICY") $(if $(KEYS),--keys "$$KEYS") $(if $(DRY_RUN),--dry-run) $(DEPLOY_PARAMS)
+
+teardown: $(VENV)/.installed ## delete a stack: make teardown ENV=dev|prod [PURGE=1 [FORCE_DELETE_SECRETS=1]] [CONFIRM=<stack>] [DRY_RUN=1]
+	$(PY) scripts/teardown.py --env "$$ENV" $(if $(PURGE),--purge) $(if $(FORCE_DELETE_SECRETS),--force-delete-secrets) $(if $(CONFIRM),--confirm "$$CONFIRM") $(if $(DRY_RUN),--dry-run) $(DEPLOY_PARAMS)
 
 clean: ## remove virtualenvs, build output and demo state
 	rm -rf $(VENV) $(SAM_VENV) $(LINT_VENV) $(LAMBDA_VENV) build .aws-sam .demo .pytest_cache .mypy_cache .ruff_cache

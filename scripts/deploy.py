@@ -1,0 +1,691 @@
+#!/usr/bin/env python3
+"""`make deploy ENV=dev|prod [Parameter=value ...] [POLICY=policy.json | KEYS=cosign.pub] [DRY_RUN=1]`
+
+Deploys one installation of the control plane (a samconfig environment) the way a first deploy
+must go:
+
+1. checks, before anything changes: the environment exists in samconfig.toml; every parameter
+   given is a parameter of template.yaml with a value SAM CLI passes on intact and CloudFormation
+   accepts (the template's constraints and Rules); then in AWS: credentials, the stack's state, the
+   two ECR repositories (and that Lambda may pull from them), the bootstrap image, the release
+   policy's SSM parameter, data a deleted stack of the same name left behind, and the account's
+   unreserved Lambda concurrency;
+2. with POLICY=file, validates the document with the gate's own parser (`parse_policy`); with
+   KEYS=cosign.pub, writes one with `keys_document` (both environments trust those keys);
+3. `make build` (sam build for Lambda's architecture);
+4. writes the policy to the SSM parameter `/<stack>/release-policy` (String, Intelligent-Tiering,
+   overwrite; the value goes through the API, never a command line) and passes
+   `ReleasePolicyParameter` to the stack;
+5. `sam deploy --config-env <env>` with samconfig's capabilities and every parameter as a separate
+   `Key=Value` argument (samconfig's own overrides included: SAM CLI drops them when the command
+   line has any);
+6. prints the stack's outputs, the subscriptions still waiting for confirmation, and what to do next.
+
+`--dry-run` does steps 1 (offline part) and 2 and prints the SSM write and the exact `sam deploy`
+argv instead of running anything. Exit status: 0 done, 1 refused (the message says why and what
+to do), or sam deploy's own status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import re
+import shlex
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO, cast
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from scripts.installation import (
+    ROOT,
+    SAM,
+    BadParameter,
+    Installation,
+    InstallationError,
+    capability_errors,
+    check_names,
+    constraint_errors,
+    defaults,
+    load_installation,
+    load_template,
+    name_length_errors,
+    required,
+    reserved_concurrency,
+    rule_errors,
+    sam_argument,
+)
+
+BUILT_TEMPLATE = ".aws-sam/build/template.yaml"
+#: An SSM parameter value holds at most 8 KB (advanced tier; Intelligent-Tiering picks it above 4 KB).
+SSM_MAX_VALUE_BYTES = 8 * 1024
+#: Lambda keeps this many of the account's concurrent executions unreserved.
+LAMBDA_UNRESERVED_MINIMUM = 100
+_IMAGE_URI = re.compile(r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com/(.+)@(sha256:[0-9a-f]{64})$")
+_LAMBDA_PULL = ("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer")
+#: The repository policy statement that lets Lambda pull (what `check_repositories` asks for).
+LAMBDA_PULL_POLICY = {"Version": "2012-10-17", "Statement": [
+    {"Sid": "LambdaPull", "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": list(_LAMBDA_PULL)}]}
+_BUSY = ("_IN_PROGRESS",)
+_UNUPDATABLE = ("ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "DELETE_FAILED", "CREATE_FAILED")
+
+
+class DeployRefused(InstallationError):
+    name = "DeployRefused"
+
+
+class CredentialsMissing(InstallationError):
+    name = "CredentialsMissing"
+
+
+class RepositoryMissing(InstallationError):
+    name = "RepositoryMissing"
+
+
+class PolicyRefused(InstallationError):
+    name = "PolicyRefused"
+
+
+@dataclass
+class Plan:
+    """What a deploy does, computed before it does any of it."""
+
+    installation: Installation
+    #: Every parameter passed to sam deploy, in order, with where it came from.
+    parameters: dict[str, str]
+    sources: dict[str, str]
+    policy_document: str | None = None
+    policy_source: str | None = None
+    #: KMS keys the policy names (signers.kms entries), checked against SigningKmsKeyArns.
+    policy_kms_keys: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    #: The stack exists already (an update): warm verify environments hold the previous policy.
+    updates_stack: bool = False
+
+    @property
+    def policy_parameter(self) -> str | None:
+        return self.installation.policy_parameter if self.policy_document is not None else None
+
+    def build_argv(self) -> list[str]:
+        return ["make", "build"]
+
+    def sam_argv(self) -> list[str]:
+        inst = self.installation
+        argv = [str(SAM.relative_to(ROOT)), "deploy", "--config-env", inst.env, "--template-file", BUILT_TEMPLATE,
+                "--stack-name", inst.stack_name, "--region", inst.region]
+        if inst.capabilities:
+            argv += ["--capabilities", *inst.capabilities]
+        if self.parameters:
+            argv += ["--parameter-overrides", *(sam_argument(k, v) for k, v in self.parameters.items())]
+        return argv
+
+
+# --- the policy ---------------------------------------------------------------------------------
+def _offline_kms_resolver(key_id: str) -> Any:
+    """Offline stand-in for KMS (dry run): the entry must be a KMS key id, ARN or alias."""
+    from podrelease.cosign import TrustedKey  # noqa: PLC0415
+    from podrelease.errors import PolicyError  # noqa: PLC0415
+    from podrelease.kms import KMS_KEY_RE  # noqa: PLC0415
+
+    if not KMS_KEY_RE.match(key_id):
+        msg = f"{key_id[:120]!r} is not a KMS key id, key ARN or alias"
+        raise PolicyError(msg)
+    return TrustedKey(key=cast("Any", None), key_id=f"kms:{key_id}")
+
+
+def policy_document(policy: str | None, keys: str | None,
+                    kms_resolver: Callable[[str], Any] | None = None) -> tuple[str, str] | None:
+    """(document, where it came from) for POLICY=file or KEYS=file, validated by the gate's own
+    parser; None without either. `kms_resolver` reads KMS public keys (default: offline check)."""
+    if policy and keys:
+        msg = ("POLICY and KEYS are both given: KEYS=cosign.pub writes a policy in which both environments trust "
+               "those keys; for anything else write the whole document and pass POLICY alone")
+        raise PolicyRefused(msg)
+    given = policy or keys
+    if not given:
+        return None
+    option = "POLICY" if policy else "KEYS"
+    from podrelease.errors import PolicyError  # noqa: PLC0415
+    from podrelease.policy import installed_keyless_factory, keys_document, parse_policy  # noqa: PLC0415
+
+    try:
+        text = Path(given).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        what = "a release policy JSON document" if policy else "PEM public keys (cosign.pub)"
+        msg = f"{option}={given} cannot be read ({type(exc).__name__}: {exc}); give the path of {what}"
+        raise PolicyRefused(msg) from exc
+    try:
+        if keys:
+            document = keys_document(text)
+        else:
+            document = text
+            parse_policy(document, keyless_factory=installed_keyless_factory, kms_resolver=kms_resolver or _offline_kms_resolver)
+    except PolicyError as exc:
+        msg = f"{option}={given} is not a release policy the gate would accept: {exc}"
+        raise PolicyRefused(msg) from exc
+    size = len(document.encode())
+    if size > SSM_MAX_VALUE_BYTES:
+        msg = (f"{option}={given}: the policy document is {size} bytes; an SSM parameter holds at most "
+               f"{SSM_MAX_VALUE_BYTES} (advanced tier). Name KMS signing keys (signers.kms) instead of pasting PEM keys, "
+               "or trust fewer keys")
+        raise PolicyRefused(msg)
+    return document, f"{option}={given}"
+
+
+def policy_kms_keys(document: str) -> list[str]:
+    found: list[str] = []
+    for section in json.loads(document)["environments"].values():
+        for key in section["signers"].get("kms", []):
+            if key not in found:
+                found.append(key)
+    return found
+
+
+# --- planning -----------------------------------------------------------------------------------
+def parse_assignments(assignments: Sequence[str], template: dict[str, Any]) -> dict[str, str]:
+    given: dict[str, str] = {}
+    for assignment in assignments:
+        key, sep, value = assignment.partition("=")
+        if not sep or not key:
+            msg = f"{assignment!r} is not Parameter=value (for example NotifyEmail=releases@example.com)"
+            raise BadParameter(msg)
+        check_names([key], template, "command line")
+        if key in given:
+            msg = f"{key} is given twice on the command line"
+            raise BadParameter(msg)
+        sam_argument(key, value)
+        given[key] = value
+    return given
+
+
+def make_plan(env: str, assignments: Sequence[str], policy: str | None = None, keys: str | None = None,
+              template: dict[str, Any] | None = None, config: dict[str, Any] | None = None,
+              kms_resolver: Callable[[str], Any] | None = None) -> Plan:
+    """Everything that can be decided without AWS: the installation, the parameters, the policy."""
+    template = load_template() if template is None else template
+    inst = load_installation(env, config)
+    check_names(inst.overrides, template, f"samconfig.toml [{inst.env}.deploy.parameters] parameter_overrides")
+    given = parse_assignments(assignments, template)
+    document = policy_document(policy, keys, kms_resolver)
+    parameters: dict[str, str] = {}
+    sources: dict[str, str] = {}
+    for key, value in inst.overrides.items():
+        parameters[key], sources[key] = value, "samconfig"
+    for key, value in given.items():
+        parameters[key], sources[key] = value, "command line"
+    plan = Plan(inst, parameters, sources)
+    if document is not None:
+        plan.policy_document, plan.policy_source = document
+        plan.policy_kms_keys = policy_kms_keys(plan.policy_document)
+        named = given.get("ReleasePolicyParameter")
+        if named is not None and named != inst.policy_parameter:
+            msg = (f"ReleasePolicyParameter={named} and {plan.policy_source} disagree: {plan.policy_source} writes "
+                   f"the policy to {inst.policy_parameter} and points the stack there; drop ReleasePolicyParameter")
+            raise PolicyRefused(msg)
+        parameters["ReleasePolicyParameter"] = inst.policy_parameter
+        sources["ReleasePolicyParameter"] = plan.policy_source
+    for key, value in parameters.items():
+        sam_argument(key, value)
+    errors = constraint_errors(template, parameters)
+    if errors:
+        raise BadParameter("; ".join(errors))
+    errors = capability_errors(template, inst)
+    if errors:
+        raise DeployRefused("; ".join(errors))
+    return plan
+
+
+def effective_values(template: dict[str, Any], plan: Plan, previous: dict[str, str] | None) -> dict[str, str]:
+    """The values the stack will have: the template's defaults, then the previous values (an update
+    keeps every parameter not given; one new to the stack takes its default), then the ones passed."""
+    return {**defaults(template), **(previous or {}), **plan.parameters}
+
+
+def offline_checks(template: dict[str, Any], plan: Plan, previous: dict[str, str] | None) -> dict[str, str]:
+    values = effective_values(template, plan, previous)
+    if previous is None:
+        missing = [name for name in required(template) if not values.get(name)]
+        if missing:
+            example = {"BootstrapImageUri": 'BootstrapImageUri="$IMAGE"', "ApproverEmails": "ApproverEmails=alice@example.com",
+                       "NotifyEmail": "NotifyEmail=releases@example.com"}
+            shown = " ".join(example.get(name, f"{name}=...") for name in missing)
+            msg = (f"a new stack needs {', '.join(missing)} (no default in template.yaml): "
+                   f"make deploy ENV={plan.installation.env} {shown} (README, Deploying to AWS)")
+            raise DeployRefused(msg)
+    errors = rule_errors(template, values, plan.installation) + name_length_errors(template, values, plan.installation)
+    errors += bootstrap_image_errors(plan.installation, plan.parameters.get("BootstrapImageUri"), values)
+    if errors:
+        raise DeployRefused("; ".join(errors))
+    return values
+
+
+def bootstrap_image_errors(inst: Installation, uri: str | None, values: dict[str, str]) -> list[str]:
+    """The first image must be where the functions and the fleet can pull it: the stack's Region and
+    its workload (or prod) repository (the fleet's instance roles may pull from those two only)."""
+    match = _IMAGE_URI.match(uri or "")
+    if match is None:  # not given, or the template's AllowedPattern refuses it already
+        return []
+    _, region, repository, _ = match.groups()
+    errors: list[str] = []
+    if region != inst.region:
+        errors.append(f"BootstrapImageUri is in Region {region}; the stack deploys to {inst.region}, and Lambda runs "
+                      f"images from its own Region only: push the first image to {inst.region}")
+    if repository not in (values.get("WorkloadRepository"), values.get("ProdRepository")):
+        errors.append(f"BootstrapImageUri is in repository {repository}; the functions and the fleet pull from "
+                      f"WorkloadRepository ({values.get('WorkloadRepository')}) or ProdRepository "
+                      f"({values.get('ProdRepository')}) only: push the first image to {values.get('WorkloadRepository')}")
+    return errors
+
+
+# --- AWS ----------------------------------------------------------------------------------------
+def _code(exc: Exception) -> str:
+    response = getattr(exc, "response", None)
+    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
+
+
+def caller_account(session: Any) -> str:
+    from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
+    try:
+        identity = session.client("sts").get_caller_identity()
+    except (BotoCoreError, ClientError) as exc:
+        msg = (f"no usable AWS credentials ({type(exc).__name__}: {exc}). Sign in first (for example "
+               "`aws sso login --profile NAME` and `export AWS_PROFILE=NAME`, or `aws configure`), then check with "
+               "`aws sts get-caller-identity`")
+        raise CredentialsMissing(msg) from exc
+    return str(identity["Account"])
+
+
+def stack_state(session: Any, inst: Installation) -> tuple[str, dict[str, str]] | None:
+    """(status, previous parameter values) of the installation's stack, or None if there is none."""
+    from botocore.exceptions import ClientError  # noqa: PLC0415
+
+    try:
+        stacks = session.client("cloudformation").describe_stacks(StackName=inst.stack_name)["Stacks"]
+    except ClientError as exc:
+        if "does not exist" in str(exc):
+            return None
+        raise
+    stack = stacks[0]
+    previous = {p["ParameterKey"]: p.get("ParameterValue", "") for p in stack.get("Parameters", [])}
+    return str(stack["StackStatus"]), previous
+
+
+def check_stack_status(inst: Installation, status: str) -> None:
+    where = f"--stack-name {inst.stack_name} --region {inst.region}"
+    if status.endswith(_BUSY):
+        msg = (f"stack {inst.stack_name} is {status}: wait until it settles "
+               f"(aws cloudformation wait stack-update-complete {where}, or watch describe-stacks), then deploy again")
+        raise DeployRefused(msg)
+    if status in _UNUPDATABLE:
+        msg = (f"stack {inst.stack_name} is {status}: CloudFormation cannot update it (a first create that failed "
+               f"rolls back to this state; its events say why: aws cloudformation describe-stack-events {where}). "
+               f"Delete it with `make teardown ENV={inst.env}` (PURGE=1 also removes what it retained), then deploy again")
+        raise DeployRefused(msg)
+
+
+def _allows_lambda_pull(policy_text: str) -> bool:
+    try:
+        policy = json.loads(policy_text)
+    except ValueError:
+        return False
+    for statement in policy.get("Statement", []):
+        if statement.get("Effect") != "Allow" or "Condition" in statement:
+            continue
+        principal = statement.get("Principal", {})
+        services = principal.get("Service", []) if isinstance(principal, dict) else []
+        services = [services] if isinstance(services, str) else services
+        if "lambda.amazonaws.com" not in services:
+            continue
+        actions = statement.get("Action", [])
+        actions = [actions] if isinstance(actions, str) else actions
+        if all(any(a in (needed, "ecr:*", "*") for a in actions) for needed in _LAMBDA_PULL):
+            return True
+    return False
+
+
+def check_repositories(session: Any, inst: Installation, names: Sequence[str]) -> None:
+    """Both repositories exist in the stack's Region and let Lambda pull from them."""
+    from botocore.exceptions import ClientError  # noqa: PLC0415
+
+    ecr = session.client("ecr", region_name=inst.region)
+    for name in names:
+        try:
+            ecr.describe_repositories(repositoryNames=[name])
+        except ClientError as exc:
+            if _code(exc) != "RepositoryNotFoundException":
+                raise
+            msg = (f"ECR repository {name} does not exist in {inst.region}; create it (README, Deploying to AWS): "
+                   f"aws ecr create-repository --repository-name {name} --image-tag-mutability IMMUTABLE "
+                   f"--image-scanning-configuration scanOnPush=true --region {inst.region}")
+            raise RepositoryMissing(msg) from exc
+        try:
+            text = ecr.get_repository_policy(repositoryName=name)["policyText"]
+        except ClientError as exc:
+            if _code(exc) != "RepositoryPolicyNotFoundException":
+                raise
+            text = "{}"
+        if not _allows_lambda_pull(text):
+            msg = (f"ECR repository {name} does not let Lambda pull its images (the functions run them): "
+                   f"aws ecr set-repository-policy --repository-name {name} --region {inst.region} --policy-text "
+                   f"'{json.dumps(LAMBDA_PULL_POLICY, separators=(',', ':'))}'")
+            raise RepositoryMissing(msg)
+
+
+def check_bootstrap_image(session: Any, inst: Installation, account: str, uri: str) -> None:
+    from botocore.exceptions import ClientError  # noqa: PLC0415
+
+    match = _IMAGE_URI.match(uri)
+    if match is None:  # the template's AllowedPattern has refused it already
+        return
+    registry, _, repository, digest = match.groups()
+    if registry != account:
+        msg = (f"BootstrapImageUri is in account {registry}; the stack deploys to account {account}: push the first "
+               f"image to {account}.dkr.ecr.{inst.region}.amazonaws.com/{repository}")
+        raise DeployRefused(msg)
+    try:
+        ecr = session.client("ecr", region_name=inst.region)
+        ecr.describe_images(repositoryName=repository, imageIds=[{"imageDigest": digest}])
+    except ClientError as exc:
+        if _code(exc) not in ("ImageNotFoundException", "RepositoryNotFoundException"):
+            raise
+        msg = (f"BootstrapImageUri names {repository}@{digest}, which is not in ECR ({_code(exc)}): push the first "
+               "image and use the digest the push printed (README, Deploying to AWS, step 2)")
+        raise DeployRefused(msg) from exc
+
+
+def check_policy_parameter(session: Any, inst: Installation, name: str) -> None:
+    """A ReleasePolicyParameter this deploy does not write must exist and hold a valid policy."""
+    from botocore.exceptions import ClientError  # noqa: PLC0415
+
+    from podrelease.errors import PolicyError  # noqa: PLC0415
+    from podrelease.policy import installed_keyless_factory, parse_policy  # noqa: PLC0415
+
+    ssm = session.client("ssm", region_name=inst.region)
+    try:
+        value = ssm.get_parameter(Name=name)["Parameter"]["Value"]
+    except ClientError as exc:
+        if _code(exc) != "ParameterNotFound":
+            raise
+        msg = (f"ReleasePolicyParameter names {name}, which does not exist in {inst.region}: "
+               f"make deploy ENV={inst.env} POLICY=policy.json (or KEYS=cosign.pub) writes one")
+        raise PolicyRefused(msg) from exc
+    try:
+        parse_policy(value, keyless_factory=installed_keyless_factory, kms_resolver=_offline_kms_resolver)
+    except PolicyError as exc:
+        msg = (f"the release policy in {name} would stop every release: {exc}; "
+               f"fix it with make deploy ENV={inst.env} POLICY=policy.json")
+        raise PolicyRefused(msg) from exc
+
+
+def check_kms_signers(session: Any | None, plan: Plan, values: dict[str, str]) -> list[str]:
+    """Every KMS key the policy names is listed in SigningKmsKeyArns (the verify function may read
+    only those). Key ids and aliases are looked up in KMS; offline (session None) they are noted."""
+    listed = [arn for arn in values.get("SigningKmsKeyArns", "").split(",") if arn]
+    missing: list[str] = []
+    notes: list[str] = []
+    for key in plan.policy_kms_keys:
+        arn = key if re.match(r"^arn:aws[a-z-]*:kms:[^:]+:\d{12}:key/", key) else None
+        if arn is None and session is not None:
+            arn = str(session.client("kms", region_name=plan.installation.region).describe_key(KeyId=key)["KeyMetadata"]["Arn"])
+        if arn is None:
+            notes.append(f"KMS signer {key}: not looked up (dry run); its key ARN must be in SigningKmsKeyArns")
+        elif arn not in listed:
+            missing.append(arn)
+    if missing:
+        msg = (f"the release policy names KMS keys that SigningKmsKeyArns does not list ({', '.join(missing)}): the verify "
+               f"function could read none of them; pass SigningKmsKeyArns={','.join([*listed, *missing])}")
+        raise PolicyRefused(msg)
+    return notes
+
+
+def retained_names(template: dict[str, Any], stack_name: str) -> list[tuple[str, str, str]]:
+    """(type, name, property) of each resource the template retains on deletion and names after
+    the stack: a deleted stack of the same name leaves these behind, and a new one cannot create them."""
+    found: list[tuple[str, str, str]] = []
+    for resource in template.get("Resources", {}).values():
+        if resource.get("DeletionPolicy") not in ("Retain", "RetainExceptOnCreate"):
+            continue
+        for prop in ("TableName", "Name", "QueueName", "LogGroupName", "TopicName", "BucketName", "RepositoryName"):
+            value = resource.get("Properties", {}).get(prop)
+            sub = value.get("Fn::Sub") if isinstance(value, dict) else None
+            if isinstance(sub, str) and "${" in sub.replace("${AWS::StackName}", ""):
+                continue
+            if isinstance(sub, str):
+                found.append((str(resource["Type"]), sub.replace("${AWS::StackName}", stack_name), prop))
+    return found
+
+
+def _exists(session: Any, region: str, kind: str, name: str) -> bool:
+    from botocore.exceptions import ClientError  # noqa: PLC0415
+
+    try:
+        if kind == "AWS::DynamoDB::Table":
+            session.client("dynamodb", region_name=region).describe_table(TableName=name)
+        elif kind == "AWS::SecretsManager::Secret":
+            session.client("secretsmanager", region_name=region).describe_secret(SecretId=name)
+        elif kind == "AWS::SQS::Queue":
+            session.client("sqs", region_name=region).get_queue_url(QueueName=name)
+        elif kind == "AWS::Logs::LogGroup":
+            groups = session.client("logs", region_name=region).describe_log_groups(logGroupNamePrefix=name)["logGroups"]
+            return any(g["logGroupName"] == name for g in groups)
+        else:
+            return False
+    except ClientError as exc:
+        if _code(exc) in ("ResourceNotFoundException", "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"):
+            return False
+        raise
+    return True
+
+
+def check_leftovers(session: Any, inst: Installation, template: dict[str, Any]) -> None:
+    """A new stack whose retained, stack-named resources already exist would fail to create them."""
+    left = [f"{name} ({kind})" for kind, name, _ in retained_names(template, inst.stack_name)
+            if _exists(session, inst.region, kind, name)]
+    if left:
+        msg = (f"stack {inst.stack_name} does not exist, but what an earlier stack of that name retained does: "
+               f"{', '.join(left)}; CloudFormation would fail to create them again. Remove them with "
+               f"`make teardown ENV={inst.env} PURGE=1` (secrets also need FORCE_DELETE_SECRETS=1), or pick another stack_name")
+        raise DeployRefused(msg)
+
+
+def concurrency_error(needed: int, already: int, unreserved: int, limit: int, region: str) -> str | None:
+    """Why Lambda would refuse the reservations (it keeps 100 of the Region's quota unreserved)."""
+    extra = needed - already
+    if extra <= 0 or unreserved - extra >= LAMBDA_UNRESERVED_MINIMUM:
+        return None
+    return (f"this installation reserves {needed} concurrent Lambda executions ({extra} more than now); the account "
+            f"has {unreserved} unreserved of {limit} in {region}, and Lambda keeps {LAMBDA_UNRESERVED_MINIMUM} unreserved. "
+            "Ask for more (Service Quotas, AWS Lambda, Concurrent executions) or lower ReservedConcurrencyBudget "
+            "(docs/ENVIRONMENT.md, Two installations in one account)")
+
+
+def check_concurrency(session: Any, inst: Installation, template: dict[str, Any], values: dict[str, str],
+                      previous: dict[str, str] | None) -> str:
+    needed = reserved_concurrency(template, values, inst)
+    already = reserved_concurrency(template, {**defaults(template), **previous}, inst) if previous is not None else 0
+    from botocore.exceptions import ClientError  # noqa: PLC0415
+
+    try:
+        settings = session.client("lambda", region_name=inst.region).get_account_settings()["AccountLimit"]
+    except ClientError as exc:
+        if needed == 0:
+            return f"reserves no concurrency (the account's settings are not readable: {_code(exc) or exc})"
+        msg = (f"this installation reserves {needed} concurrent Lambda executions, and the account's concurrency cannot "
+               f"be read to check it ({_code(exc) or exc}); allow lambda:GetAccountSettings, or reserve nothing "
+               "(ReservedConcurrencyBudget=0)")
+        raise DeployRefused(msg) from exc
+    unreserved = int(settings["UnreservedConcurrentExecutions"])
+    error = concurrency_error(needed, already, unreserved, int(settings["ConcurrentExecutions"]), inst.region)
+    if error is not None:
+        raise DeployRefused(error)
+    return f"reserves {needed} concurrent executions; the account has {unreserved} unreserved in {inst.region}"
+
+
+def write_policy(session: Any, plan: Plan) -> int:
+    """Write the policy document to its SSM parameter; returns the parameter's new version."""
+    name = plan.policy_parameter
+    if name is None or plan.policy_document is None:
+        return 0
+    reply = session.client("ssm", region_name=plan.installation.region).put_parameter(
+        Name=name, Value=plan.policy_document, Type="String", Tier="Intelligent-Tiering", Overwrite=True,
+        Description=f"Release policy of stack {plan.installation.stack_name} (make deploy {plan.policy_source})",
+    )
+    return int(reply["Version"])
+
+
+# --- output -------------------------------------------------------------------------------------
+def describe(plan: Plan, out: TextIO) -> None:
+    inst = plan.installation
+    out.write(f"deploy: samconfig environment {inst.env}: stack {inst.stack_name} in {inst.region}"
+              f" (capabilities {' '.join(inst.capabilities) or 'none'})\n")
+    out.write("parameters passed to sam deploy (the others keep their previous value, "
+              "or the template's default on a new stack):\n")
+    out.writelines(f"  {key}={value}   [{plan.sources[key]}]\n" for key, value in plan.parameters.items())
+    out.writelines(f"note: {note}\n" for note in plan.notes)
+
+
+def describe_policy_write(plan: Plan, out: TextIO, prefix: str) -> None:
+    if plan.policy_document is None:
+        return
+    size = len(plan.policy_document.encode())
+    out.write(f"{prefix}write SSM parameter {plan.policy_parameter} (String, Intelligent-Tiering, overwrite), "
+              f"{size} bytes from {plan.policy_source}:\n")
+    out.writelines(f"    {line}\n" for line in plan.policy_document.splitlines())
+
+
+def print_outcome(session: Any, inst: Installation, out: TextIO) -> None:
+    stack = session.client("cloudformation", region_name=inst.region).describe_stacks(StackName=inst.stack_name)["Stacks"][0]
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+    out.write(f"\nstack {inst.stack_name}: {stack['StackStatus']}\n")
+    out.writelines(f"  {key:32} {value}\n" for key, value in sorted(outputs.items()))
+    sns = session.client("sns", region_name=inst.region)
+    pending: list[str] = []
+    for key in ("ApprovalTopicArn", "NotifyTopicArn"):
+        if key in outputs:
+            subscriptions = sns.list_subscriptions_by_topic(TopicArn=outputs[key]).get("Subscriptions", [])
+            pending.extend(f"{sub['Endpoint']} ({key.removesuffix('Arn')})" for sub in subscriptions
+                           if sub.get("SubscriptionArn") == "PendingConfirmation")
+    out.write("\nnext:\n")
+    if pending:
+        out.write(f"  1. confirm the SNS subscriptions: open the email 'AWS Notification - Subscription Confirmation' sent to "
+                  f"{', '.join(pending)} and follow its link (nothing is delivered before that)\n")
+    else:
+        out.write("  1. SNS subscriptions: all confirmed\n")
+    repository = next((p["ParameterValue"] for p in stack.get("Parameters", []) if p["ParameterKey"] == "WorkloadRepository"), "")
+    out.write(f"  2. push a signed image to {repository} (the build workflow, or by hand: README, Deploying to AWS); "
+              "the push starts the first release, and its outcome arrives at NotifyEmail\n")
+    if "GitHubBuildRoleArn" in outputs:
+        out.write("  3. GitHub variables: AWS_BUILD_ROLE_ARN, AWS_DEPLOY_ROLE_ARN, AWS_CFN_EXECUTION_ROLE_ARN from the outputs "
+                  "above (docs/ENVIRONMENT.md, Roles)\n")
+
+
+# --- main ---------------------------------------------------------------------------------------
+def _session(region: str) -> Any:
+    import boto3  # noqa: PLC0415
+
+    return boto3.session.Session(region_name=region)
+
+
+def run_checks(session: Any, template: dict[str, Any], plan: Plan, account: str, out: TextIO) -> dict[str, str]:
+    inst = plan.installation
+    state = stack_state(session, inst)
+    previous = None
+    if state is not None:
+        check_stack_status(inst, state[0])
+        previous = state[1]
+        plan.updates_stack = True
+        out.write(f"stack {inst.stack_name} exists ({state[0]}) in account {account}: this deploy updates it\n")
+    else:
+        out.write(f"stack {inst.stack_name} does not exist yet: this deploy creates it in account {account}\n")
+    values = offline_checks(template, plan, previous)
+    check_repositories(session, inst, [values["WorkloadRepository"], values["ProdRepository"]])
+    if "BootstrapImageUri" in plan.parameters:
+        check_bootstrap_image(session, inst, account, plan.parameters["BootstrapImageUri"])
+    if values.get("ReleasePolicyParameter") and plan.policy_document is None:
+        check_policy_parameter(session, inst, values["ReleasePolicyParameter"])
+    check_kms_signers(session, plan, values)
+    if state is None:
+        check_leftovers(session, inst, template)
+    out.write(check_concurrency(session, inst, template, values, previous) + "\n")
+    return values
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout,
+         session_factory: Callable[[str], Any] = _session,
+         run: Callable[..., subprocess.CompletedProcess[bytes]] = subprocess.run) -> int:
+    parser = argparse.ArgumentParser(prog="make deploy", description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--env", default="", help="samconfig environment (ENV=dev|prod)")
+    parser.add_argument("--policy", help="release policy JSON file to write to /<stack>/release-policy")
+    parser.add_argument("--keys", help="PEM public keys; writes a policy in which both environments trust them")
+    parser.add_argument("--dry-run", action="store_true", help="check offline and print what would be done")
+    parser.add_argument("assignments", nargs="*", metavar="Parameter=value")
+    args = parser.parse_args(argv)
+    try:
+        template = load_template()
+        inst = load_installation(args.env)
+        session = None if args.dry_run else session_factory(inst.region)
+        resolver: Callable[[str], Any] | None = None
+        if session is not None:
+            account = caller_account(session)
+            if args.policy:
+                from podrelease.kms import kms_trusted_key  # noqa: PLC0415
+
+                resolver = functools.partial(kms_trusted_key, session.client("kms", region_name=inst.region))
+
+        plan = make_plan(args.env, args.assignments, args.policy, args.keys, template, kms_resolver=resolver)
+        if session is None:
+            values = offline_checks(template, plan, None)
+            plan.notes += check_kms_signers(None, plan, values)
+            plan.notes.append(f"as a new stack, it reserves {reserved_concurrency(template, values, inst)} concurrent executions")
+            out.write("dry run: checked offline, as for a new stack; AWS (credentials, stack, repositories, image, "
+                      "concurrency) is not asked, nothing is written, built or deployed\n")
+            describe(plan, out)
+            describe_policy_write(plan, out, "would ")
+            out.write(f"would run: {shlex.join(plan.build_argv())}\n")
+            out.write(f"would run: {shlex.join(plan.sam_argv())}\n")
+            return 0
+        describe(plan, out)
+        run_checks(session, template, plan, account, out)
+    except InstallationError as exc:
+        out.flush()
+        sys.stderr.write(f"error: {exc}\n")
+        return 1
+    except (BotoCoreError, ClientError) as exc:
+        out.flush()
+        sys.stderr.write(f"error: AwsError: a check could not ask AWS ({type(exc).__name__}: {exc}); nothing was written, "
+                         "built or deployed. The credentials may lack a read permission the check needs (the person "
+                         "deploying is meant to be an administrator of the account: docs/ENVIRONMENT.md, Roles)\n")
+        return 1
+    out.write(f"$ {shlex.join(plan.build_argv())}\n")
+    out.flush()
+    built = run(plan.build_argv(), cwd=ROOT, check=False)
+    if built.returncode != 0:
+        sys.stderr.write(f"error: BuildFailed: make build exited {built.returncode}; nothing was written or deployed\n")
+        return built.returncode
+    if plan.policy_document is not None:
+        describe_policy_write(plan, out, "")
+        out.write(f"  -> {plan.policy_parameter} version {write_policy(session, plan)}\n")
+    out.write(f"$ {shlex.join(plan.sam_argv())}\n")
+    out.flush()
+    deployed = run(plan.sam_argv(), cwd=ROOT, check=False)
+    if deployed.returncode != 0:
+        sys.stderr.write(f"error: DeployFailed: sam deploy exited {deployed.returncode}; the stack's events say why: "
+                         f"aws cloudformation describe-stack-events --stack-name {inst.stack_name} --region {inst.region} "
+                         "--max-items 25\n")
+        return deployed.returncode
+    print_outcome(session, inst, out)
+    if plan.policy_document is not None and plan.updates_stack:
+        out.write(f"  the verify function reads the policy once per execution environment: to make the new one count at "
+                  f"once, aws lambda update-function-configuration --function-name {inst.stack_name}-verify --description "
+                  f"'policy {plan.policy_parameter} changed' --region {inst.region} (docs/ENVIRONMENT.md, Bootstrap order)\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
