@@ -26,15 +26,18 @@ in a real account, so these rules make it follow the AWS documentation:
    (https://docs.aws.amazon.com/step-functions/latest/apireference/API_SendTaskSuccess.html).
 3. **`StopExecution` ends the execution at once**: `DescribeExecution` says `ABORTED` as soon as
    the call returns, the state that was running (a task-token wait, a Lambda invocation, a retry
-   back-off) does not continue to its Next, Retry or Catch, and its task token is closed (rule 2).
-   The `error` and `cause` given to StopExecution are kept. moto marked the execution stopped but
+   back-off) does not continue to its Next, Retry or Catch, its task token is closed (rule 2), and
+   nothing it still does (a Lambda call returning) is written after `ExecutionAborted` in the
+   history. The `error` and `cause` given to StopExecution are kept. moto marked the execution stopped but
    left it `RUNNING` until the waiting state timed out, and then ran its Catch.
    AWS: API reference, StopExecution ("Stops an execution"; for a Standard workflow the execution
    is `ABORTED`): https://docs.aws.amazon.com/step-functions/latest/apireference/API_StopExecution.html
 4. **A Fail state's `ErrorPath` and `CausePath` must select a string**; anything else (an object,
    a number, null) fails the execution with `States.Runtime` (a path that selects nothing already
    did). moto put whatever the path selected into the execution's error and cause. The text of
-   the cause is ours; AWS's wording may differ.
+   the cause is ours; AWS's wording may differ. An ErrorPath that selects a `States.` name (a
+   caught error rethrown, such as `States.DataLimitExceeded`) is that execution's error; moto
+   failed such a Fail state with an internal error, reported as `States.Runtime`.
    AWS: "Fail workflow state", `CausePath` / `ErrorPath`: "the reference path must select a field
    that contains a string value": https://docs.aws.amazon.com/step-functions/latest/dg/state-fail.html
 5. **`States.DataLimitExceeded` for a state's effective input over 256 KiB**: after `Parameters`
@@ -76,8 +79,8 @@ from moto.stepfunctions.parser.api import (
     TaskFailedEventDetails,
     TaskTimedOut,
 )
-from moto.stepfunctions.parser.asl.component.common.error_name.custom_error_name import CustomErrorName
 from moto.stepfunctions.parser.asl.component.common.error_name.error_equals_decl import ErrorEqualsDecl
+from moto.stepfunctions.parser.asl.component.common.error_name.error_name import ErrorName
 from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEvent, FailureEventException
 from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
 from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import StatesErrorNameType
@@ -97,6 +100,7 @@ from moto.stepfunctions.parser.asl.eval.callback.callback import (
 )
 from moto.stepfunctions.parser.asl.eval.environment import Environment
 from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+from moto.stepfunctions.parser.asl.eval.event.event_manager import EventManager
 from moto.stepfunctions.parser.asl.eval.program_state import ProgramStopped
 from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
 from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication, Execution
@@ -216,9 +220,19 @@ def _forget_wakeup(env: Environment, event: threading.Event) -> None:
 _original_set_stop = Environment.set_stop
 
 
+class _Discarded(EventManager):
+    """Where a stopped execution's orphaned work (a Lambda call still returning) writes its events: nowhere.
+    On AWS nothing follows ExecutionAborted in the history."""
+
+    def add_event(self, *args: Any, **kwargs: Any) -> int:
+        return 0
+
+
 def _set_stop(self: Environment, stop_date: Any, cause: str | None, error: str | None) -> None:
     _original_set_stop(self, stop_date=stop_date, cause=cause, error=error)  # also stops every frame
     if isinstance(self._program_state, ProgramStopped):
+        if self.is_frame():
+            self.event_manager = _Discarded(cloud_watch_logging_session=None)
         for event in list(self.__dict__.get("sfn_aws_wakeups", ())):
             event.set()
 
@@ -388,6 +402,11 @@ def _fail_field(env: Environment, field: str, declaration: Any) -> str:
     return value
 
 
+class _FailStateErrorName(ErrorName):
+    """The error a Fail state reports, as its Error or ErrorPath gave it: a `States.` name too (an error
+    caught earlier and rethrown; moto's CustomErrorName refused those with an internal error)."""
+
+
 def _fail_eval_state(self: StateFail, env: Environment) -> None:
     details = TaskFailedEventDetails()
     error_value = None
@@ -398,7 +417,7 @@ def _fail_eval_state(self: StateFail, env: Environment) -> None:
         details["cause"] = _fail_field(env, "CausePath" if isinstance(self.cause, CausePath) else "Cause", self.cause)
     raise FailureEventException(failure_event=FailureEvent(
         env=env,
-        error_name=CustomErrorName(error_value) if error_value else None,
+        error_name=_FailStateErrorName(error_value) if error_value else None,
         event_type=HistoryEventType.TaskFailed,
         event_details=_task_failed(details),
     ))
