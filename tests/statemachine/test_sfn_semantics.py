@@ -314,10 +314,10 @@ def test_release_with_a_verify_result_over_256_kib_runs_its_failure_path(env: Lo
         env.emulation.runtime.stop()
     assert execution["status"] == "FAILED"
     assert execution["error"] == "States.DataLimitExceeded"
+    assert not ledger_item(env, "lock#dev"), "the dev lock is still held"
     entered = [e["stateEnteredEventDetails"]["name"] for e in history(env, name) if "stateEnteredEventDetails" in e]
     assert entered[-5:] == ["RecordFailure", "Abort", "NotifyFailure", "CauseIsText?", "ReleaseFailed"]
     assert "DeployDev" not in entered
-    assert not ledger_item(env, "lock#dev")
     record = ledger_item(env, f"release#{name}")
     assert (record["outcome"]["S"], record["error"]["S"], record["stopped_at"]["S"]) == ("FAILED", "States.DataLimitExceeded", "verify")
     assert len(_outcome_mails(env, name)) == 1
