@@ -119,12 +119,12 @@ DATA_LIMIT = StatesErrorNameType.StatesStatesDataLimitExceeded.to_name()
 
 
 def install() -> None:
-    """Patch moto's Step Functions classes (no-op when already installed)."""
-    if _saved:
-        return
+    """Patch moto's Step Functions classes; a patch already in place is left as it is (idempotent)."""
     for target, name, value in _PATCHES:
-        _saved.append((target, name, target.__dict__.get(name, _MISSING)))
-        setattr(target, name, value)
+        current = target.__dict__.get(name, _MISSING)
+        if current is not value:
+            _saved.append((target, name, current))
+            setattr(target, name, value)
 
 
 def uninstall() -> None:
