@@ -17,8 +17,12 @@ Each class fills one documented gap (the README's "Emulated locally" list mirror
   from errors of synthetic requests sent through the alias), AfterAllowTraffic hook,
   rollback on failure/alarm/stop. `PutLifecycleEventHookExecutionStatus` and `StopDeployment`
   are added. Bake minutes are shortened to `minute_seconds` seconds locally.
-- Step Functions  a new execution can start after one that waited for a task token (moto tried to
-  copy the old execution's lock along with the state machine); SendTaskFailure keeps its `cause`.
+- Step Functions  `local.sfn_aws` (installed from here) makes moto's ASL engine follow AWS where it
+  was more lenient: States.ALL does not catch States.Runtime or States.DataLimitExceeded, SendTask*
+  for a task no longer waiting is TaskTimedOut, StopExecution aborts at once, a Fail state's
+  ErrorPath/CausePath must select a string, an input over 256 KiB after Parameters is
+  States.DataLimitExceeded; and a new execution can start after a callback one, SendTaskFailure
+  keeps its `cause`.
 - `SecretsRotation`  RotateSecret runs the rotation steps as AWS does: it stops at the first step
   that fails (moto ran all four and then pointed GetSecretValue's default at the new version
   anyway), a RotateSecret without RotationLambdaARN uses the configured function (moto forgot it),
@@ -39,7 +43,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import copy
 import hashlib
 import itertools
 import json
@@ -74,7 +77,7 @@ from moto.sns.models import Subscription
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from local import standin
+from local import sfn_aws, standin
 from local.stack import ROOT, LocalFunction, Stack
 
 WORKER = Path(__file__).resolve().with_name("lambda_worker.py")
@@ -1166,6 +1169,7 @@ class Emulation:
                 setattr(target, name, original)
         cls._installed = False
         cls.current = None
+        sfn_aws.uninstall()
 
     @classmethod
     def install(cls, emulation: Emulation) -> None:
@@ -1243,31 +1247,7 @@ class Emulation:
 
         patch(LambdaFunction, "get_code", get_code)
 
-        # Step Functions: moto deep-copies a state machine (with all its past executions) to start
-        # an execution; a past callback execution holds a lock that cannot be copied, so every later
-        # start failed. The copy only needs the definition: leave the executions out of it.
-        from moto.stepfunctions.models import StateMachine
-
-        def deepcopy_without_executions(self: Any, memo: dict[int, Any]) -> Any:
-            clone = type(self).__new__(type(self))
-            memo[id(self)] = clone
-            for key, value in self.__dict__.items():
-                setattr(clone, key, [] if key == "executions" else copy.deepcopy(value, memo))
-            return clone
-
-        patch(StateMachine, "__deepcopy__", deepcopy_without_executions)
-
-        # Step Functions: SendTaskFailure's `cause` was dropped by moto's request handler, so a
-        # Catch saw only the error name (the release record and email lost the reason).
-        from moto.core.responses import EmptyResult
-        from moto.stepfunctions.responses import StepFunctionResponse
-
-        def send_task_failure(self: StepFunctionResponse) -> Any:
-            self.stepfunction_backend.send_task_failure(self._get_param("taskToken"), error=self._get_param("error"),
-                                                        cause=self._get_param("cause"))
-            return EmptyResult()
-
-        patch(StepFunctionResponse, "send_task_failure", send_task_failure)
+        sfn_aws.install()  # Step Functions as AWS runs it (local/sfn_aws.py)
 
         # ECR: layer API, auth token, digest check and push events.
         def json_action(handler_name: str) -> Callable[[ECRResponse], Any]:

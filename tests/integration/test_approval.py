@@ -449,7 +449,7 @@ def test_decision_after_the_release_timed_out_says_so(pending: tuple[World, str,
 
     stubber.assert_no_pending_responses()
     assert response["statusCode"] == 410
-    assert "already timed out" in response["body"]
+    assert "no longer waiting" in response["body"]
     record = world.ledger()
     assert record["status"] == "approved"
     assert record["callback"] == "task_gone"

@@ -40,7 +40,7 @@ from moto.ecr.responses import ECRResponse
 from moto.sns.models import Subscription
 from moto.stepfunctions.models import StateMachine
 
-from local import signing
+from local import sfn_aws, signing
 from local.emulation import Emulation
 from local.images import Pushed, Pusher
 from local.stack import LocalFunction, Stack
@@ -160,6 +160,8 @@ def registry(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Regist
                     if vars(cls).get(name) is not value:
                         setattr(cls, name, value)
             Emulation._installed, Emulation.current = was_installed, was_current
+            if not was_installed:
+                sfn_aws.uninstall()  # the Step Functions rules Emulation.install added
 
 
 # --- verify --------------------------------------------------------------------------------------

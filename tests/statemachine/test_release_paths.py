@@ -104,7 +104,7 @@ def test_bad_events_fail_fast_and_deploy_nothing(env: LocalRuntime, detail_chang
     assert execution["status"] == "FAILED"
     assert execution["error"] == expected_error
     entered = [e["stateEnteredEventDetails"]["name"] for e in history(env, name) if "stateEnteredEventDetails" in e]
-    assert entered == ["Normalize", "RecordRejected", "NotifyFailure", "ReleaseFailed"]
+    assert entered == ["Normalize", "RecordRejected", "NotifyFailure", "CauseIsText?", "ReleaseFailed"]
     assert ledger_item(env, f"release#{name}")["outcome"]["S"] == "REJECTED"
     assert (live_image(env, "dev"), live_image(env, "prod")) == (dev_before, prod_before)
 

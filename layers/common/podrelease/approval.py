@@ -871,12 +871,14 @@ def _deliver(sfn: Any, dynamodb: Any, table: str, record: Mapping[str, Any], now
         _set_callback(dynamodb, table, record["release_id"], "task_gone" if gone else "failed", code, now)
         logger.warning("decision not delivered to Step Functions", extra={"error_code": code, "task_gone": gone})
         if gone:
+            # TaskTimedOut: the waiting task is closed (approval window over, execution stopped,
+            # timed out or otherwise ended); InvalidToken / TaskDoesNotExist: nothing waits on it.
             raise _Refusal(
                 410,
-                "This release already timed out",
-                f"Your decision ({record['status']}) was recorded, but release {record['release_id']} had already "
-                "stopped waiting (timed out or ended), so it changes nothing. "
-                "Start a new release to deploy this digest.",
+                "This release is no longer waiting",
+                f"Your decision ({record['status']}) was recorded, but release {record['release_id']} is no longer "
+                "waiting for a decision: its approval window closed, or it was stopped or ended. Nothing was "
+                "changed. Start a new release to deploy this digest.",
             ) from exc
         if code in NOT_ALLOWED_ERRORS:
             raise _Refusal(
