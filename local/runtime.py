@@ -12,6 +12,7 @@ execution environment per function.
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import json
 import logging
@@ -271,6 +272,14 @@ class LocalRuntime(AbstractContextManager["LocalRuntime"]):
         return found
 
     def stop(self) -> None:
+        # Releases still running end here, as StopExecution ends them on AWS: no execution of this
+        # runtime may go on calling the next one's functions (moto's engine finds the server by port).
+        sfn = self.client("stepfunctions")
+        with contextlib.suppress(Exception):
+            for execution in sfn.list_executions(stateMachineArn=self.stack.outputs["ReleaseStateMachineArn"],
+                                                 statusFilter="RUNNING")["executions"]:
+                with contextlib.suppress(Exception):
+                    sfn.stop_execution(executionArn=execution["executionArn"], error="LocalRuntimeStopped")
         self.emulation.shutdown()
         iam.restore_state_machines()
         iam.uninstall()
