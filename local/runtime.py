@@ -184,14 +184,16 @@ class LocalRuntime(AbstractContextManager["LocalRuntime"]):
 
         urls = FunctionUrls(session.client("lambda", endpoint_url=endpoint))
         document = release_policy(policy, public_pem + extra_keys)
+        policy_version = 0
         if document:  # as `make deploy POLICY=file` does before `sam deploy`
-            session.client("ssm", endpoint_url=endpoint).put_parameter(
-                Name=POLICY_PARAMETER, Value=document, Type="String", Tier="Intelligent-Tiering", Overwrite=True)
+            policy_version = session.client("ssm", endpoint_url=endpoint).put_parameter(
+                Name=POLICY_PARAMETER, Value=document, Type="String", Tier="Intelligent-Tiering", Overwrite=True)["Version"]
         parameters = {
             "WorkloadRepository": WORKLOAD_REPOSITORY,
             "ProdRepository": PROD_REPOSITORY,
             "BootstrapImageUri": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{WORKLOAD_REPOSITORY}@{bootstrap.digest}",
             "ReleasePolicyParameter": POLICY_PARAMETER if document else "",
+            "ReleasePolicyVersion": str(policy_version),
             "GitHubOrg": GITHUB_REPOSITORY[0],
             "GitHubRepo": GITHUB_REPOSITORY[1],
             "ApproverEmails": ",".join(APPROVERS),

@@ -647,6 +647,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout,
                       "concurrency) is not asked, nothing is written, built or deployed\n")
             describe(plan, out)
             describe_policy_write(plan, out, "would ")
+            if plan.policy_document is not None:
+                out.write("would pass ReleasePolicyVersion=<the version that write creates> to sam deploy as well\n")
             out.write(f"would run: {shlex.join(plan.build_argv())}\n")
             out.write(f"would run: {shlex.join(plan.sam_argv())}\n")
             return 0
@@ -670,7 +672,12 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout,
         return built.returncode
     if plan.policy_document is not None:
         describe_policy_write(plan, out, "")
-        out.write(f"  -> {plan.policy_parameter} version {write_policy(session, plan)}\n")
+        version = write_policy(session, plan)
+        out.write(f"  -> {plan.policy_parameter} version {version}\n")
+        # The stack runs exactly this version: a later write that no deploy made changes nothing, and
+        # the new version is a new configuration of the verify function (fresh execution environments).
+        plan.parameters["ReleasePolicyVersion"] = str(version)
+        plan.sources["ReleasePolicyVersion"] = plan.policy_source or "policy"
     out.write(f"$ {shlex.join(plan.sam_argv())}\n")
     out.flush()
     deployed = run(plan.sam_argv(), cwd=ROOT, check=False)
@@ -680,10 +687,6 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout,
                          "--max-items 25\n")
         return deployed.returncode
     print_outcome(session, inst, out)
-    if plan.policy_document is not None and plan.updates_stack:
-        out.write(f"  the verify function reads the policy once per execution environment: to make the new one count at "
-                  f"once, aws lambda update-function-configuration --function-name {inst.stack_name}-verify --description "
-                  f"'policy {plan.policy_parameter} changed' --region {inst.region} (docs/ENVIRONMENT.md, Bootstrap order)\n")
     return 0
 
 

@@ -414,23 +414,32 @@ def test_a_failed_build_writes_nothing_and_deploys_nothing(session: Any, tmp_pat
     assert session.client("cloudformation").describe_stacks()["Stacks"] == []
 
 
-def test_a_policy_change_on_an_existing_stack_says_how_to_make_it_count_at_once(session: Any, tmp_path: Any) -> None:
+def test_a_policy_change_on_an_existing_stack_deploys_the_version_it_wrote(session: Any, tmp_path: Any) -> None:
     image = _ready_account(session)
     body = {"Parameters": {"WorkloadRepository": {"Type": "String"}, "BootstrapImageUri": {"Type": "String"}},
             "Resources": {"Q": {"Type": "AWS::SQS::Queue"}}}
     session.client("cloudformation").create_stack(StackName=STACK, TemplateBody=json.dumps(body), Parameters=[
         {"ParameterKey": "WorkloadRepository", "ParameterValue": "podinfo-staging"},
         {"ParameterKey": "BootstrapImageUri", "ParameterValue": image}])
+    # GIVEN the policy parameter already holds an earlier version
+    session.client("ssm").put_parameter(Name=f"/{STACK}/release-policy", Value="{}", Type="String")
     keys = tmp_path / "cosign.pub"
     keys.write_text(PEM)
     out = io.StringIO()
-    code = deploy.main(["--env", "dev", "--keys", str(keys), *FIRST], out=out, session_factory=lambda _region: session,
-                       run=lambda argv, **_: subprocess.CompletedProcess(argv, 0))
+    ran: list[list[str]] = []
+
+    def run(argv: list[str], **_: Any) -> subprocess.CompletedProcess[str]:
+        ran.append(list(argv))
+        return subprocess.CompletedProcess(argv, 0)
+
+    code = deploy.main(["--env", "dev", "--keys", str(keys), *FIRST], out=out, session_factory=lambda _region: session, run=run)
     assert code == 0, out.getvalue()
     lines = out.getvalue().splitlines()
     assert f"stack {STACK} exists (CREATE_COMPLETE) in account {ACCOUNT}: this deploy updates it" in lines
-    assert lines[-1] == (
-        "  the verify function reads the policy once per execution environment: to make the new one count at once, aws "
-        f"lambda update-function-configuration --function-name {STACK}-verify --description 'policy /{STACK}/release-policy "
-        "changed' --region us-east-1 (docs/ENVIRONMENT.md, Bootstrap order)")
-    assert session.client("ssm").get_parameter(Name=f"/{STACK}/release-policy")["Parameter"]["Value"] == keys_document(PEM)
+    parameter = session.client("ssm").get_parameter(Name=f"/{STACK}/release-policy")["Parameter"]
+    assert parameter["Value"] == keys_document(PEM)
+    assert parameter["Version"] == 2
+    # THEN sam deploy gets exactly the version this deploy wrote: the verify function reads that one
+    sam = next(argv for argv in ran if "deploy" in argv and "--parameter-overrides" in argv)
+    assert "ReleasePolicyVersion=2" in sam
+    assert f"ReleasePolicyParameter=/{STACK}/release-policy" in sam

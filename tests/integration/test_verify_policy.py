@@ -177,3 +177,25 @@ def test_without_a_parameter_the_default_trusts_only_the_build_workflow(monkeypa
         assert section.require_sbom is True
         assert section.trust.key_ids == ()
     assert policy.source.startswith("default")
+
+
+def test_the_function_reads_the_version_the_stack_was_deployed_with(monkeypatch: pytest.MonkeyPatch, image: Any,
+                                                                     ssm: Any) -> None:
+    # GIVEN a stack deployed with version 1 of the policy parameter (a key policy)
+    registry, digest, _, pem = image
+    version = ssm.put_parameter(Name=PARAMETER, Value=keys_document(pem), Type="String", Overwrite=True)["Version"]
+    # AND someone writes another document to the parameter afterwards, outside a deploy
+    ssm.put_parameter(Name=PARAMETER, Value='{"version": 1}', Type="String", Overwrite=True)
+    monkeypatch.setenv("RELEASE_POLICY_PARAMETER", PARAMETER)
+    monkeypatch.setenv("RELEASE_POLICY_VERSION", str(version))
+    monkeypatch.setenv("SIGNATURE_WAIT_SECONDS", "0")
+    app = import_handler("verify")
+    monkeypatch.setattr(app, "registry", registry)
+    monkeypatch.setattr(app, "ecr", NoScans())
+    # WHEN a release is verified THEN it runs under the deployed version, not the latest write
+    assert app.handler(event(digest, "dev"), FakeLambdaContext())["verified"] is True
+    assert app.policy().source == f"ssm:{PARAMETER}:{version}"
+    # AND without a pinned version it would read the latest, unreadable one
+    monkeypatch.setenv("RELEASE_POLICY_VERSION", "0")
+    with pytest.raises(PolicyError, match="missing required field"):
+        import_handler("verify").handler(event(digest, "dev"), FakeLambdaContext())
