@@ -429,8 +429,8 @@ def load_policy(
     """The verify function's policy: the document in the SSM parameter RELEASE_POLICY_PARAMETER
     names, at version RELEASE_POLICY_VERSION when set (read with `read_parameter`; a long,
     multi-line document never passes through a command line or the 4 KB function environment),
-    else the default for BUILD_IDENTITY (see `default_document`). Neither set, or a parameter that cannot be read, is a named error: no
-    release passes without a policy."""
+    else the default for BUILD_IDENTITY (see `default_document`). Neither set, or a parameter
+    that cannot be read, is a named error: no release passes without a policy."""
     name = env.get("RELEASE_POLICY_PARAMETER", "").strip()
     version = env.get("RELEASE_POLICY_VERSION", "").strip()
     if name and version not in ("", "0"):
