@@ -655,6 +655,8 @@ class _Run:
     hook_status: dict[str, str] = field(default_factory=dict)
     stop_requested: bool = False
     events: dict[str, str] = field(default_factory=dict)
+    #: StopDeployment and the deployment's completion do not interleave.
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class CodeDeployLifecycle:
@@ -695,7 +697,10 @@ class CodeDeployLifecycle:
         run = self.runs.get(params["deploymentId"])
         if run is None:
             raise LocalError("DeploymentDoesNotExistException", "no such deployment")
-        run.stop_requested = True
+        with run.lock:
+            if str(self._info(run.deployment_id).status) in ("Succeeded", "Failed", "Stopped"):
+                raise LocalError("DeploymentAlreadyCompletedException", f"deployment {run.deployment_id} has already completed")
+            run.stop_requested = True
         return {"status": "Pending", "statusMessage": "stop requested; the deployment rolls back"}
 
     # --- the engine -----------------------------------------------------------------------------------
@@ -755,7 +760,13 @@ class CodeDeployLifecycle:
             self._finish(deployment_id, "Failed", "HOOK_EXECUTION_FAILURE",
                          "the AfterAllowTraffic hook reported Failed: the live alias did not pass its checks", rolled_back=True)
             return
-        self._finish(deployment_id, "Succeeded", "", "", rolled_back=False)
+        with self.runs[deployment_id].lock:
+            if self.runs[deployment_id].stop_requested:  # StopDeployment before it completed: it rolls back
+                self._rollback(function, alias, current)
+                self._finish(deployment_id, "Stopped", "DEPLOYMENT_STOPPED", "the deployment was stopped on request and rolled back",
+                             rolled_back=True)
+                return
+            self._finish(deployment_id, "Succeeded", "", "", rolled_back=False)
 
     def _hook(self, deployment_id: str, phase: str, hook_function: str, release: str, env: str) -> bool:
         runtime = self.runtime_ref()

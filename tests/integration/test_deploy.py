@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.codedeploy.models import codedeploy_backends
 from samtranslator.yaml_helper import yaml_parse
@@ -430,6 +431,29 @@ def test_abort_stops_only_deployments_still_in_flight(world: World) -> None:
     assert world.codedeploy.get_deployment(deploymentId=done["id"])["deploymentInfo"]["status"] == "Succeeded"
     # AND aborting again stops nothing more
     assert abort(client, [done, running]) == []
+
+
+class CompletingCodeDeploy(StoppingCodeDeploy):
+    """The deployment completes (Succeeded) between abort's GetDeployment and its StopDeployment:
+    CodeDeploy then refuses the stop with DeploymentAlreadyCompletedException."""
+
+    def stop_deployment(self, *, deploymentId: str, autoRollbackEnabled: bool) -> dict[str, Any]:
+        codedeploy_backends[ACCOUNT][REGION].deployments[deploymentId].status = "Succeeded"
+        raise ClientError({"Error": {"Code": "DeploymentAlreadyCompletedException", "Message": "already completed"}},
+                          "StopDeployment")
+
+
+def test_abort_undoes_a_deployment_that_completed_while_it_was_being_stopped(world: World) -> None:
+    # GIVEN a deployment in flight that shifts live to its version and completes just as abort stops it
+    running = start(world.lambda_client, world.codedeploy, TARGET, RELEASE)
+    world.set_status(running["id"], "InProgress")
+    world.lambda_client.update_alias(FunctionName=TARGET.function_name, Name=ALIAS, FunctionVersion=str(running["version"]))
+    # WHEN the release aborts
+    undone = abort(CompletingCodeDeploy(world.codedeploy), [running], world.lambda_client)
+    # THEN live is back on the previous version, as for any deployment that had succeeded
+    assert world.lambda_client.get_alias(FunctionName=TARGET.function_name, Name=ALIAS)["FunctionVersion"] == str(
+        running["previous_version"])
+    assert undone == [f"{TARGET.function_name}:{ALIAS} back to version {running['previous_version']}"]
 
 
 # --- traffic hooks: the HTTP checks -------------------------------------------------------------------

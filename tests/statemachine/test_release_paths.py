@@ -34,6 +34,22 @@ def _approve(env: LocalRuntime, name: str, decision: str = "approve") -> int:
     return status
 
 
+def _deployment_done(env: LocalRuntime, group: str, release: str, timeout: float = 60) -> str:
+    """The status of `release`'s CodeDeploy deployment in `group` once it is no longer in flight."""
+    cd = env.client("codedeploy")
+    app = env.stack.outputs["CodeDeployApplication"]
+    deadline = time.time() + timeout
+    status = "none"
+    while time.time() < deadline:
+        infos = [cd.get_deployment(deploymentId=d)["deploymentInfo"]
+                 for d in cd.list_deployments(applicationName=app, deploymentGroupName=group)["deployments"]]
+        status = next((i["status"] for i in infos if f"release={release}" in i.get("description", "")), "none")
+        if status in {"Stopped", "Failed", "Succeeded"}:
+            return status
+        time.sleep(0.2)
+    return status
+
+
 def _prod_digests(env: LocalRuntime) -> set[str]:
     return {d["imageDigest"] for d in env.client("ecr").describe_images(repositoryName=PROD_REPOSITORY)["imageDetails"]}
 
@@ -201,7 +217,9 @@ def test_fleet_alarm_rolls_back_both_targets(env: LocalRuntime) -> None:
     assert "fleet canary at 10%" in execution["cause"]
     assert "operator test" in execution["cause"]
     # THEN the fleet is whole on the old colour, the new one is gone, and the Lambda alias is back too
+    # (Abort stops the CodeDeploy deployment; as on AWS, its rollback finishes after StopDeployment returns)
     assert fleet_problems(env, "dev", digest, should_run=False) == []
+    assert _deployment_done(env, "dev", name) in {"Stopped", "Failed", "Succeeded"}
     assert live_image(env, "dev") == dev_before
     assert not ledger_item(env, "lock#dev")
 

@@ -255,23 +255,39 @@ def status(codedeploy: Any, deployment: dict[str, Any]) -> dict[str, Any]:
 def abort(codedeploy: Any, deployments: list[dict[str, Any]], lambda_client: Any = None) -> list[str]:
     """Undo this release's Lambda deployments: stop those still in flight (CodeDeploy rolls them
     back), and point the alias back at the previous version for those that already succeeded (the
-    release failed elsewhere, e.g. on the environment's other target). Returns what was undone."""
+    release failed elsewhere, e.g. on the environment's other target). One that completes between
+    the status read and the stop (CodeDeploy refuses the stop: DeploymentAlreadyCompletedException)
+    is undone as a finished one. Returns what was undone."""
     undone = []
+
+    def point_back(deployment: dict[str, Any]) -> None:
+        if lambda_client is None or not deployment.get("previous_version"):
+            return
+        function, previous = deployment["function"], str(deployment["previous_version"])
+        alias = lambda_client.get_alias(FunctionName=function, Name=ALIAS)
+        if str(alias["FunctionVersion"]) == str(deployment.get("version")):
+            lambda_client.update_alias(FunctionName=function, Name=ALIAS, FunctionVersion=previous, RoutingConfig={})
+            undone.append(f"{function}:{ALIAS} back to version {previous}")
+
     for deployment in deployments:
         deployment_id = deployment.get("id")
         if not deployment_id:
             continue
         info = codedeploy.get_deployment(deploymentId=deployment_id)["deploymentInfo"]
         status = info.get("status")
-        if status == TERMINAL_OK and lambda_client is not None and deployment.get("previous_version"):
-            function, previous = deployment["function"], str(deployment["previous_version"])
-            alias = lambda_client.get_alias(FunctionName=function, Name=ALIAS)
-            if str(alias["FunctionVersion"]) == str(deployment.get("version")):
-                lambda_client.update_alias(FunctionName=function, Name=ALIAS, FunctionVersion=previous, RoutingConfig={})
-                undone.append(f"{function}:{ALIAS} back to version {previous}")
+        if status == TERMINAL_OK:
+            point_back(deployment)
             continue
-        if status in {TERMINAL_OK, *TERMINAL_FAILED}:
+        if status in TERMINAL_FAILED:
             continue
-        codedeploy.stop_deployment(deploymentId=deployment_id, autoRollbackEnabled=True)
+        try:
+            codedeploy.stop_deployment(deploymentId=deployment_id, autoRollbackEnabled=True)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "DeploymentAlreadyCompletedException":
+                raise
+            # It completed between the two calls: a success is undone like any finished one.
+            if codedeploy.get_deployment(deploymentId=deployment_id)["deploymentInfo"].get("status") == TERMINAL_OK:
+                point_back(deployment)
+            continue
         undone.append(str(deployment_id))
     return undone
