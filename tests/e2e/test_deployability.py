@@ -50,16 +50,21 @@ def test_sam_build_puts_the_package_where_lambda_imports_it(build: Path, archite
         assert not (build / folder / "podrelease").exists(), name
 
 
+def _demo_on(build: Path, work: Path) -> subprocess.CompletedProcess[str]:
+    """`make demo` (the happy scenario) as a user runs it, on the build at `build`."""
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'layers/common'}{os.pathsep}{ROOT}", "LOCAL_BUILD_DIR": str(build)}
+    return subprocess.run(  # noqa: S603 - our own demo module
+        [sys.executable, "-m", "local.demo", "--scenario", "happy", "--minute-seconds", "0.5", "--work-dir", str(work)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )
+
+
 def test_the_demo_fails_when_the_layer_is_built_one_folder_too_deep(tmp_path: Path) -> None:
     # GIVEN the local build with the package one folder deeper (what `ContentUri: layers/common`
     # made of the old source layout: python/python/podrelease)
     build = build_with_the_layer_one_folder_too_deep(tmp_path / "build")
     # WHEN a user runs `make demo` on it
-    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'layers/common'}{os.pathsep}{ROOT}", "LOCAL_BUILD_DIR": str(build)}
-    result = subprocess.run(  # noqa: S603 - our own demo module
-        [sys.executable, "-m", "local.demo", "--scenario", "happy", "--minute-seconds", "0.5", "--work-dir", str(tmp_path / "demo")],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
-    )
+    result = _demo_on(build, tmp_path / "demo")
     # THEN the demo fails, and says why: no function can import its package
     assert result.returncode != 0, result.stdout[-3000:]
     assert "Runtime.ImportModuleError" in result.stdout, result.stdout[-3000:]
@@ -71,11 +76,7 @@ def test_the_demo_fails_when_a_function_loses_a_grant_it_needs(tmp_path: Path) -
     # GIVEN the local build whose approval page may no longer call states:SendTaskSuccess
     build = build_without_a_grant(tmp_path / "build", "ApprovalPageFunction", "states:SendTaskSuccess")
     # WHEN a user runs `make demo` on it (the approver presses Approve)
-    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'layers/common'}{os.pathsep}{ROOT}", "LOCAL_BUILD_DIR": str(build)}
-    result = subprocess.run(  # noqa: S603 - our own demo module
-        [sys.executable, "-m", "local.demo", "--scenario", "happy", "--minute-seconds", "0.5", "--work-dir", str(tmp_path / "demo")],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
-    )
+    result = _demo_on(build, tmp_path / "demo")
     # THEN the demo fails at the approval, saying the role lacks the grant, as it would on AWS
     assert result.returncode != 0, result.stdout[-3000:]
     assert "the approval page answered HTTP 500" in result.stdout, result.stdout[-3000:]
