@@ -165,7 +165,8 @@ def _approver(env: LocalRuntime, scenario: Scenario, release: str, printer: Prin
     status, page = decide(link, scenario.decision)
     printer.line("approval", f"{APPROVERS[0]} pressed {scenario.decision.capitalize()}: HTTP {status}", release)
     if status >= 500 and failures is not None:  # the decision did not reach the release: say why, stop waiting
-        said = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", part)).split() for part in re.findall(r"<(?:h1|p)>(.*?)</(?:h1|p)>", page))
+        text = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", part)) for part in re.findall(r"<(?:h1|p)>(.*?)</(?:h1|p)>", page))
+        said = " ".join(text.split())
         printer.line("approval", f"the page says: {said[:400]}", release)
         failures.append(f"the approval page answered HTTP {status}: {said[:300]}")
 

@@ -155,7 +155,9 @@ def _ecr(request: _Request) -> list[str]:
 
 def _ssm(request: _Request) -> list[str]:
     names = request.params.get("Names") or ([request.param("Name")] if request.param("Name") else [])
-    return [name if name.startswith("arn:") else request.arn("ssm", "parameter/" + name.lstrip("/")) for name in names if name]
+    # A version or label selector (`name:3`) is not part of the parameter's ARN (names have no ':').
+    return [name if name.startswith("arn:") else request.arn("ssm", "parameter/" + name.split(":", 1)[0].lstrip("/"))
+            for name in names if name]
 
 
 def _codedeploy(request: _Request) -> list[str]:
