@@ -348,19 +348,35 @@ def unchecked() -> Iterator[None]:
 _engine: dict[str, Any] = {}
 
 
-def run_state_machines_as(credentials: dict[str, str]) -> None:
-    """moto's ASL engine calls Lambda and SNS with fixed keys of its own; make it call with the
-    state machine role's credentials instead, as Step Functions does on AWS."""
+def run_state_machines_as_their_roles() -> None:
+    """moto's ASL engine calls Lambda, SNS and the rest with fixed keys of its own; make each task
+    call with credentials of its execution's role (the state machine's, or the task's Credentials),
+    as Step Functions does on AWS. Roles are assumed once each, as the operator."""
     import sys
+    import threading
 
     import boto3
     from botocore.config import Config
     from moto.stepfunctions.parser.asl.utils import boto_client as engine_module
 
     original = _engine.setdefault("original", engine_module.boto_client_for)
+    assumed: dict[str, dict[str, str]] = {}
+    lock = threading.Lock()
+
+    def credentials_of(role: str, endpoint: str, region: str) -> dict[str, str]:
+        with lock:
+            if role not in assumed:
+                sts = boto3.client("sts", region_name=region, endpoint_url=endpoint,
+                                   aws_access_key_id=OPERATOR_KEY, aws_secret_access_key=OPERATOR_KEY)
+                assumed[role] = sts.assume_role(RoleArn=role, RoleSessionName="states", DurationSeconds=43200)["Credentials"]
+            return assumed[role]
 
     def boto_client_for(region: str, service: str, state_credentials: Any = None) -> Any:
         client = original(region, service, state_credentials)
+        role = getattr(state_credentials, "role_arn", None)
+        if not role:
+            return client
+        credentials = credentials_of(role, client.meta.endpoint_url, region)
         return boto3.client(
             service, region_name=region, endpoint_url=client.meta.endpoint_url,
             aws_access_key_id=credentials["AccessKeyId"], aws_secret_access_key=credentials["SecretAccessKey"],

@@ -227,11 +227,7 @@ class LocalRuntime(AbstractContextManager["LocalRuntime"]):
         # The fleet's instances re-read the secret every 60 s on AWS (their systemd timer); the
         # emulated timer runs every second, and the rotation function waits accordingly.
         stack.functions["RotateWorkloadSecretFunction"].environment["FLEET_SECRET_REFRESH_SECONDS"] = "1"  # noqa: S105 - seconds, not a secret
-        sts = session.client("sts", endpoint_url=endpoint)
-        state_machine_role = session.client("stepfunctions", endpoint_url=endpoint).describe_state_machine(
-            stateMachineArn=stack.outputs["ReleaseStateMachineArn"])["roleArn"]
-        iam.run_state_machines_as(sts.assume_role(RoleArn=state_machine_role, RoleSessionName="states",
-                                                  DurationSeconds=43200)["Credentials"])
+        iam.run_state_machines_as_their_roles()
         emulation.attach(stack, endpoint)
         assert emulation.runtime is not None
         emulation.runtime.warm()

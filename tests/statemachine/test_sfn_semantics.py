@@ -31,7 +31,22 @@ OVER_256_KIB = "x" * (256 * 1024 + 1)
 
 
 # --- helpers: tiny state machines ----------------------------------------------------------------
+def _role(env: LocalRuntime) -> None:
+    """The tiny state machines' role: they send to SQS (the local AWS checks it, as AWS does)."""
+    iam = env.client("iam")
+    name = ROLE.rsplit("/", 1)[1]
+    try:
+        iam.get_role(RoleName=name)
+    except iam.exceptions.NoSuchEntityException:
+        trust = {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "states.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+        iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))
+        iam.put_role_policy(RoleName=name, PolicyName="send", PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": "sqs:SendMessage", "Resource": f"arn:aws:sqs:*:{ACCOUNT}:semantics-*"}]}))
+
+
 def _start(env: LocalRuntime, name: str, states: dict[str, Any], start_at: str, payload: Any = None) -> str:
+    _role(env)
     sfn = env.client("stepfunctions")
     machine = sfn.create_state_machine(name=f"semantics-{name}", roleArn=ROLE,
                                        definition=json.dumps({"StartAt": start_at, "States": states}))["stateMachineArn"]
