@@ -74,7 +74,7 @@ demo: $(VENV)/.installed build-local ## run a whole release locally: make demo [
 
 lint: $(VENV)/.installed $(SAM_VENV)/.installed $(LINT_VENV)/.installed ## static checks: ruff, mypy, cfn-lint, sam validate --lint, checkov (raw and SAM-translated), zizmor
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy layers/common/podrelease
+	$(VENV)/bin/mypy layers/common/podrelease workload/gate/secretgate.py
 	$(VENV)/bin/cfn-lint --append-rules scripts/preflight -- template.yaml
 	$(SAM_VENV)/bin/sam validate --lint --template template.yaml --region $(AWS_DEFAULT_REGION)
 	mkdir -p build/checkov

@@ -28,7 +28,7 @@ sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
 
 from bench_verify import per_call, print_rows  # noqa: E402 - the sibling script, same folder
 
-from podrelease.secretgate import make_server, sign_token, verify_token  # noqa: E402
+from secretgate import make_server, sign_token, verify_token  # noqa: E402
 
 
 class Upstream(BaseHTTPRequestHandler):

@@ -7,8 +7,8 @@ Rows:
   (dir-img-cosign-valid) vs a bare `cryptography` ECDSA P-256 verify of the same signature;
 - keyless verify: `verify_bundle` on the sigstore-conformance happy-path-v0.3 bundle with the pinned
   production root, through sigstore-python + our checks, and through our checks alone (builtin);
-- cold import: `import podrelease.cosign` (what a key-only verify function loads), and
-  `podrelease.keyless` + `sigstore.verify` (what a keyless one loads on first use), each in fresh
+- cold import: `import podrelease.verify.signatures` (what a key-only verify function loads), and
+  `podrelease.verify.keyless` + `sigstore.verify` (what a keyless one loads on first use), each in fresh
   interpreters, median of N, vs bare `import boto3`.
 """
 
@@ -33,7 +33,7 @@ sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 
-from podrelease.cosign import TrustPolicy, verify_bundle, verify_legacy_layer  # noqa: E402
+from podrelease.verify.signatures import TrustPolicy, verify_bundle, verify_legacy_layer  # noqa: E402
 
 VECTORS = ROOT / "tests" / "vectors"
 
@@ -88,7 +88,7 @@ def main() -> None:
     def bare_ecdsa() -> None:
         public_key.verify(raw_signature, payload, ec.ECDSA(hashes.SHA256()))
 
-    from podrelease.keyless import GITHUB_ACTIONS_ISSUER, Identity, keyless_policy  # noqa: PLC0415
+    from podrelease.verify.keyless import GITHUB_ACTIONS_ISSUER, Identity, keyless_policy  # noqa: PLC0415
 
     conformance = VECTORS / "sigstore-conformance"
     bundle = (conformance / "happy-path-v0.3" / "bundle.sigstore.json").read_bytes()
@@ -121,13 +121,12 @@ def main() -> None:
         )
     )
     boto = cold_import("import boto3", args.imports)
-    rows.append(
-        ("cold: import podrelease.cosign", cold_import("import podrelease.cosign", args.imports), "cold: import boto3", boto)
-    )
+    signatures = "podrelease.verify.signatures"
+    rows.append((f"cold: import {signatures}", cold_import(f"import {signatures}", args.imports), "cold: import boto3", boto))
     rows.append(
         (
-            "cold: + podrelease.keyless + sigstore.verify",
-            cold_import("import podrelease.cosign, podrelease.keyless, sigstore.verify, sigstore.models", args.imports),
+            "cold: + podrelease.verify.keyless + sigstore.verify",
+            cold_import(f"import {signatures}, podrelease.verify.keyless, sigstore.verify, sigstore.models", args.imports),
             "cold: import boto3",
             boto,
         )

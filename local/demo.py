@@ -27,8 +27,8 @@ from typing import Any
 from local import signing
 from local.images import Pushed
 from local.runtime import APPROVERS, PROD_REPOSITORY, WORKLOAD_REPOSITORY, LocalRuntime
-from podrelease.events import execution_name, fallback_execution_name
-from podrelease.rotation import podinfo_request, secret_value, staging_labels, verify_token
+from podrelease.release.events import execution_name, fallback_execution_name
+from podrelease.rotation.workload_secret import podinfo_request, secret_value, staging_labels, verify_token
 
 ROOT = Path(__file__).resolve().parents[1]
 HIDDEN_STATES = re.compile(r"^(Wait|Check)(Dev|Prod)$|\?$")

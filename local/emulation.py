@@ -932,7 +932,7 @@ class FleetEmulation:
             return None
         with self.secret_lock:
             if instance_id not in self.secret_files:
-                from podrelease.secretgate import FileSource
+                from secretgate import FileSource
 
                 self.secret_files[instance_id] = FileSource(self._fetch(instance_id), self.cache_seconds)
             return self.secret_files[instance_id]

@@ -39,7 +39,7 @@ from local.emulation import Emulation
 from local.images import Pusher
 from local.sigstore_local import LocalSigstore
 from local.stack import Stack, built_template, create_stack
-from podrelease.policy import keys_document
+from podrelease.verify.policy import keys_document
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"

@@ -3,7 +3,7 @@
 On Lambda, the extension runs next to the function and answers on localhost:
 `GET /secretsmanager/get?secretId=<id>&versionStage=<stage>` (or `versionId=`) with the
 `X-Aws-Parameters-Secrets-Token` header set to the function's session token; the reply is
-GetSecretValue's JSON. The workload image's gate (`podrelease.secretgate.ExtensionSource`) reads the
+GetSecretValue's JSON. The workload image's gate (`secretgate.ExtensionSource`) reads the
 JWT secret's staged values that way, and so does the local stand-in, through this server:
 
 - a ThreadingHTTPServer on 127.0.0.1 and a free port, started and stopped by the local runtime;
@@ -30,7 +30,7 @@ from typing import Any, Self
 
 from botocore.exceptions import ClientError
 
-from podrelease.secretgate import TOKEN_HEADER, ExtensionSource
+from secretgate import TOKEN_HEADER, ExtensionSource
 
 GET_PATH = "/secretsmanager/get"
 REPLY_FIELDS = ("ARN", "Name", "VersionId", "SecretString", "VersionStages", "CreatedDate")

@@ -1,7 +1,7 @@
 """Make cosign-shaped signatures with a local key: for tests and the local demo, never deployed.
 
-The gate (`podrelease.cosign`) only verifies; this module produces what it verifies, in the two
-layouts cosign uses (see `podrelease.cosign`'s module docstring for the sources):
+The gate (`podrelease.verify.signatures`) only verifies; this module produces what it verifies, in the two
+layouts cosign uses (see `podrelease.verify.signatures`'s module docstring for the sources):
 
 - `legacy_signature_artifact`: the `sha256-<hex>.sig` manifest (an OCI image manifest with a config
   blob and one simple-signing layer carrying its signature annotation);
@@ -25,7 +25,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-from podrelease.cosign import (
+from podrelease.verify.registry import OCI_MANIFEST, MemoryRegistry, referrers_tag, sha256_digest
+from podrelease.verify.signatures import (
     BUNDLE_MEDIA_TYPE,
     BUNDLE_PREDICATE_ANNOTATION,
     COSIGN_SIGN_PREDICATE,
@@ -35,7 +36,6 @@ from podrelease.cosign import (
     SIMPLESIGNING_TYPE,
     dsse_pae,
 )
-from podrelease.oci import OCI_MANIFEST, MemoryRegistry, referrers_tag, sha256_digest
 
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_EMPTY = "application/vnd.oci.empty.v1+json"
@@ -268,7 +268,7 @@ def image_descriptor(registry: MemoryRegistry, repository: str, digest: str) -> 
 
 
 # --- SBOM attestations (cosign attest) ------------------------------------------------------------
-# Layouts as `podrelease.attest`'s docstring describes them (read in sigstore/cosign): the legacy
+# Layouts as `podrelease.verify.sbom`'s docstring describes them (read in sigstore/cosign): the legacy
 # `sha256-<hex>.att` manifest with one `application/vnd.dsse.envelope.v1+json` layer per attestation
 # (layer annotations `predicateType` and an empty `dev.cosignproject.cosign/signature`), and the
 # cosign v3 bundle referrer with the `dev.sigstore.bundle.predicateType` annotation.

@@ -16,7 +16,7 @@ a `dsse` 0.0.1 entry, in a v0.3 bundle with the certificate; `keyless_referrer_a
 the OCI 1.1 referrer manifest (`local.signing.bundle_referrer_manifest`).
 
 The certificates carry no SCT (there is no CT log here), so sigstore-python's verifier, which
-requires one, is not used for this root: `podrelease.keyless.FulcioVerifier` checks it with its own
+requires one, is not used for this root: `podrelease.verify.keyless.FulcioVerifier` checks it with its own
 code (`use_sigstore` is off for a root without CT logs). The production path keeps sigstore-python
 and the pinned public-good root.
 """
@@ -37,8 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from local.signing import bundle_referrer_manifest, cosign_sign_statement
-from podrelease.cosign import BUNDLE_MEDIA_TYPE, INTOTO_PAYLOAD_TYPE, dsse_pae
-from podrelease.keyless import (
+from podrelease.verify.keyless import (
     GITHUB_ACTIONS_ISSUER,
     OID_ISSUER_V1,
     OID_ISSUER_V2,
@@ -46,6 +45,7 @@ from podrelease.keyless import (
     Identity,
     SigstoreTrustRoot,
 )
+from podrelease.verify.signatures import BUNDLE_MEDIA_TYPE, INTOTO_PAYLOAD_TYPE, dsse_pae
 
 #: The identity the demo's build workflow signs with.
 BUILD_IDENTITY = "https://github.com/acme/podinfo/.github/workflows/build.yml@refs/heads/main"

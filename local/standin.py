@@ -12,7 +12,7 @@ The image decides the behaviour: the version comes from the image config's
   `crash`     every request is a function error
 
 podinfo's JWT endpoints are answered by the code the image runs in front of podinfo,
-`podrelease.secretgate.token_reply`: `POST /token` issues a token signed with the workload secret's
+`secretgate.token_reply`: `POST /token` issues a token signed with the workload secret's
 AWSCURRENT value, `GET /token/validate` accepts a token signed with AWSCURRENT, AWSPREVIOUS or
 AWSPENDING. The local runtime reads the staged values as the image does on Lambda: through the
 Parameters and Secrets extension's HTTP API (emulated by `local.secrets_extension`), with the gate's
@@ -31,8 +31,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from local.secrets_extension import SecretsExtension
-from podrelease.rotation import secret_value
-from podrelease.secretgate import CURRENT, StagedSource, WorkloadSecretUnreadable, is_token_path, token_reply
+from podrelease.rotation.workload_secret import secret_value
+from secretgate import CURRENT, StagedSource, WorkloadSecretUnreadable, is_token_path, token_reply
 
 __all__ = ["FAULT_LABEL", "VERSION_LABEL", "FunctionError", "SdkSource", "SecretsExtension", "StagedSource",
            "handle"]

@@ -128,9 +128,9 @@ class Plan:
 # --- the policy ---------------------------------------------------------------------------------
 def _offline_kms_resolver(key_id: str) -> Any:
     """Offline stand-in for KMS (dry run): the entry must be a KMS key id, ARN or alias."""
-    from podrelease.cosign import TrustedKey  # noqa: PLC0415
-    from podrelease.errors import PolicyError  # noqa: PLC0415
-    from podrelease.kms import KMS_KEY_RE  # noqa: PLC0415
+    from podrelease.core.errors import PolicyError  # noqa: PLC0415
+    from podrelease.verify.kms import KMS_KEY_RE  # noqa: PLC0415
+    from podrelease.verify.signatures import TrustedKey  # noqa: PLC0415
 
     if not KMS_KEY_RE.match(key_id):
         msg = f"{key_id[:120]!r} is not a KMS key id, key ARN or alias"
@@ -150,8 +150,8 @@ def policy_document(policy: str | None, keys: str | None,
     if not given:
         return None
     option = "POLICY" if policy else "KEYS"
-    from podrelease.errors import PolicyError  # noqa: PLC0415
-    from podrelease.policy import installed_keyless_factory, keys_document, parse_policy  # noqa: PLC0415
+    from podrelease.core.errors import PolicyError  # noqa: PLC0415
+    from podrelease.verify.policy import installed_keyless_factory, keys_document, parse_policy  # noqa: PLC0415
 
     try:
         text = Path(given).read_text(encoding="utf-8")
@@ -403,8 +403,8 @@ def check_policy_parameter(session: Any, inst: Installation, name: str) -> None:
     """A ReleasePolicyParameter this deploy does not write must exist and hold a valid policy."""
     from botocore.exceptions import ClientError  # noqa: PLC0415
 
-    from podrelease.errors import PolicyError  # noqa: PLC0415
-    from podrelease.policy import installed_keyless_factory, parse_policy  # noqa: PLC0415
+    from podrelease.core.errors import PolicyError  # noqa: PLC0415
+    from podrelease.verify.policy import installed_keyless_factory, parse_policy  # noqa: PLC0415
 
     ssm = session.client("ssm", region_name=inst.region)
     try:
@@ -634,7 +634,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout,
         if session is not None:
             account = caller_account(session)
             if args.policy:
-                from podrelease.kms import kms_trusted_key  # noqa: PLC0415
+                from podrelease.verify.kms import kms_trusted_key  # noqa: PLC0415
 
                 resolver = functools.partial(kms_trusted_key, session.client("kms", region_name=inst.region))
 

@@ -2,7 +2,7 @@
 """Refresh the sigstore trusted root that ships with the verify function.
 
 The gate never fetches trust material while it verifies: it reads the pinned
-`layers/common/podrelease/trust/trusted_root.json`. This script, run on a schedule by
+`layers/common/podrelease/verify/trust/trusted_root.json`. This script, run on a schedule by
 `.github/workflows/refresh-trusted-root.yml`, fetches the current production root through
 sigstore's TUF repository (TUF checks the metadata signatures, so a tampered mirror is refused),
 and rewrites the pinned file only when its content changed. A change then goes through review as a
@@ -17,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-PINNED = Path(__file__).resolve().parents[1] / "layers/common/podrelease/trust/trusted_root.json"
+PINNED = Path(__file__).resolve().parents[1] / "layers/common/podrelease/verify/trust/trusted_root.json"
 UPDATED = 10
 
 

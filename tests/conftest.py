@@ -120,7 +120,7 @@ def load_handler() -> Callable[[str], ModuleType]:
 #    (redacting) formatter, i.e. exactly the JSON line the function prints to stdout;
 #  * out of process: every `logs/*.log` of a local runtime (one per function worker) under this
 #    session's pytest temp directory and `.demo/`, plus demo output handed in with `scan_text`.
-# Secrets are every value given to `podrelease.obs.register_secret` during the session (gathered
+# Secrets are every value given to `podrelease.core.obs.register_secret` during the session (gathered
 # around every test, so a test that clears the set still contributes), everything passed to
 # `known_secret` (keys, task tokens, approval tokens a test created), and anything shaped like one
 # of our approval tokens. A finding fails the run (exit status 1) with the place and secret kind,
@@ -128,7 +128,7 @@ def load_handler() -> Callable[[str], ModuleType]:
 import logging  # noqa: E402
 import re  # noqa: E402
 
-from podrelease import obs as _obs  # noqa: E402
+from podrelease.core import obs as _obs  # noqa: E402
 
 #: An approval token: base64url of the sorted claims JSON (`{"apr":...`), a dot, a MAC.
 APPROVAL_TOKEN_SHAPE = re.compile(r"eyJhcHIiOi[A-Za-z0-9_-]{20,}\.[A-Za-z0-9_-]{40,}")

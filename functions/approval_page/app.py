@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 
-from podrelease.approval import PageSettings, handle_http
-from podrelease.obs import get_logger
+from podrelease.approval.links import PageSettings, handle_http
+from podrelease.core.obs import get_logger
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext

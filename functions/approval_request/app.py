@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 
-from podrelease.approval import RequestSettings, request_approval
-from podrelease.errors import MalformedEvent
-from podrelease.obs import bind_release, get_logger, release_id_of
+from podrelease.approval.links import RequestSettings, request_approval
+from podrelease.core.errors import MalformedEvent
+from podrelease.core.obs import bind_release, get_logger, release_id_of
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext

@@ -1,5 +1,5 @@
 """Deploy a digest to one environment: its podinfo function through a CodeDeploy canary and, when
-the stack has one, its EC2 fleet blue/green (podrelease.fleet), side by side.
+the stack has one, its EC2 fleet blue/green (podrelease.release.fleet), side by side.
 
 Actions: `start` (update code by digest, publish, start the deployment; start the fleet's idle
 colour; `Updating` while Lambda still applies the image), `status` (carry on an `Updating` start,
@@ -17,9 +17,11 @@ from typing import Any
 import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from podrelease import config, deploy, fleet
-from podrelease.ledger import Ledger
-from podrelease.obs import bind_release, get_logger, release_id_of
+from podrelease.core import config
+from podrelease.core.obs import bind_release, get_logger, release_id_of
+from podrelease.release import fleet
+from podrelease.release import lambda_target as deploy
+from podrelease.release.ledger import Ledger
 
 logger = get_logger()
 lambda_client = boto3.client("lambda")

@@ -7,9 +7,9 @@ from typing import Any
 import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from podrelease import config
-from podrelease.ledger import Ledger
-from podrelease.obs import bind_release, get_logger, release_id_of
+from podrelease.core import config
+from podrelease.core.obs import bind_release, get_logger, release_id_of
+from podrelease.release.ledger import Ledger
 
 logger = get_logger()
 ledger = Ledger(boto3.resource("dynamodb").Table(config.require("LEDGER_TABLE")))

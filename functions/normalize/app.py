@@ -6,9 +6,9 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from podrelease import config
-from podrelease.obs import bind_release, get_logger
-from podrelease.release import normalize
+from podrelease.core import config
+from podrelease.core.obs import bind_release, get_logger
+from podrelease.release.start import normalize
 
 logger = get_logger()
 WATCHED = config.csv("WATCHED_REPOSITORIES")

@@ -7,9 +7,9 @@ from typing import Any
 import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from podrelease import config
-from podrelease.obs import bind_release, get_logger, release_id_of
-from podrelease.promote import promote
+from podrelease.core import config
+from podrelease.core.obs import bind_release, get_logger, release_id_of
+from podrelease.release.promote import promote
 
 logger = get_logger()
 ecr = boto3.client("ecr")

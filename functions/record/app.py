@@ -7,10 +7,10 @@ from typing import Any
 import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from podrelease import config
-from podrelease.ledger import Ledger
-from podrelease.obs import bind_release, get_logger, release_id_of
-from podrelease.release import summarize
+from podrelease.core import config
+from podrelease.core.obs import bind_release, get_logger, release_id_of
+from podrelease.release.ledger import Ledger
+from podrelease.release.start import summarize
 
 logger = get_logger()
 ledger = Ledger(boto3.resource("dynamodb").Table(config.require("LEDGER_TABLE")))

@@ -1,4 +1,4 @@
-"""Secrets Manager rotation function of the approval-link signing key (see podrelease.keyrotation).
+"""Secrets Manager rotation function of the approval-link signing key (see podrelease.rotation.approval_key).
 
 Event: {"SecretId": arn, "ClientRequestToken": version id, "Step": createSecret|setSecret|testSecret|finishSecret}
 """
@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 
-from podrelease import config
-from podrelease.approval import DEFAULT_TTL_SECONDS
-from podrelease.keyrotation import rotate
-from podrelease.obs import get_logger
+from podrelease.approval.links import DEFAULT_TTL_SECONDS
+from podrelease.core import config
+from podrelease.core.obs import get_logger
+from podrelease.rotation.approval_key import rotate
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext

@@ -1,7 +1,7 @@
 """Rotation of the workload secret (podinfo's JWT signing secret), the four Secrets Manager steps.
 
 Secrets Manager invokes this with {"Step", "SecretId", "ClientRequestToken"}; SecretId may be the
-secret's ARN or its name. See `podrelease.rotation` for what each step does.
+secret's ARN or its name. See `podrelease.rotation.workload_secret` for what each step does.
 """
 
 from __future__ import annotations
@@ -12,10 +12,11 @@ from typing import Any
 import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from podrelease import config, fleet
-from podrelease.ledger import Ledger
-from podrelease.obs import get_logger
-from podrelease.rotation import Rotator, Target
+from podrelease.core import config
+from podrelease.core.obs import get_logger
+from podrelease.release import fleet
+from podrelease.release.ledger import Ledger
+from podrelease.rotation.workload_secret import Rotator, Target
 
 logger = get_logger()
 _lambda = boto3.client("lambda")

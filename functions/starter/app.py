@@ -7,9 +7,9 @@ from typing import Any
 import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from podrelease import config
-from podrelease.obs import bind_release, get_logger
-from podrelease.release import start_release
+from podrelease.core import config
+from podrelease.core.obs import bind_release, get_logger
+from podrelease.release.start import start_release
 
 logger = get_logger()
 sfn = boto3.client("stepfunctions")

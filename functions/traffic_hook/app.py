@@ -7,8 +7,9 @@ from typing import Any
 import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from podrelease import config, hooks
-from podrelease.obs import bind_release, get_logger
+from podrelease.core import config
+from podrelease.core.obs import bind_release, get_logger
+from podrelease.release import hooks
 
 logger = get_logger()
 lambda_client = boto3.client("lambda")

@@ -3,7 +3,7 @@
 Event: `{"release": {...}, "environment": "dev" | "prod"}` (the Verify and VerifyProd states). The
 policy is read once per execution environment, on its first release: the document in the SSM
 parameter RELEASE_POLICY_PARAMETER names (Powertools parameters), or the default that trusts the
-build workflow's keyless identity (BUILD_IDENTITY); see `podrelease.policy.load_policy`. A policy
+build workflow's keyless identity (BUILD_IDENTITY); see `podrelease.verify.policy.load_policy`. A policy
 that cannot be read or parsed is a PolicyError (or ConfigurationError): the release stops, named.
 """
 
@@ -17,10 +17,10 @@ import boto3
 from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from podrelease import config
-from podrelease.obs import bind_release, get_logger, release_id_of
-from podrelease.oci import EcrRegistry
-from podrelease.policy import ReleasePolicy, enforce, load_policy
+from podrelease.core import config
+from podrelease.core.obs import bind_release, get_logger, release_id_of
+from podrelease.verify.policy import ReleasePolicy, enforce, load_policy
+from podrelease.verify.registry import EcrRegistry
 
 logger = get_logger()
 ecr = boto3.client("ecr")

@@ -25,9 +25,10 @@ from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.sns.models import sns_backends
 
-from podrelease import approval, obs
-from podrelease.approval import mint_token
-from podrelease.errors import MalformedEvent
+from podrelease.approval import links as approval
+from podrelease.approval.links import mint_token
+from podrelease.core import obs
+from podrelease.core.errors import MalformedEvent
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

@@ -1,5 +1,5 @@
-"""Deploying by digest through CodeDeploy (`podrelease.deploy`) against moto in process, and the
-traffic hooks' HTTP checks (`podrelease.hooks`).
+"""Deploying by digest through CodeDeploy (`podrelease.release.lambda_target`) against moto in process, and the
+traffic hooks' HTTP checks (`podrelease.release.hooks`).
 
 GIVEN an image-package podinfo function (version 1 behind the `live` alias) and a Lambda CodeDeploy
 application WHEN a release is deployed THEN the function runs the release's digest, a new version
@@ -23,8 +23,9 @@ from moto import mock_aws
 from moto.codedeploy.models import codedeploy_backends
 from samtranslator.yaml_helper import yaml_parse
 
-from podrelease import hooks
-from podrelease.deploy import (
+from podrelease.core.errors import ConfigurationError, DeploymentFailed
+from podrelease.release import hooks
+from podrelease.release.lambda_target import (
     ALIAS,
     UPDATE_POLL_SECONDS,
     UPDATE_WAIT_SECONDS,
@@ -38,7 +39,6 @@ from podrelease.deploy import (
     start,
     status,
 )
-from podrelease.errors import ConfigurationError, DeploymentFailed
 from tests.conftest import FAKE_CREDENTIALS, ROOT
 from tests.lambda_updates import LambdaUpdates
 

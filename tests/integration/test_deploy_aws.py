@@ -22,7 +22,7 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from podrelease.policy import keys_document
+from podrelease.verify.policy import keys_document
 from scripts import deploy, teardown
 from scripts.installation import load_installation
 from scripts.teardown import Leftover

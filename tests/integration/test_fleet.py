@@ -1,4 +1,4 @@
-"""The EC2 fleet controller (podrelease.fleet) against moto's ELBv2, Auto Scaling and CloudWatch.
+"""The EC2 fleet controller (podrelease.release.fleet) against moto's ELBv2, Auto Scaling and CloudWatch.
 
 GIVEN an environment's fleet as the template builds it (ALB listener forwarding by weight to blue
 and green target groups, an Auto Scaling group per colour, the fleet alarm)
@@ -20,8 +20,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from podrelease.errors import ConfigurationError, DeploymentFailed
-from podrelease.fleet import Fleet, FleetTarget, canary_plan
+from podrelease.core.errors import ConfigurationError, DeploymentFailed
+from podrelease.release.fleet import Fleet, FleetTarget, canary_plan
 
 REGION = "us-east-1"
 DIGEST_OLD = "sha256:" + "a" * 64

@@ -21,9 +21,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from podrelease.errors import ConfigurationError, EventTooLarge, ForeignEvent, LockBusy, MalformedEvent
-from podrelease.events import execution_name, fallback_execution_name
-from podrelease.ledger import RELEASE_RETENTION_SECONDS
+from podrelease.core.errors import ConfigurationError, EventTooLarge, ForeignEvent, LockBusy, MalformedEvent
+from podrelease.release.events import execution_name, fallback_execution_name
+from podrelease.release.ledger import RELEASE_RETENTION_SECONDS
 from tests.conftest import FAKE_CREDENTIALS, FakeLambdaContext, import_handler
 
 if TYPE_CHECKING:

@@ -44,8 +44,8 @@ from local import sfn_aws, signing
 from local.emulation import Emulation
 from local.images import Pushed, Pusher
 from local.stack import LocalFunction, Stack
-from podrelease import deploy, obs
-from podrelease.errors import (
+from podrelease.core import obs
+from podrelease.core.errors import (
     ConfigurationError,
     DeploymentFailed,
     PolicyError,
@@ -54,8 +54,9 @@ from podrelease.errors import (
     SignatureInvalid,
     SignatureMissing,
 )
-from podrelease.events import execution_name
-from podrelease.policy import keys_document
+from podrelease.release import lambda_target as deploy
+from podrelease.release.events import execution_name
+from podrelease.verify.policy import keys_document
 from tests.conftest import FAKE_CREDENTIALS, FakeLambdaContext, import_handler
 from tests.lambda_updates import LambdaUpdates
 

@@ -19,10 +19,12 @@ from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.secretsmanager.models import secretsmanager_backends
 
-from podrelease import approval, keyrotation, obs
-from podrelease.approval import mint_token, parse_key_secret, verify_token
-from podrelease.errors import TokenExpired, TokenInvalid
-from podrelease.keyrotation import RotationError, RotationTestFailed, RotationTooSoon, rotate
+from podrelease.approval import links as approval
+from podrelease.approval.links import mint_token, parse_key_secret, verify_token
+from podrelease.core import obs
+from podrelease.core.errors import TokenExpired, TokenInvalid
+from podrelease.rotation import approval_key as keyrotation
+from podrelease.rotation.approval_key import RotationError, RotationTestFailed, RotationTooSoon, rotate
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator

@@ -1,4 +1,4 @@
-"""The ledger (`podrelease.ledger.Ledger`) on a moto DynamoDB table shaped like the template's.
+"""The ledger (`podrelease.release.ledger.Ledger`) on a moto DynamoDB table shaped like the template's.
 
 GIVEN a lock state WHEN a release acquires, renews or releases an environment lock THEN the item in
 the table (read back with get_item) holds exactly the expected holder and lease, or LockBusy names
@@ -13,8 +13,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from podrelease.errors import LockBusy
-from podrelease.ledger import RELEASE_RETENTION_SECONDS, Ledger
+from podrelease.core.errors import LockBusy
+from podrelease.release.ledger import RELEASE_RETENTION_SECONDS, Ledger
 from tests.conftest import FAKE_CREDENTIALS
 
 if TYPE_CHECKING:

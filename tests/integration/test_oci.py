@@ -20,9 +20,9 @@ import pytest
 from moto import mock_aws
 
 from local import signing
-from podrelease.cosign import TrustPolicy, verify_image
-from podrelease.errors import MalformedSignature, RegistryError, SignatureInvalid
-from podrelease.oci import OCI_INDEX, OCI_MANIFEST, EcrRegistry, MemoryRegistry, sha256_digest
+from podrelease.core.errors import MalformedSignature, RegistryError, SignatureInvalid
+from podrelease.verify.registry import OCI_INDEX, OCI_MANIFEST, EcrRegistry, MemoryRegistry, sha256_digest
+from podrelease.verify.signatures import TrustPolicy, verify_image
 
 REPO = "podinfo"
 REGION = "us-east-1"
@@ -299,6 +299,6 @@ def test_token_decoding_helper_masks_password(ecr: Any) -> None:
     password = base64.b64decode(token).partition(b":")[2].decode()
     web = FakeWeb()
     EcrRegistry(ecr, opener=web).list_referrers(REPO, IMAGE_DIGEST)
-    from podrelease.obs import redact
+    from podrelease.core.obs import redact
 
     assert redact(f"leak {password} and {token}") == "leak *** and ***"

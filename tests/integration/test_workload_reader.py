@@ -4,7 +4,7 @@
   mode 0400, directory 0500, owner, atomic replace) and its named errors.
 - `secretgate.ExtensionSource` against `local/secrets_extension.py` (the extension's HTTP API,
   emulated) backed by a moto server.
-- A rotation through the project's own rotation code (`podrelease.rotation.Rotator`), its checks
+- A rotation through the project's own rotation code (`podrelease.rotation.workload_secret.Rotator`), its checks
   sent to a real gate over HTTP: afterwards the gate issues with the new value and accepts the new
   and the previous one.
 """
@@ -31,9 +31,9 @@ from moto.secretsmanager.models import secretsmanager_backends
 from moto.server import ThreadedMotoServer
 
 from local.secrets_extension import SecretsExtension
-from podrelease.ledger import Ledger
-from podrelease.rotation import STEPS, Rotator, Target, podinfo_request, staging_labels
-from podrelease.secretgate import (
+from podrelease.release.ledger import Ledger
+from podrelease.rotation.workload_secret import STEPS, Rotator, Target, podinfo_request, staging_labels
+from secretgate import (
     ExtensionSource,
     FileSource,
     WorkloadSecretUnreadable,

@@ -21,7 +21,7 @@ import pytest
 
 from local.demo import approval_link, decide
 from local.runtime import ACCOUNT, APPROVERS, PROD_REPOSITORY, WORKLOAD_REPOSITORY, LocalRuntime
-from podrelease.events import execution_name
+from podrelease.release.events import execution_name
 from tests.statemachine.conftest import execution_arn, history, ledger_item, live_image, wait_for, wait_for_state
 
 pytestmark = pytest.mark.statemachine

@@ -2,7 +2,7 @@
 
 GIVEN the local runtime's ECR (moto + the local registry extension), reached like AWS through
 AWS_ENDPOINT_URL, and images signed (or not) as the build would
-WHEN `python -m podrelease.cli verify-image` runs as a separate process
+WHEN `python -m podrelease.verify.cli verify-image` runs as a separate process
 THEN it exits 0 with the same evidence the gate records, or 1 with the gate's named refusal.
 """
 
@@ -18,7 +18,7 @@ import pytest
 
 from local.iam import OPERATOR_KEY
 from local.runtime import WORKLOAD_REPOSITORY, LocalRuntime
-from podrelease.policy import keys_document
+from podrelease.verify.policy import keys_document
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.statemachine
@@ -29,7 +29,7 @@ def _cli(env: LocalRuntime, *args: str) -> subprocess.CompletedProcess[str]:
     variables = {**os.environ, "AWS_ACCESS_KEY_ID": OPERATOR_KEY, "AWS_SECRET_ACCESS_KEY": OPERATOR_KEY, "AWS_ENDPOINT_URL": env.endpoint,
                  "PYTHONPATH": f"{ROOT / 'layers/common'}{os.pathsep}{ROOT}"}
     return subprocess.run(  # noqa: S603 - our own CLI module
-        [sys.executable, "-m", "podrelease.cli", "verify-image", "--repository", WORKLOAD_REPOSITORY, *args],
+        [sys.executable, "-m", "podrelease.verify.cli", "verify-image", "--repository", WORKLOAD_REPOSITORY, *args],
         env=variables, capture_output=True, text=True, timeout=60, check=False, cwd=ROOT,
     )
 

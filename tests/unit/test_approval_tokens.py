@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from podrelease.approval import (
+from podrelease.approval.links import (
     MAX_TOKEN_BYTES,
     Claims,
     KeyRing,
@@ -17,7 +17,7 @@ from podrelease.approval import (
     parse_key_secret,
     verify_token,
 )
-from podrelease.errors import ConfigurationError, TokenExpired, TokenInvalid
+from podrelease.core.errors import ConfigurationError, TokenExpired, TokenInvalid
 
 if TYPE_CHECKING:
     from collections.abc import Callable

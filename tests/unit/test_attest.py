@@ -1,10 +1,10 @@
-"""The SBOM gate (`podrelease.attest.verify_sbom`) on attestations made by local/signing.py.
+"""The SBOM gate (`podrelease.verify.sbom.verify_sbom`) on attestations made by local/signing.py.
 
 GIVEN an image in a MemoryRegistry with some attestations attached (cosign's legacy `.att` tag
 and/or cosign v3 bundle referrers) WHEN the SBOM gate runs under a one-key policy THEN it passes
 with exact evidence, or refuses with exactly the expected named error and reason.
 
-Choice documented in `podrelease.attest`: an SBOM attestation about ANOTHER digest counts for
+Choice documented in `podrelease.verify.sbom`: an SBOM attestation about ANOTHER digest counts for
 nothing (SbomMissing when nothing else is attached, its digest named in the message), while a
 failing attestation about THIS digest fails the gate even beside a good one (SbomInvalid).
 """
@@ -22,10 +22,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from local import signing
-from podrelease.attest import CYCLONEDX_PREDICATE, SPDX_PREDICATE, verify_sbom
-from podrelease.cosign import TrustPolicy
-from podrelease.errors import PolicyError, SbomInvalid, SbomMissing
-from podrelease.oci import OCI_MANIFEST, MemoryRegistry, sha256_digest
+from podrelease.core.errors import PolicyError, SbomInvalid, SbomMissing
+from podrelease.verify.registry import OCI_MANIFEST, MemoryRegistry, sha256_digest
+from podrelease.verify.sbom import CYCLONEDX_PREDICATE, SPDX_PREDICATE, verify_sbom
+from podrelease.verify.signatures import TrustPolicy
 
 REPOSITORY = "podinfo"
 OTHER = "sha256:" + "ab" * 32

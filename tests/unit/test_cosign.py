@@ -19,7 +19,16 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from local import signing
-from podrelease.cosign import (
+from podrelease.core.errors import (
+    DigestMismatch,
+    MalformedSignature,
+    PolicyError,
+    RegistryError,
+    SignatureInvalid,
+    SignatureMissing,
+)
+from podrelease.verify.registry import OCI_MANIFEST, MemoryRegistry, sha256_digest
+from podrelease.verify.signatures import (
     COSIGN_SIGN_PREDICATE,
     TrustPolicy,
     bundle_predicate_type,
@@ -31,15 +40,6 @@ from podrelease.cosign import (
     verify_message_signature,
     verify_simple_signing,
 )
-from podrelease.errors import (
-    DigestMismatch,
-    MalformedSignature,
-    PolicyError,
-    RegistryError,
-    SignatureInvalid,
-    SignatureMissing,
-)
-from podrelease.oci import OCI_MANIFEST, MemoryRegistry, sha256_digest
 
 VECTORS = Path(__file__).parents[1] / "vectors"
 CI = VECTORS / "containers-image"

@@ -20,7 +20,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from podrelease.policy import build_identity, default_document, keys_document
+from podrelease.verify.policy import build_identity, default_document, keys_document
 from scripts import deploy
 from scripts.installation import (
     BadParameter,

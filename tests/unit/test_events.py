@@ -1,4 +1,4 @@
-"""The ECR push event at the edge: `podrelease.events`.
+"""The ECR push event at the edge: `podrelease.release.events`.
 
 GIVEN the real AWS-docs sample event, or a variant of it WHEN it is parsed THEN a valid image push
 becomes an `ImagePush` with exact fields, and every other event is refused with exactly the named
@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from podrelease.errors import EventTooLarge, ForeignEvent, MalformedEvent
-from podrelease.events import (
+from podrelease.core.errors import EventTooLarge, ForeignEvent, MalformedEvent
+from podrelease.release.events import (
     MAX_EVENT_BYTES,
     ImagePush,
     event_size,

@@ -1,7 +1,7 @@
 """The fleet's boot script (template.yaml, Mappings.FleetBootstrap) and the files it relies on.
 
 An instance learns everything from its own tags, which the Auto Scaling groups propagate and the
-fleet controller sets: the script, the template's tags, podrelease.fleet and the image's host files
+fleet controller sets: the script, the template's tags, podrelease.release.fleet and the image's host files
 must agree on names, or instances boot into nothing. No instance boots here, so this checks the
 contract between those places and that the script parses.
 """
@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from samtranslator.yaml_helper import yaml_parse
 
-from podrelease.fleet import IMAGE_TAG, RELEASE_TAG
+from podrelease.release.fleet import IMAGE_TAG, RELEASE_TAG
 
 ROOT = Path(__file__).resolve().parents[2]
 

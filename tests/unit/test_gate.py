@@ -1,4 +1,4 @@
-"""The signature gate's grace wait: `podrelease.gate.verify_with_grace`.
+"""The signature gate's grace wait: `podrelease.verify.gate.verify_with_grace`.
 
 GIVEN an image in a `MemoryRegistry` and a signature made with `local.signing` that is present,
 late, absent or made with an untrusted key WHEN the gate runs with a fake clock and sleep THEN it
@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 import pytest
 
 from local import signing
-from podrelease.cosign import TrustPolicy
-from podrelease.errors import DigestMismatch, SignatureInvalid, SignatureMissing
-from podrelease.gate import verify_with_grace
-from podrelease.oci import OCI_MANIFEST, MemoryRegistry
+from podrelease.core.errors import DigestMismatch, SignatureInvalid, SignatureMissing
+from podrelease.verify.gate import verify_with_grace
+from podrelease.verify.registry import OCI_MANIFEST, MemoryRegistry
+from podrelease.verify.signatures import TrustPolicy
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -23,9 +23,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from local.signing import image_descriptor, publish
 from local.sigstore_local import BUILD_IDENTITY, LocalSigstore
-from podrelease.cosign import TrustPolicy, verify_bundle, verify_image, verify_legacy_layer
-from podrelease.errors import MalformedSignature, PolicyError, SignatureInvalid, VerificationFailed
-from podrelease.keyless import (
+from podrelease.core.errors import MalformedSignature, PolicyError, SignatureInvalid, VerificationFailed
+from podrelease.verify.keyless import (
     GITHUB_ACTIONS_ISSUER,
     PRODUCTION_TRUSTED_ROOT,
     FulcioVerifier,
@@ -36,7 +35,8 @@ from podrelease.keyless import (
     merkle_root_from_proof,
     verifier_for,
 )
-from podrelease.oci import OCI_MANIFEST, MemoryRegistry
+from podrelease.verify.registry import OCI_MANIFEST, MemoryRegistry
+from podrelease.verify.signatures import TrustPolicy, verify_bundle, verify_image, verify_legacy_layer
 
 ROOT = Path(__file__).resolve().parents[2]
 VECTORS = ROOT / "tests" / "vectors"
@@ -434,23 +434,23 @@ def _modules_after(code: str) -> set[str]:
 def test_key_only_policy_never_imports_sigstore() -> None:
     pem = (VECTORS / "containers-image" / "cosign.pub").read_text()
     modules = _modules_after(
-        "from podrelease.cosign import TrustPolicy, verify_legacy_layer\n"
-        "import podrelease.policy, podrelease.gate\n"
+        "from podrelease.verify.signatures import TrustPolicy, verify_legacy_layer\n"
+        "import podrelease.verify.policy, podrelease.verify.gate\n"
         f"TrustPolicy.from_pem({pem!r})"
     )
-    assert "podrelease.cosign" in modules
+    assert "podrelease.verify.signatures" in modules
     assert not {m for m in modules if m == "sigstore" or m.startswith(("sigstore.", "sigstore_models"))}
-    assert "podrelease.keyless" not in modules
+    assert "podrelease.verify.keyless" not in modules
 
 
 def test_keyless_policy_imports_sigstore_only_when_a_bundle_is_checked() -> None:
     built = _modules_after(
-        "from podrelease.keyless import keyless_policy, Identity\nkeyless_policy([Identity(issuer='i', subject='s')])"
+        "from podrelease.verify.keyless import keyless_policy, Identity\nkeyless_policy([Identity(issuer='i', subject='s')])"
     )
     assert "sigstore" not in built
     used = _modules_after(
         "from pathlib import Path\n"
-        "from podrelease.keyless import keyless_policy, Identity\nfrom podrelease.cosign import verify_bundle\n"
+        "from podrelease.verify.keyless import keyless_policy, Identity\nfrom podrelease.verify.signatures import verify_bundle\n"
         f"p = keyless_policy([Identity(issuer={GITHUB_ACTIONS_ISSUER!r}, subject={BEACON!r})])\n"
         f"verify_bundle(Path({str(CONFORMANCE / 'happy-path-v0.3' / 'bundle.sigstore.json')!r}).read_bytes(), p, {A_TXT!r}, predicate_type=None)"
     )

@@ -10,8 +10,8 @@ import logging
 import secrets
 from typing import TYPE_CHECKING
 
-from podrelease import obs
-from podrelease.approval import mint_token
+from podrelease.approval.links import mint_token
+from podrelease.core import obs
 from tests.conftest import LOG_SCAN
 
 if TYPE_CHECKING:

@@ -1,4 +1,4 @@
-"""Email subjects SNS accepts (podrelease.notify), as the outcome and approval emails compose them.
+"""Email subjects SNS accepts (podrelease.core.notify), as the outcome and approval emails compose them.
 
 SNS Publish refuses a Subject that is not ASCII, does not begin with a letter, number or punctuation
 mark, holds a line break or control character, or is 100 characters or longer: the email is then
@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from podrelease import approval
-from podrelease.notify import sns_subject
-from podrelease.release import summarize
+from podrelease.approval import links as approval
+from podrelease.core.notify import sns_subject
+from podrelease.release.start import summarize
 
 ROOT = Path(__file__).resolve().parents[2]
 DIGEST = "sha256:" + "ab12" * 16

@@ -1,4 +1,4 @@
-"""Observability: `podrelease.obs` redaction, the redacting log formatter and the correlation id.
+"""Observability: `podrelease.core.obs` redaction, the redacting log formatter and the correlation id.
 
 GIVEN values with sensitive keys, registered secrets or tokens in free text WHEN redacted (directly,
 or by logging them through `get_logger()`) THEN each secret is replaced by `***` and nothing else
@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from podrelease import obs
-from podrelease.obs import MASK, bind_release, get_logger, redact, register_secret, release_id_of
+from podrelease.core import obs
+from podrelease.core.obs import MASK, bind_release, get_logger, redact, register_secret, release_id_of
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -1,4 +1,4 @@
-"""The release policy document (`podrelease.policy`): strict parsing, one section per environment.
+"""The release policy document (`podrelease.verify.policy`): strict parsing, one section per environment.
 
 GIVEN a policy document WHEN it is parsed THEN it yields exactly the environments it says, or a
 PolicyError whose message names the place and the problem. Nothing unreadable is ever an allow.
@@ -14,10 +14,9 @@ from typing import Any
 import pytest
 
 from local import signing
-from podrelease import policy as policy_module
-from podrelease.cosign import TrustedKey, TrustPolicy
-from podrelease.errors import ConfigurationError, PolicyError, PolicyUnavailable
-from podrelease.policy import (
+from podrelease.core.errors import ConfigurationError, PolicyError, PolicyUnavailable
+from podrelease.verify import policy as policy_module
+from podrelease.verify.policy import (
     KeylessIdentity,
     build_identity,
     installed_keyless_factory,
@@ -25,7 +24,8 @@ from podrelease.policy import (
     load_policy,
     parse_policy,
 )
-from podrelease.scan import ScanPolicy
+from podrelease.verify.scan import ScanPolicy
+from podrelease.verify.signatures import TrustedKey, TrustPolicy
 
 _, PEM = signing.generate_key()
 _, PEM2 = signing.generate_key()
@@ -48,7 +48,7 @@ BASE: dict[str, Any] = {
 
 
 class FakeKeyless:
-    """Stands in for podrelease.keyless's verifier; records what the factory was given."""
+    """Stands in for podrelease.verify.keyless's verifier; records what the factory was given."""
 
     def __init__(self, identities: Sequence[KeylessIdentity]) -> None:
         self.identities = tuple(identities)
@@ -113,7 +113,7 @@ def test_keyless_entries_are_handed_to_the_factory_as_plain_data() -> None:
 
 
 def test_the_installed_factory_builds_the_keyless_modules_verifier() -> None:
-    keyless = pytest.importorskip("podrelease.keyless")
+    keyless = pytest.importorskip("podrelease.verify.keyless")
     verifier = installed_keyless_factory([KeylessIdentity(issuer=ISSUER, identity=WORKFLOW)])
     assert type(verifier).__module__ == keyless.__name__
     assert hasattr(verifier, "signing_key")

@@ -17,11 +17,11 @@ import pytest
 from moto import mock_aws
 
 from local import signing
-from podrelease.cosign import verify_image
-from podrelease.errors import PolicyError, SignatureInvalid
-from podrelease.kms import kms_trusted_key
-from podrelease.oci import MemoryRegistry
-from podrelease.policy import parse_policy
+from podrelease.core.errors import PolicyError, SignatureInvalid
+from podrelease.verify.kms import kms_trusted_key
+from podrelease.verify.policy import parse_policy
+from podrelease.verify.registry import MemoryRegistry
+from podrelease.verify.signatures import verify_image
 from tests.conftest import FAKE_CREDENTIALS
 
 REPO = "podinfo"

@@ -29,7 +29,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from podrelease.policy import keys_document
+from podrelease.verify.policy import keys_document
 from scripts.installation import constraint_errors, load_installation, load_template
 
 ROOT = Path(__file__).resolve().parents[2]

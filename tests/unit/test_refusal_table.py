@@ -1,14 +1,14 @@
 """The refusal table: the whole gate (signature, SBOM, scan) as the Verify state runs it.
 
 Each row builds one situation on a MemoryRegistry (and a fake ECR scan API), then runs
-`podrelease.policy.enforce` (`verify_image` with the grace wait, then `verify_sbom`, then
+`podrelease.verify.policy.enforce` (`verify_image` with the grace wait, then `verify_sbom`, then
 `check_scan`) under a prod-like policy: the trusted key (plus, for keyless rows, a keyless verifier
 for the demo build workflow on a local sigstore instance), SBOM required, block at HIGH. Each row
 says the exact error class and a fragment of the reason; a baseline row passes, so every refusal
 is caused by its one deviation.
 
 Keyless rows (wrong identity, wrong issuer, certificate used outside its validity) run when
-`podrelease.keyless` and `local.sigstore_local` are importable; `tests/unit/test_keyless.py` has
+`podrelease.verify.keyless` and `local.sigstore_local` are importable; `tests/unit/test_keyless.py` has
 the full keyless table (chain, log, SET, inclusion proof).
 """
 
@@ -25,8 +25,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from local import signing
-from podrelease.cosign import TrustPolicy
-from podrelease.errors import (
+from podrelease.core.errors import (
     DigestMismatch,
     MalformedSignature,
     SbomInvalid,
@@ -36,9 +35,10 @@ from podrelease.errors import (
     SignatureInvalid,
     SignatureMissing,
 )
-from podrelease.oci import OCI_MANIFEST, MemoryRegistry, sha256_digest
-from podrelease.policy import EnvironmentPolicy, enforce
-from podrelease.scan import ScanPolicy
+from podrelease.verify.policy import EnvironmentPolicy, enforce
+from podrelease.verify.registry import OCI_MANIFEST, MemoryRegistry, sha256_digest
+from podrelease.verify.scan import ScanPolicy
+from podrelease.verify.signatures import TrustPolicy
 
 REPOSITORY = "podinfo"
 TAG = "6.9.1"
@@ -261,7 +261,7 @@ def keyless_signed(**options: Any) -> Callable[[Scene], None]:
 
 LOCAL_SIGSTORE = SIGSTORE.LocalSigstore.create() if SIGSTORE is not None else None
 EVIL = "https://github.com/evil/podinfo/.github/workflows/build.yml@refs/heads/main"
-KEYLESS_SKIP = pytest.mark.skipif(SIGSTORE is None, reason="podrelease.keyless / local.sigstore_local not present")
+KEYLESS_SKIP = pytest.mark.skipif(SIGSTORE is None, reason="podrelease.verify.keyless / local.sigstore_local not present")
 
 
 def _in(minutes: int) -> int:

@@ -1,4 +1,4 @@
-"""Release-level rules: `podrelease.release`.
+"""Release-level rules: `podrelease.release.start`.
 
 - `normalize`: GIVEN the execution's input WHEN normalized THEN the release facts every later state
   uses, or the named refusal;
@@ -20,9 +20,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from podrelease.errors import EventTooLarge, ForeignEvent, MalformedEvent
-from podrelease.events import MAX_EVENT_BYTES, event_size, execution_name, fallback_execution_name
-from podrelease.release import normalize, start_release, summarize
+from podrelease.core.errors import EventTooLarge, ForeignEvent, MalformedEvent
+from podrelease.release.events import MAX_EVENT_BYTES, event_size, execution_name, fallback_execution_name
+from podrelease.release.start import normalize, start_release, summarize
 from tests.conftest import FAKE_CREDENTIALS
 
 if TYPE_CHECKING:

@@ -1,4 +1,4 @@
-"""Rotation of the workload secret (`podrelease.rotation.Rotator`) against moto in process.
+"""Rotation of the workload secret (`podrelease.rotation.workload_secret.Rotator`) against moto in process.
 
 The service is the podinfo stand-in (`local.standin`) reading the secret's staged versions from the
 same moto Secrets Manager through its cache, so every assertion is about what Secrets Manager holds
@@ -23,7 +23,7 @@ from moto import mock_aws
 from moto.secretsmanager.models import secretsmanager_backends
 
 from local.standin import SdkSource, handle
-from podrelease.errors import (
+from podrelease.core.errors import (
     RotationBusy,
     RotationTokenUnknown,
     SecretKmsAccessDenied,
@@ -31,8 +31,8 @@ from podrelease.errors import (
     SecretTestFailed,
     SetSecretFailed,
 )
-from podrelease.ledger import Ledger
-from podrelease.rotation import STEPS, Rotator, Target, secret_value, sign_token, staging_labels, verify_token
+from podrelease.release.ledger import Ledger
+from podrelease.rotation.workload_secret import STEPS, Rotator, Target, secret_value, sign_token, staging_labels, verify_token
 from tests.conftest import FAKE_CREDENTIALS
 
 if TYPE_CHECKING:
@@ -252,7 +252,7 @@ def test_tokens_podinfo_shape() -> None:
 
 
 def _request(path: str, method: str = "GET", token: str | None = None) -> dict[str, Any]:
-    from podrelease.rotation import podinfo_request
+    from podrelease.rotation.workload_secret import podinfo_request
 
     return podinfo_request(path, method, token, "client" if method == "POST" else "")
 

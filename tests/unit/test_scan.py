@@ -1,4 +1,4 @@
-"""The scan gate (`podrelease.scan.check_scan`): ECR scan findings against the policy's threshold.
+"""The scan gate (`podrelease.verify.scan.check_scan`): ECR scan findings against the policy's threshold.
 
 A fake ECR client answers DescribeImageScanFindings with exact pages (statuses, basic and enhanced
 findings, pagination); two tests run against moto's ECR to make sure the real API shapes (and
@@ -17,8 +17,8 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from podrelease.errors import PolicyError, RegistryError, ScanBlocked, ScanUnavailable
-from podrelease.scan import ScanPolicy, check_scan, severity_rank
+from podrelease.core.errors import PolicyError, RegistryError, ScanBlocked, ScanUnavailable
+from podrelease.verify.scan import ScanPolicy, check_scan, severity_rank
 
 REPOSITORY = "podinfo"
 DIGEST = "sha256:" + "5e" * 32

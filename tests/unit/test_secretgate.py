@@ -1,4 +1,4 @@
-"""The workload image's secret gate (`podrelease.secretgate`): tokens, sources, token endpoints, proxy, entrypoint.
+"""The workload image's secret gate (`secretgate`): tokens, sources, token endpoints, proxy, entrypoint.
 
 GIVEN podinfo-compatible tokens and the staged values of the workload secret (from a file or from
 the Parameters and Secrets extension's HTTP API, served here by a small fake)
@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from podrelease import secretgate
-from podrelease.secretgate import (
+import secretgate
+from secretgate import (
     ExtensionSource,
     FileSource,
     StagedSource,
@@ -59,6 +59,7 @@ for _value in (CURRENT, PREVIOUS, PENDING, OTHER, SESSION, SAME_LENGTH, PREVIOUS
     known_secret(_value, "workload secret (test)")
 NOW = 1_700_000_000
 GATE_MODULE = Path(secretgate.__file__)
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Fixed(StagedSource):
@@ -586,7 +587,7 @@ def test_main_runs_podinfo_behind_the_gate_and_exits_with_it(tmp_path: Path) -> 
 
 # --- the image that ships the gate --------------------------------------------------------------------------------
 def test_the_image_runs_the_gate_as_non_root_from_digest_pinned_bases_without_run() -> None:
-    root = GATE_MODULE.parents[3]
+    root = ROOT
     lines = [line.strip() for line in (root / "workload" / "Dockerfile").read_text().splitlines()
              if line.strip() and not line.lstrip().startswith("#")]
     instructions = [line.split()[0] for line in lines]
@@ -595,7 +596,7 @@ def test_the_image_runs_the_gate_as_non_root_from_digest_pinned_bases_without_ru
     copies = [line.split()[1:] for line in lines if line.startswith("COPY ") and "--from=" not in line]
     for source, _ in copies:
         assert (root / source).exists(), source  # the gate and the EC2 host files are in the build context
-    assert ["layers/common/podrelease/secretgate.py", "/opt/podinfo-gate/secretgate.py"] in copies
+    assert ["workload/gate/secretgate.py", "/opt/podinfo-gate/secretgate.py"] in copies
     assert ["workload/ec2/", "/opt/podinfo-host/"] in copies
     env = " ".join(line for line in lines if line.startswith(("ENV", "AWS_", "SECRETS_", "PORT")))
     assert "PORT=8080" in env

@@ -17,7 +17,7 @@ two places, and both are read:
    the tag suffix `.att` (`AttestationTagSuffix`), so the tag is `sha256-<hex>.att`.
 2. **Sigstore bundle referrers** (cosign v3's default): a bundle v0.3 with a `dsseEnvelope`, in an
    OCI 1.1 referrer manifest of `artifactType` `application/vnd.dev.sigstore.bundle.v0.3+json`
-   with the annotation `dev.sigstore.bundle.predicateType` (see `podrelease.cosign`'s docstring).
+   with the annotation `dev.sigstore.bundle.predicateType` (see `podrelease.verify.signatures`'s docstring).
 
 Rules (stricter than "find one good one"):
 
@@ -52,7 +52,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from podrelease.cosign import (
+from podrelease.core.errors import (
+    DigestMismatch,
+    MalformedSignature,
+    PolicyError,
+    SbomInvalid,
+    SbomMissing,
+    SignatureInvalid,
+    VerificationFailed,
+)
+from podrelease.core.obs import get_logger
+from podrelease.verify.registry import Registry, referrers_tag, require_digest
+from podrelease.verify.signatures import (
     BUNDLE_MEDIA_TYPES,
     BUNDLE_PREDICATE_ANNOTATION,
     CERTIFICATE_ANNOTATION,
@@ -64,17 +75,6 @@ from podrelease.cosign import (
     TrustPolicy,
     verify_dsse,
 )
-from podrelease.errors import (
-    DigestMismatch,
-    MalformedSignature,
-    PolicyError,
-    SbomInvalid,
-    SbomMissing,
-    SignatureInvalid,
-    VerificationFailed,
-)
-from podrelease.obs import get_logger
-from podrelease.oci import Registry, referrers_tag, require_digest
 
 logger = get_logger(__name__)
 

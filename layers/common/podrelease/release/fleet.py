@@ -35,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from podrelease.errors import ConfigurationError, DeploymentFailed
+from podrelease.core.errors import ConfigurationError, DeploymentFailed
 
 COLOURS = ("blue", "green")
 IMAGE_TAG = "podinfo-image"

@@ -35,8 +35,8 @@ from urllib.parse import parse_qs
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from podrelease import config
-from podrelease.errors import (
+from podrelease.core import config
+from podrelease.core.errors import (
     AlreadyDecided,
     ApprovalRejected,
     ApprovalSuperseded,
@@ -46,8 +46,8 @@ from podrelease.errors import (
     TokenExpired,
     TokenInvalid,
 )
-from podrelease.notify import sns_subject
-from podrelease.obs import bind_release, get_logger, register_secret
+from podrelease.core.notify import sns_subject
+from podrelease.core.obs import bind_release, get_logger, register_secret
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence

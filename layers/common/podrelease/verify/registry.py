@@ -33,8 +33,8 @@ from typing import Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from podrelease.errors import MalformedSignature, RegistryError
-from podrelease.obs import get_logger, register_secret
+from podrelease.core.errors import MalformedSignature, RegistryError
+from podrelease.core.obs import get_logger, register_secret
 
 logger = get_logger(__name__)
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from podrelease.errors import RotationTokenUnknown
-from podrelease.obs import register_secret
+from podrelease.core.errors import RotationTokenUnknown
+from podrelease.core.obs import register_secret
 
 CURRENT, PENDING = "AWSCURRENT", "AWSPENDING"
 STEPS = ("createSecret", "setSecret", "testSecret", "finishSecret")

@@ -27,11 +27,11 @@ import time
 from datetime import datetime
 from typing import Any
 
-from podrelease.approval import KEY_CACHE_SECONDS, MIN_KEY_BYTES, KeyRing, mint_token, parse_key_secret, verify_token
-from podrelease.errors import ReleaseError, RotationError, RotationTooSoon
-from podrelease.errors import SecretTestFailed as RotationTestFailed
-from podrelease.obs import get_logger, register_secret
-from podrelease.secretstages import CURRENT, PENDING, STEPS, already_current, current_version, pending_string, promote_pending
+from podrelease.approval.links import KEY_CACHE_SECONDS, MIN_KEY_BYTES, KeyRing, mint_token, parse_key_secret, verify_token
+from podrelease.core.errors import ReleaseError, RotationError, RotationTooSoon
+from podrelease.core.errors import SecretTestFailed as RotationTestFailed
+from podrelease.core.obs import get_logger, register_secret
+from podrelease.rotation.stages import CURRENT, PENDING, STEPS, already_current, current_version, pending_string, promote_pending
 
 logger = get_logger("keyrotation")
 

@@ -136,7 +136,7 @@ class ConfigurationError(ReleaseError):
     """A function's environment is missing a setting it needs."""
 
 
-# --- workload secret rotation (podrelease.rotation) -------------------------------------------------
+# --- workload secret rotation (podrelease.rotation.workload_secret) -------------------------------------------------
 class RotationError(ReleaseError):
     """Base class: a rotation step stopped; AWSCURRENT is left as it was."""
 

@@ -30,9 +30,9 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from podrelease.errors import PolicyError, RegistryError, ScanBlocked, ScanUnavailable
-from podrelease.obs import get_logger
-from podrelease.oci import require_digest
+from podrelease.core.errors import PolicyError, RegistryError, ScanBlocked, ScanUnavailable
+from podrelease.core.obs import get_logger
+from podrelease.verify.registry import require_digest
 
 logger = get_logger(__name__)
 

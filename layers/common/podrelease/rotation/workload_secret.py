@@ -38,7 +38,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from podrelease.errors import (
+from podrelease.core.errors import (
     LockBusy,
     RotationBusy,
     RotationError,
@@ -47,10 +47,10 @@ from podrelease.errors import (
     SecretTestFailed,
     SetSecretFailed,
 )
-from podrelease.ledger import Ledger
-from podrelease.obs import register_secret
-from podrelease.secretgate import ISSUER, SECRET_KEY, check_token, parse_secret_string, sign_token, verify_token
-from podrelease.secretstages import PENDING, STEPS, already_current, pending_string, promote_pending
+from podrelease.core.obs import register_secret
+from podrelease.release.ledger import Ledger
+from podrelease.rotation.stages import PENDING, STEPS, already_current, pending_string, promote_pending
+from secretgate import ISSUER, SECRET_KEY, check_token, parse_secret_string, sign_token, verify_token
 
 __all__ = ["ISSUER", "SECRET_KEY", "Rotator", "Target", "check_token", "podinfo_request", "secret_value", "sign_token",
            "staging_labels", "verify_token"]
@@ -59,7 +59,7 @@ KMS_ERRORS = {"DecryptionFailure", "EncryptionFailure", "KMSAccessDeniedExceptio
               "KMSInvalidStateException", "KMSNotFoundException"}
 
 
-# --- podinfo-compatible tokens: one copy, in podrelease.secretgate (it ships in the workload image) ---
+# --- podinfo-compatible tokens: one copy, in secretgate (it ships in the workload image) ---
 def secret_value(secret_string: str) -> str:
     """The `jwt-secret` of a SecretString, registered for log redaction."""
     value = parse_secret_string(secret_string, "workload secret")

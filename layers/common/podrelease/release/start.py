@@ -9,8 +9,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from podrelease.errors import EventTooLarge, ReleaseError
-from podrelease.events import (
+from podrelease.core.errors import EventTooLarge, ReleaseError
+from podrelease.core.notify import sns_subject
+from podrelease.release.events import (
     MAX_EVENT_BYTES,
     event_size,
     execution_name,
@@ -18,7 +19,6 @@ from podrelease.events import (
     is_artifact_push,
     parse_push,
 )
-from podrelease.notify import sns_subject
 
 
 def _deployed(environment: str) -> Callable[[dict[str, Any]], bool]:

@@ -47,7 +47,7 @@ environments, with its signed SBOM required (`default_document`). `keys_document
 for a team that signs with keys.
 
 Keyless entries are parsed here into `KeylessIdentity` values and handed to a `keyless_factory`,
-which returns the `KeylessVerifier` the signature gate consults (`podrelease.keyless`, imported
+which returns the `KeylessVerifier` the signature gate consults (`podrelease.verify.keyless`, imported
 only when a policy names keyless signers: sigstore's import is slow). Without a factory, keyless
 entries are a PolicyError.
 
@@ -66,12 +66,12 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
-from podrelease.attest import verify_sbom
-from podrelease.cosign import KeylessVerifier, TrustedKey, TrustPolicy
-from podrelease.errors import ConfigurationError, PolicyError, PolicyUnavailable, SbomMissing
-from podrelease.gate import verify_with_grace
-from podrelease.oci import Registry
-from podrelease.scan import ScanPolicy, check_scan
+from podrelease.core.errors import ConfigurationError, PolicyError, PolicyUnavailable, SbomMissing
+from podrelease.verify.gate import verify_with_grace
+from podrelease.verify.registry import Registry
+from podrelease.verify.sbom import verify_sbom
+from podrelease.verify.scan import ScanPolicy, check_scan
+from podrelease.verify.signatures import KeylessVerifier, TrustedKey, TrustPolicy
 
 ENVIRONMENTS: tuple[str, ...] = ("dev", "prod")
 POLICY_VERSION = 1
@@ -101,7 +101,7 @@ class KeylessIdentity:
 
 #: Builds the keyless verifier for an environment's keyless identities.
 KeylessFactory = Callable[[Sequence[KeylessIdentity]], KeylessVerifier]
-#: Turns a KMS key id/ARN/alias into its public key (`podrelease.kms.default_resolver` in Lambda).
+#: Turns a KMS key id/ARN/alias into its public key (`podrelease.verify.kms.default_resolver` in Lambda).
 KmsResolver = Callable[[str], TrustedKey]
 
 
@@ -364,14 +364,14 @@ def keys_document(
 
 
 def installed_keyless_factory(identities: Sequence[KeylessIdentity]) -> KeylessVerifier:
-    """The keyless factory the verify function uses, importing `podrelease.keyless` only now (a
+    """The keyless factory the verify function uses, importing `podrelease.verify.keyless` only now (a
     policy names keyless signers), never on the key-only path. It calls `keyless.verifier_for
     (identities)` when that module offers one, else builds the verifier with `keyless_policy`
     (the pinned production trusted root) from `{"issuer", "subject" | "subject_regex"}` rules."""
     try:
-        from podrelease import keyless  # noqa: PLC0415 - deliberately lazy: sigstore's import is slow
+        from podrelease.verify import keyless  # noqa: PLC0415 - deliberately lazy: sigstore's import is slow
     except ImportError as exc:
-        msg = "keyless signers configured but podrelease.keyless cannot be imported"
+        msg = "keyless signers configured but podrelease.verify.keyless cannot be imported"
         raise PolicyError(msg) from exc
     verifier_for = getattr(keyless, "verifier_for", None)
     if callable(verifier_for):
@@ -385,13 +385,13 @@ def installed_keyless_factory(identities: Sequence[KeylessIdentity]) -> KeylessV
             rules.append({"issuer": identity.issuer, "subject_regex": str(identity.identity_regex)})
     trust = keyless.keyless_policy(rules)
     if trust.keyless is None:  # pragma: no cover - keyless_policy always sets one
-        msg = "keyless signers configured but podrelease.keyless built no verifier"
+        msg = "keyless signers configured but podrelease.verify.keyless built no verifier"
         raise PolicyError(msg)
     return trust.keyless
 
 
 def _kms_resolver(key_id: str) -> TrustedKey:
-    from podrelease.kms import default_resolver  # noqa: PLC0415 - only policies naming KMS keys need it
+    from podrelease.verify.kms import default_resolver  # noqa: PLC0415 - only policies naming KMS keys need it
 
     return default_resolver(key_id)
 

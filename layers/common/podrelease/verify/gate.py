@@ -11,9 +11,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from podrelease.cosign import TrustPolicy, Verification, verify_image
-from podrelease.errors import SignatureMissing
-from podrelease.oci import Registry
+from podrelease.core.errors import SignatureMissing
+from podrelease.verify.registry import Registry
+from podrelease.verify.signatures import TrustPolicy, Verification, verify_image
 
 
 def verify_with_grace(

@@ -13,7 +13,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from podrelease.errors import PromotionFailed
+from podrelease.core.errors import PromotionFailed
 
 ACCEPTED = [
     "application/vnd.oci.image.manifest.v1+json",

@@ -15,7 +15,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from podrelease.deploy import ALIAS, appspec_versions, parse_description
+from podrelease.release.lambda_target import ALIAS, appspec_versions, parse_description
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -16,7 +16,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from podrelease.errors import LockBusy
+from podrelease.core.errors import LockBusy
 
 RELEASE_RETENTION_SECONDS = 400 * 24 * 3600
 

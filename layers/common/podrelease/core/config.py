@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from podrelease.errors import ConfigurationError
+from podrelease.core.errors import ConfigurationError
 
 
 def require(name: str, env: Mapping[str, str] | None = None) -> str:

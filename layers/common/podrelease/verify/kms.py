@@ -14,8 +14,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from podrelease.cosign import TrustedKey
-from podrelease.errors import PolicyError
+from podrelease.core.errors import PolicyError
+from podrelease.verify.signatures import TrustedKey
 
 # A key id, key ARN, alias name or alias ARN, as KMS accepts them in GetPublicKey.
 KMS_KEY_RE = re.compile(

@@ -1,17 +1,17 @@
 """Verify before you push: the gate's own verification code, from a terminal.
 
-    python -m podrelease.cli verify-bundle --bundle sig.sigstore.json \\
+    python -m podrelease.verify.cli verify-bundle --bundle sig.sigstore.json \\
         --certificate-identity https://github.com/acme/podinfo/.github/workflows/build.yml@refs/heads/main \\
         --certificate-oidc-issuer https://token.actions.githubusercontent.com  FILE | sha256:<hex>
-    python -m podrelease.cli verify-bundle --bundle sig.sigstore.json --key cosign.pub FILE | sha256:<hex>
-    python -m podrelease.cli verify-image --repository podinfo --digest sha256:<hex> \\
+    python -m podrelease.verify.cli verify-bundle --bundle sig.sigstore.json --key cosign.pub FILE | sha256:<hex>
+    python -m podrelease.verify.cli verify-image --repository podinfo --digest sha256:<hex> \\
         (--key cosign.pub | --certificate-identity[-regexp] ... --certificate-oidc-issuer ... | --policy FILE --environment prod)
 
 `verify-bundle` checks one sigstore bundle over a file (its SHA-256) or a digest, with
-`podrelease.cosign.verify_bundle` (any in-toto predicate; the subject must be the artifact).
+`podrelease.verify.signatures.verify_bundle` (any in-toto predicate; the subject must be the artifact).
 `verify-image` reads Amazon ECR through boto3 (the usual AWS credential chain) and runs
-`podrelease.cosign.verify_image`, or, with `--policy`, the whole environment gate
-(`podrelease.policy.enforce`: signature, SBOM, scan), exactly as the verify function does.
+`podrelease.verify.signatures.verify_image`, or, with `--policy`, the whole environment gate
+(`podrelease.verify.policy.enforce`: signature, SBOM, scan), exactly as the verify function does.
 
 Keyless policies use the pinned production trusted root shipped in the package unless
 `--trusted-root` names another (`--staging` has no pinned root: pass `--trusted-root`). Nothing is
@@ -34,8 +34,8 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError
 
-from podrelease.cosign import TrustedKey, TrustPolicy, verify_bundle
-from podrelease.errors import PolicyError, RegistryError, ReleaseError, VerificationFailed
+from podrelease.core.errors import PolicyError, RegistryError, ReleaseError, VerificationFailed
+from podrelease.verify.signatures import TrustedKey, TrustPolicy, verify_bundle
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -82,8 +82,8 @@ def build_policy(args: argparse.Namespace) -> TrustPolicy:
     if not issuer:
         msg = "a certificate identity needs --certificate-oidc-issuer"
         raise PolicyError(msg)
-    # sigstore is imported (through podrelease.keyless) only on this path.
-    from podrelease.keyless import Identity, SigstoreTrustRoot, keyless_policy  # noqa: PLC0415
+    # sigstore is imported (through podrelease.verify.keyless) only on this path.
+    from podrelease.verify.keyless import Identity, SigstoreTrustRoot, keyless_policy  # noqa: PLC0415
 
     if args.trusted_root:
         root = SigstoreTrustRoot.from_file(args.trusted_root)
@@ -111,13 +111,13 @@ def cmd_verify_bundle(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_verify_image(args: argparse.Namespace) -> dict[str, Any]:
     import boto3  # noqa: PLC0415 - only this command talks to AWS
 
-    from podrelease.oci import EcrRegistry  # noqa: PLC0415
+    from podrelease.verify.registry import EcrRegistry  # noqa: PLC0415
 
     session = boto3.session.Session(region_name=args.region) if args.region else boto3.session.Session()
     ecr = session.client("ecr")
     registry = EcrRegistry(ecr, registry_id=args.registry_id) if args.registry_id else EcrRegistry(ecr)
     if args.policy:
-        from podrelease.policy import enforce, installed_keyless_factory, parse_policy  # noqa: PLC0415
+        from podrelease.verify.policy import enforce, installed_keyless_factory, parse_policy  # noqa: PLC0415
 
         try:
             document = Path(args.policy).read_bytes()
@@ -127,7 +127,7 @@ def cmd_verify_image(args: argparse.Namespace) -> dict[str, Any]:
         environment = parse_policy(document, keyless_factory=installed_keyless_factory).environment(args.environment)
         evidence: dict[str, Any] = enforce(registry, ecr, args.repository, args.digest, environment, 0)
         return evidence
-    from podrelease.cosign import verify_image  # noqa: PLC0415
+    from podrelease.verify.signatures import verify_image  # noqa: PLC0415
 
     return verify_image(registry, args.repository, args.digest, build_policy(args)).evidence
 
@@ -153,7 +153,7 @@ def parser() -> argparse.ArgumentParser:
     image.add_argument("--digest", required=True)
     image.add_argument("--region")
     image.add_argument("--registry-id")
-    image.add_argument("--policy", help="release policy JSON (podrelease.policy); runs the whole gate")
+    image.add_argument("--policy", help="release policy JSON (podrelease.verify.policy); runs the whole gate")
     image.add_argument("--environment", default="prod", help="the policy's environment (default prod)")
     _identity_options(image)
     return top

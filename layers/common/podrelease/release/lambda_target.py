@@ -26,7 +26,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from podrelease.errors import ConfigurationError, DeploymentFailed
+from podrelease.core.errors import ConfigurationError, DeploymentFailed
 
 ALIAS = "live"
 TERMINAL_OK = "Succeeded"

@@ -14,7 +14,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from podrelease.errors import EventTooLarge, ForeignEvent, MalformedEvent
+from podrelease.core.errors import EventTooLarge, ForeignEvent, MalformedEvent
 
 #: A real ECR push event is well under 2 KiB; anything past this is refused unread.
 MAX_EVENT_BYTES = 16 * 1024

@@ -53,7 +53,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-from podrelease.errors import (
+from podrelease.core.errors import (
     DigestMismatch,
     MalformedSignature,
     PolicyError,
@@ -62,8 +62,8 @@ from podrelease.errors import (
     SignatureMissing,
     VerificationFailed,
 )
-from podrelease.obs import get_logger
-from podrelease.oci import (
+from podrelease.core.obs import get_logger
+from podrelease.verify.registry import (
     MAX_BLOB_BYTES,
     OCI_INDEX,
     Manifest,
@@ -150,7 +150,7 @@ class TrustedKey:
 
 
 class KeylessVerifier(Protocol):
-    """Keyless (Fulcio certificate) verification, implemented by `podrelease.keyless.FulcioVerifier`
+    """Keyless (Fulcio certificate) verification, implemented by `podrelease.verify.keyless.FulcioVerifier`
     (pinned trusted root, identity and issuer policy, transparency-log evidence).
 
     `signing_key` is given a signature's verification material (a bundle's `verificationMaterial`,

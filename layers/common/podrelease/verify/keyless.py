@@ -37,7 +37,7 @@ milliseconds of cold start. A root without CT logs (the local demo instance) ski
 checks above still run.
 
 The trusted root is a sigstore `trusted_root.json` shipped with the function
-(`podrelease/trust/trusted_root.json`, see the README beside it); it is never fetched here.
+(`podrelease/verify/trust/trusted_root.json`, see the README beside it); it is never fetched here.
 
 KMS: `kms_trusted_key` turns an AWS KMS asymmetric signing key (`GetPublicKey`) into a TrustedKey.
 """
@@ -61,15 +61,15 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from podrelease.cosign import (
+from podrelease.core.errors import MalformedSignature, PolicyError, SignatureInvalid
+from podrelease.verify.kms import kms_trusted_key
+from podrelease.verify.signatures import (
     CERTIFICATE_ANNOTATION,
     MAX_RAW_SIGNATURE_BYTES,
     TrustedKey,
     TrustPolicy,
     check_signature,
 )
-from podrelease.errors import MalformedSignature, PolicyError, SignatureInvalid
-from podrelease.kms import kms_trusted_key
 
 #: The trusted root shipped with the function (sigstore public-good production instance).
 PRODUCTION_TRUSTED_ROOT = Path(__file__).parent / "trust" / "trusted_root.json"
@@ -759,7 +759,7 @@ def material_certificate_and_entries(material: Mapping[str, Any]) -> tuple[x509.
 
 @dataclass
 class FulcioVerifier:
-    """`podrelease.cosign.KeylessVerifier` for Fulcio certificates under a pinned trusted root.
+    """`podrelease.verify.signatures.KeylessVerifier` for Fulcio certificates under a pinned trusted root.
 
     `use_sigstore`: run sigstore-python over whole bundles too (`check_bundle`); by default on
     when the root has CT logs (sigstore-python verifies the certificate's SCT with them)."""
@@ -893,7 +893,7 @@ TRUSTED_ROOT_ENV = "SIGSTORE_TRUSTED_ROOT"
 
 
 def verifier_for(identities: Sequence[Any], *, root: SigstoreTrustRoot | None = None) -> FulcioVerifier:
-    """The keyless verifier for `podrelease.policy`'s keyless identities (objects with `issuer`,
+    """The keyless verifier for `podrelease.verify.policy`'s keyless identities (objects with `issuer`,
     `identity`, `identity_regex`), or `Identity` values. The root: `root`, else the file named by
     SIGSTORE_TRUSTED_ROOT, else the pinned production root."""
     rules: list[Identity] = []

@@ -1,0 +1,1 @@
+"""Shared by every stage: named errors, logging with redaction, configuration, notification subjects."""

@@ -1,0 +1,1 @@
+"""Secrets Manager rotation: the staging-label steps, the workload JWT secret, the approval signing key."""
