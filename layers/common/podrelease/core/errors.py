@@ -24,6 +24,12 @@ class MalformedEvent(ReleaseError):
     """The event is not a well-formed ECR image push (missing or invalid fields)."""
 
 
+class InvalidRequest(ReleaseError):
+    """A handler was called with an event it does not accept: an unknown action, a missing or
+    mistyped field. The state machine and the functions' callers are the project's own, so this is
+    a defect in the caller (the ASL or a test), named at the edge instead of a KeyError deeper in."""
+
+
 class ForeignEvent(ReleaseError):
     """The event is well formed but not one this release control plane acts on."""
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 
 SERVICE = "podinfo-release"
@@ -65,11 +65,19 @@ def get_logger(name: str | None = None) -> Logger:
     return Logger(service=SERVICE, child=name is not None, logger_formatter=RedactingFormatter() if name is None else None)
 
 
-def bind_release(logger: Logger, release_id: str | None) -> None:
-    """Make `release_id` the correlation id of every following log line of this invocation."""
+def get_tracer() -> Tracer:
+    """X-Ray tracing for the function (`Tracing: Active` in the template); one per function."""
+    return Tracer(service=SERVICE)
+
+
+def bind_release(logger: Logger, release_id: str | None, tracer: Tracer | None = None) -> None:
+    """Make `release_id` the correlation id of every following log line of this invocation and,
+    with a tracer, the `release_id` annotation of its trace (searchable in X-Ray)."""
     if release_id:
         logger.set_correlation_id(release_id)
         logger.append_keys(release_id=release_id)
+        if tracer is not None:
+            tracer.put_annotation("release_id", release_id)
 
 
 def release_id_of(event: Any) -> str | None:
