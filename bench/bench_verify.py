@@ -33,7 +33,8 @@ sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 
-from podrelease.verify.signatures import TrustPolicy, verify_bundle, verify_legacy_layer  # noqa: E402
+from podrelease.verify.envelopes import verify_bundle, verify_legacy_layer  # noqa: E402
+from podrelease.verify.trust_policy import TrustPolicy  # noqa: E402
 
 VECTORS = ROOT / "tests" / "vectors"
 
@@ -88,7 +89,8 @@ def main() -> None:
     def bare_ecdsa() -> None:
         public_key.verify(raw_signature, payload, ec.ECDSA(hashes.SHA256()))
 
-    from podrelease.verify.keyless import GITHUB_ACTIONS_ISSUER, Identity, keyless_policy  # noqa: PLC0415
+    from podrelease.verify.certificates import GITHUB_ACTIONS_ISSUER, Identity  # noqa: PLC0415
+    from podrelease.verify.keyless import keyless_policy  # noqa: PLC0415
 
     conformance = VECTORS / "sigstore-conformance"
     bundle = (conformance / "happy-path-v0.3" / "bundle.sigstore.json").read_bytes()

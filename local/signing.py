@@ -25,17 +25,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-from podrelease.verify.registry import OCI_MANIFEST, MemoryRegistry, referrers_tag, sha256_digest
-from podrelease.verify.signatures import (
+from local.registry import MemoryRegistry
+from podrelease.verify.attachments import (
     BUNDLE_MEDIA_TYPE,
     BUNDLE_PREDICATE_ANNOTATION,
     COSIGN_SIGN_PREDICATE,
-    INTOTO_PAYLOAD_TYPE,
     SIGNATURE_ANNOTATION,
     SIMPLESIGNING_MEDIA_TYPE,
-    SIMPLESIGNING_TYPE,
-    dsse_pae,
 )
+from podrelease.verify.envelopes import INTOTO_PAYLOAD_TYPE, SIMPLESIGNING_TYPE, dsse_pae
+from podrelease.verify.registry import OCI_MANIFEST, referrers_tag, sha256_digest
 
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_EMPTY = "application/vnd.oci.empty.v1+json"

@@ -37,15 +37,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from local.signing import bundle_referrer_manifest, cosign_sign_statement
-from podrelease.verify.keyless import (
-    GITHUB_ACTIONS_ISSUER,
-    OID_ISSUER_V1,
-    OID_ISSUER_V2,
-    FulcioVerifier,
-    Identity,
-    SigstoreTrustRoot,
-)
-from podrelease.verify.signatures import BUNDLE_MEDIA_TYPE, INTOTO_PAYLOAD_TYPE, dsse_pae
+from podrelease.verify.attachments import BUNDLE_MEDIA_TYPE
+from podrelease.verify.certificates import GITHUB_ACTIONS_ISSUER, OID_ISSUER_V1, OID_ISSUER_V2, Identity
+from podrelease.verify.envelopes import INTOTO_PAYLOAD_TYPE, dsse_pae
+from podrelease.verify.keyless import FulcioVerifier
+from podrelease.verify.trusted_root import SigstoreTrustRoot
 
 #: The identity the demo's build workflow signs with.
 BUILD_IDENTITY = "https://github.com/acme/podinfo/.github/workflows/build.yml@refs/heads/main"

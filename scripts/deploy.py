@@ -130,7 +130,7 @@ def _offline_kms_resolver(key_id: str) -> Any:
     """Offline stand-in for KMS (dry run): the entry must be a KMS key id, ARN or alias."""
     from podrelease.core.errors import PolicyError  # noqa: PLC0415
     from podrelease.verify.kms import KMS_KEY_RE  # noqa: PLC0415
-    from podrelease.verify.signatures import TrustedKey  # noqa: PLC0415
+    from podrelease.verify.trust_policy import TrustedKey  # noqa: PLC0415
 
     if not KMS_KEY_RE.match(key_id):
         msg = f"{key_id[:120]!r} is not a KMS key id, key ARN or alias"

@@ -20,9 +20,11 @@ import pytest
 from moto import mock_aws
 
 from local import signing
+from local.registry import MemoryRegistry
 from podrelease.core.errors import MalformedSignature, RegistryError, SignatureInvalid
-from podrelease.verify.registry import OCI_INDEX, OCI_MANIFEST, EcrRegistry, MemoryRegistry, sha256_digest
-from podrelease.verify.signatures import TrustPolicy, verify_image
+from podrelease.verify.registry import OCI_INDEX, OCI_MANIFEST, EcrRegistry, sha256_digest
+from podrelease.verify.signatures import verify_image
+from podrelease.verify.trust_policy import TrustPolicy
 
 REPO = "podinfo"
 REGION = "us-east-1"

@@ -17,9 +17,10 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from local import signing
+from local.registry import MemoryRegistry
 from podrelease.core.errors import ConfigurationError, PolicyError, SbomMissing, ScanUnavailable
 from podrelease.verify.policy import build_identity, keys_document
-from podrelease.verify.registry import OCI_MANIFEST, MemoryRegistry, sha256_digest
+from podrelease.verify.registry import OCI_MANIFEST, sha256_digest
 from tests.conftest import FakeLambdaContext, import_handler
 
 REPOSITORY = "podinfo"

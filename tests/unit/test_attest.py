@@ -22,10 +22,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from local import signing
+from local.registry import MemoryRegistry
 from podrelease.core.errors import PolicyError, SbomInvalid, SbomMissing
-from podrelease.verify.registry import OCI_MANIFEST, MemoryRegistry, sha256_digest
+from podrelease.verify.registry import OCI_MANIFEST, sha256_digest
 from podrelease.verify.sbom import CYCLONEDX_PREDICATE, SPDX_PREDICATE, verify_sbom
-from podrelease.verify.signatures import TrustPolicy
+from podrelease.verify.trust_policy import TrustPolicy
 
 REPOSITORY = "podinfo"
 OTHER = "sha256:" + "ab" * 32

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from local import signing
+from local.registry import MemoryRegistry
 from podrelease.core.errors import (
     DigestMismatch,
     MalformedSignature,
@@ -27,19 +28,19 @@ from podrelease.core.errors import (
     SignatureInvalid,
     SignatureMissing,
 )
-from podrelease.verify.registry import OCI_MANIFEST, MemoryRegistry, sha256_digest
-from podrelease.verify.signatures import (
-    COSIGN_SIGN_PREDICATE,
-    TrustPolicy,
+from podrelease.verify.attachments import COSIGN_SIGN_PREDICATE
+from podrelease.verify.envelopes import (
     bundle_predicate_type,
     dsse_pae,
     verify_bundle,
     verify_dsse,
-    verify_image,
     verify_legacy_layer,
     verify_message_signature,
     verify_simple_signing,
 )
+from podrelease.verify.registry import OCI_MANIFEST, sha256_digest
+from podrelease.verify.signatures import verify_image
+from podrelease.verify.trust_policy import TrustPolicy
 
 VECTORS = Path(__file__).parents[1] / "vectors"
 CI = VECTORS / "containers-image"

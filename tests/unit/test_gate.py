@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING
 import pytest
 
 from local import signing
+from local.registry import MemoryRegistry
 from podrelease.core.errors import DigestMismatch, SignatureInvalid, SignatureMissing
 from podrelease.verify.gate import verify_with_grace
-from podrelease.verify.registry import OCI_MANIFEST, MemoryRegistry
-from podrelease.verify.signatures import TrustPolicy
+from podrelease.verify.registry import OCI_MANIFEST
+from podrelease.verify.trust_policy import TrustPolicy
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -21,22 +21,19 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from local.registry import MemoryRegistry
 from local.signing import image_descriptor, publish
 from local.sigstore_local import BUILD_IDENTITY, LocalSigstore
 from podrelease.core.errors import MalformedSignature, PolicyError, SignatureInvalid, VerificationFailed
-from podrelease.verify.keyless import (
-    GITHUB_ACTIONS_ISSUER,
-    PRODUCTION_TRUSTED_ROOT,
-    FulcioVerifier,
-    Identity,
-    SigstoreTrustRoot,
-    keyless_policy,
-    kms_trusted_key,
-    merkle_root_from_proof,
-    verifier_for,
-)
-from podrelease.verify.registry import OCI_MANIFEST, MemoryRegistry
-from podrelease.verify.signatures import TrustPolicy, verify_bundle, verify_image, verify_legacy_layer
+from podrelease.verify.certificates import GITHUB_ACTIONS_ISSUER, Identity
+from podrelease.verify.envelopes import verify_bundle, verify_legacy_layer
+from podrelease.verify.keyless import FulcioVerifier, keyless_policy, verifier_for
+from podrelease.verify.kms import kms_trusted_key
+from podrelease.verify.registry import OCI_MANIFEST
+from podrelease.verify.signatures import verify_image
+from podrelease.verify.transparency_log import merkle_root_from_proof
+from podrelease.verify.trust_policy import TrustPolicy
+from podrelease.verify.trusted_root import PRODUCTION_TRUSTED_ROOT, SigstoreTrustRoot
 
 ROOT = Path(__file__).resolve().parents[2]
 VECTORS = ROOT / "tests" / "vectors"
@@ -434,7 +431,8 @@ def _modules_after(code: str) -> set[str]:
 def test_key_only_policy_never_imports_sigstore() -> None:
     pem = (VECTORS / "containers-image" / "cosign.pub").read_text()
     modules = _modules_after(
-        "from podrelease.verify.signatures import TrustPolicy, verify_legacy_layer\n"
+        "from podrelease.verify.trust_policy import TrustPolicy\n"
+        "from podrelease.verify.envelopes import verify_legacy_layer\n"
         "import podrelease.verify.policy, podrelease.verify.gate\n"
         f"TrustPolicy.from_pem({pem!r})"
     )
@@ -445,12 +443,14 @@ def test_key_only_policy_never_imports_sigstore() -> None:
 
 def test_keyless_policy_imports_sigstore_only_when_a_bundle_is_checked() -> None:
     built = _modules_after(
-        "from podrelease.verify.keyless import keyless_policy, Identity\nkeyless_policy([Identity(issuer='i', subject='s')])"
+        "from podrelease.verify.keyless import keyless_policy\nfrom podrelease.verify.certificates import Identity\n"
+        "keyless_policy([Identity(issuer='i', subject='s')])"
     )
     assert "sigstore" not in built
     used = _modules_after(
         "from pathlib import Path\n"
-        "from podrelease.verify.keyless import keyless_policy, Identity\nfrom podrelease.verify.signatures import verify_bundle\n"
+        "from podrelease.verify.keyless import keyless_policy\nfrom podrelease.verify.certificates import Identity\n"
+        "from podrelease.verify.envelopes import verify_bundle\n"
         f"p = keyless_policy([Identity(issuer={GITHUB_ACTIONS_ISSUER!r}, subject={BEACON!r})])\n"
         f"verify_bundle(Path({str(CONFORMANCE / 'happy-path-v0.3' / 'bundle.sigstore.json')!r}).read_bytes(), p, {A_TXT!r}, predicate_type=None)"
     )

@@ -25,7 +25,7 @@ from podrelease.verify.policy import (
     parse_policy,
 )
 from podrelease.verify.scan import ScanPolicy
-from podrelease.verify.signatures import TrustedKey, TrustPolicy
+from podrelease.verify.trust_policy import TrustedKey, TrustPolicy
 
 _, PEM = signing.generate_key()
 _, PEM2 = signing.generate_key()

@@ -17,10 +17,10 @@ import pytest
 from moto import mock_aws
 
 from local import signing
+from local.registry import MemoryRegistry
 from podrelease.core.errors import PolicyError, SignatureInvalid
 from podrelease.verify.kms import kms_trusted_key
 from podrelease.verify.policy import parse_policy
-from podrelease.verify.registry import MemoryRegistry
 from podrelease.verify.signatures import verify_image
 from tests.conftest import FAKE_CREDENTIALS
 

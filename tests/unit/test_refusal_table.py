@@ -25,6 +25,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from local import signing
+from local.registry import MemoryRegistry
 from podrelease.core.errors import (
     DigestMismatch,
     MalformedSignature,
@@ -36,9 +37,9 @@ from podrelease.core.errors import (
     SignatureMissing,
 )
 from podrelease.verify.policy import EnvironmentPolicy, enforce
-from podrelease.verify.registry import OCI_MANIFEST, MemoryRegistry, sha256_digest
+from podrelease.verify.registry import OCI_MANIFEST, sha256_digest
 from podrelease.verify.scan import ScanPolicy
-from podrelease.verify.signatures import TrustPolicy
+from podrelease.verify.trust_policy import TrustPolicy
 
 REPOSITORY = "podinfo"
 TAG = "6.9.1"

@@ -35,7 +35,8 @@ from typing import Any
 from botocore.exceptions import BotoCoreError
 
 from podrelease.core.errors import PolicyError, RegistryError, ReleaseError, VerificationFailed
-from podrelease.verify.signatures import TrustedKey, TrustPolicy, verify_bundle
+from podrelease.verify.envelopes import verify_bundle
+from podrelease.verify.trust_policy import TrustedKey, TrustPolicy
 
 EXIT_OK = 0
 EXIT_REFUSED = 1
@@ -83,7 +84,9 @@ def build_policy(args: argparse.Namespace) -> TrustPolicy:
         msg = "a certificate identity needs --certificate-oidc-issuer"
         raise PolicyError(msg)
     # sigstore is imported (through podrelease.verify.keyless) only on this path.
-    from podrelease.verify.keyless import Identity, SigstoreTrustRoot, keyless_policy  # noqa: PLC0415
+    from podrelease.verify.certificates import Identity  # noqa: PLC0415
+    from podrelease.verify.keyless import keyless_policy  # noqa: PLC0415
+    from podrelease.verify.trusted_root import SigstoreTrustRoot  # noqa: PLC0415
 
     if args.trusted_root:
         root = SigstoreTrustRoot.from_file(args.trusted_root)

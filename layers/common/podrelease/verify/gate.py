@@ -13,7 +13,8 @@ from typing import Any
 
 from podrelease.core.errors import SignatureMissing
 from podrelease.verify.registry import Registry
-from podrelease.verify.signatures import TrustPolicy, Verification, verify_image
+from podrelease.verify.signatures import Verification, verify_image
+from podrelease.verify.trust_policy import TrustPolicy
 
 
 def verify_with_grace(

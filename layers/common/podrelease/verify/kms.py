@@ -15,7 +15,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from podrelease.core.errors import PolicyError
-from podrelease.verify.signatures import TrustedKey
+from podrelease.verify.trust_policy import TrustedKey
 
 # A key id, key ARN, alias name or alias ARN, as KMS accepts them in GetPublicKey.
 KMS_KEY_RE = re.compile(

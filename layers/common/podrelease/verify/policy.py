@@ -71,7 +71,7 @@ from podrelease.verify.gate import verify_with_grace
 from podrelease.verify.registry import Registry
 from podrelease.verify.sbom import verify_sbom
 from podrelease.verify.scan import ScanPolicy, check_scan
-from podrelease.verify.signatures import KeylessVerifier, TrustedKey, TrustPolicy
+from podrelease.verify.trust_policy import KeylessVerifier, TrustedKey, TrustPolicy
 
 ENVIRONMENTS: tuple[str, ...] = ("dev", "prod")
 POLICY_VERSION = 1

@@ -14,7 +14,7 @@ request is a `RegistryError` (transient, the state machine retries).
 `EcrRegistry` reads Amazon ECR (manifests through `BatchGetImage`, blobs through
 `GetDownloadUrlForLayer` and the pre-signed URL, referrers through the registry's `/v2/` API with a
 Basic token from `GetAuthorizationToken`, falling back to the referrers tag schema).
-`MemoryRegistry` keeps everything in dicts, for tests and the local demo signer.
+(An in-memory registry for tests and the local demo is `local.registry.MemoryRegistry`.)
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-import json
 import re
 import urllib.error
 import urllib.parse
@@ -35,6 +34,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from podrelease.core.errors import MalformedSignature, RegistryError
 from podrelease.core.obs import get_logger, register_secret
+from podrelease.verify.decoding import json_object
 
 logger = get_logger(__name__)
 
@@ -91,13 +91,15 @@ def referrers_tag(digest: str) -> str:
     return require_digest(digest).replace(":", "-", 1)
 
 
-def _check_repository(repository: str) -> None:
+def check_repository(repository: str) -> None:
+    """RegistryError unless `repository` is a repository name as the distribution spec defines it."""
     if not isinstance(repository, str) or len(repository) > 256 or not REPOSITORY_RE.match(repository):
         msg = f"{str(repository)[:80]!r} is not a valid repository name"
         raise RegistryError(msg)
 
 
-def _check_reference(reference: str) -> None:
+def check_reference(reference: str) -> None:
+    """RegistryError unless `reference` is a sha256 digest or a valid tag."""
     if not isinstance(reference, str) or not (DIGEST_RE.match(reference) or TAG_RE.match(reference)):
         msg = f"{str(reference)[:80]!r} is neither a sha256 digest nor a valid tag"
         raise RegistryError(msg)
@@ -120,28 +122,14 @@ class Manifest:
 
     def json(self) -> dict[str, Any]:
         """The manifest as a JSON object; anything else is a MalformedSignature."""
-        return _json_object(self.raw, f"manifest {self.digest}")
-
-
-def _json_object(raw: bytes, what: str) -> dict[str, Any]:
-    try:
-        value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        msg = f"{what} is not valid JSON"
-        raise MalformedSignature(msg) from exc
-    if not isinstance(value, dict):
-        msg = f"{what} is JSON but not an object"
-        raise MalformedSignature(msg)
-    return value
+        return json_object(self.raw, f"manifest {self.digest}", limit=MAX_MANIFEST_BYTES)
 
 
 def _media_type_of(raw: bytes) -> str:
     """A manifest's media type from its own `mediaType`, or from its shape (OCI allows omitting it)."""
     try:
-        value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return ""
-    if not isinstance(value, dict):
+        value = json_object(raw, "manifest", limit=MAX_MANIFEST_BYTES)
+    except MalformedSignature:
         return ""
     declared = value.get("mediaType")
     if isinstance(declared, str) and declared:
@@ -149,7 +137,8 @@ def _media_type_of(raw: bytes) -> str:
     return OCI_INDEX if "manifests" in value else OCI_MANIFEST
 
 
-def _checked_manifest(raw: bytes, media_type: str | None, reference: str) -> Manifest:
+def checked_manifest(raw: bytes, media_type: str | None, reference: str) -> Manifest:
+    """The manifest of `raw`; MalformedSignature when asked by digest and `raw` hashes to another."""
     manifest = Manifest.from_raw(raw, media_type)
     if is_digest(reference) and manifest.digest != reference:
         msg = f"the registry returned a manifest hashing to {manifest.digest} when asked for {reference}"
@@ -157,7 +146,8 @@ def _checked_manifest(raw: bytes, media_type: str | None, reference: str) -> Man
     return manifest
 
 
-def _checked_blob(data: bytes, digest: str, max_bytes: int) -> bytes:
+def checked_blob(data: bytes, digest: str, max_bytes: int) -> bytes:
+    """`data`, if it is at most `max_bytes` and hashes to `digest`; else MalformedSignature."""
     if len(data) > max_bytes:
         msg = f"blob {digest} is larger than the {max_bytes}-byte limit"
         raise MalformedSignature(msg)
@@ -258,8 +248,8 @@ class EcrRegistry:
             raise RegistryError(msg) from exc
 
     def get_manifest(self, repository: str, reference: str) -> Manifest | None:
-        _check_repository(repository)
-        _check_reference(reference)
+        check_repository(repository)
+        check_reference(reference)
         image_id = {"imageDigest": reference} if is_digest(reference) else {"imageTag": reference}
         reply = self._call(
             "batch_get_image",
@@ -280,10 +270,10 @@ class EcrRegistry:
         if body is None:
             return None
         raw = body.encode() if isinstance(body, str) else bytes(body)
-        return _checked_manifest(raw, image.get("imageManifestMediaType"), reference)
+        return checked_manifest(raw, image.get("imageManifestMediaType"), reference)
 
     def get_blob(self, repository: str, digest: str, max_bytes: int = MAX_BLOB_BYTES) -> bytes:
-        _check_repository(repository)
+        check_repository(repository)
         require_digest(digest)
         reply = self._call("get_download_url_for_layer", repositoryName=repository, layerDigest=digest)
         url = reply.get("downloadUrl")
@@ -294,10 +284,10 @@ class EcrRegistry:
         if status != _OK:
             msg = f"downloading blob {digest} returned HTTP {status}"
             raise RegistryError(msg)
-        return _checked_blob(data, digest, max_bytes)
+        return checked_blob(data, digest, max_bytes)
 
     def list_referrers(self, repository: str, digest: str) -> list[dict[str, Any]]:
-        _check_repository(repository)
+        check_repository(repository)
         require_digest(digest)
         endpoint, token = self._authorization()
         url: str | None = f"{endpoint}/v2/{repository}/referrers/{digest}"
@@ -318,7 +308,8 @@ class EcrRegistry:
             if status != _OK:
                 msg = f"referrers API for {repository} returned HTTP {status}"
                 raise RegistryError(msg)
-            found.extend(_descriptors_of_index(_json_object(data, "referrers index"), f"referrers of {digest}"))
+            index = json_object(data, "referrers index", limit=MAX_MANIFEST_BYTES)
+            found.extend(_descriptors_of_index(index, f"referrers of {digest}"))
             if len(found) > MAX_REFERRERS:
                 msg = f"{digest} has more than {MAX_REFERRERS} referrers"
                 raise MalformedSignature(msg)
@@ -385,79 +376,3 @@ def _next_link(link: str, endpoint: str) -> str | None:
         msg = "referrers pagination pointed at another host"
         raise RegistryError(msg)
     return target
-
-
-# --- in memory ----------------------------------------------------------------------------------
-
-
-class MemoryRegistry:
-    """An in-memory registry: tests and the local demo signer write to it, the gate reads from it.
-
-    `blobs` and `manifests` are public so a test can corrupt stored content on purpose.
-    """
-
-    def __init__(self) -> None:
-        self.manifests: dict[tuple[str, str], Manifest] = {}
-        self.tags: dict[tuple[str, str], str] = {}
-        self.blobs: dict[tuple[str, str], bytes] = {}
-
-    def put_manifest(self, repository: str, raw: bytes, media_type: str | None = None, tag: str | None = None) -> str:
-        _check_repository(repository)
-        manifest = Manifest.from_raw(raw, media_type)
-        self.manifests[(repository, manifest.digest)] = manifest
-        if tag is not None:
-            _check_reference(tag)
-            self.tags[(repository, tag)] = manifest.digest
-        return manifest.digest
-
-    def put_blob(self, repository: str, data: bytes) -> str:
-        _check_repository(repository)
-        digest = sha256_digest(data)
-        self.blobs[(repository, digest)] = data
-        return digest
-
-    def get_manifest(self, repository: str, reference: str) -> Manifest | None:
-        _check_repository(repository)
-        _check_reference(reference)
-        digest = reference if is_digest(reference) else self.tags.get((repository, reference))
-        if digest is None:
-            return None
-        stored = self.manifests.get((repository, digest))
-        if stored is None:
-            return None
-        return _checked_manifest(stored.raw, stored.media_type, reference)
-
-    def get_blob(self, repository: str, digest: str, max_bytes: int = MAX_BLOB_BYTES) -> bytes:
-        _check_repository(repository)
-        require_digest(digest)
-        data = self.blobs.get((repository, digest))
-        if data is None:
-            msg = f"blob {digest} is not in {repository}"
-            raise RegistryError(msg)
-        return _checked_blob(data, digest, max_bytes)
-
-    def list_referrers(self, repository: str, digest: str) -> list[dict[str, Any]]:
-        _check_repository(repository)
-        require_digest(digest)
-        found: list[dict[str, Any]] = []
-        for (repo, manifest_digest), manifest in self.manifests.items():
-            if repo != repository:
-                continue
-            try:
-                body = manifest.json()
-            except MalformedSignature:
-                continue
-            subject = body.get("subject")
-            if not isinstance(subject, dict) or subject.get("digest") != digest:
-                continue
-            config = body.get("config") if isinstance(body.get("config"), dict) else {}
-            descriptor: dict[str, Any] = {
-                "mediaType": manifest.media_type,
-                "digest": manifest_digest,
-                "size": len(manifest.raw),
-                "artifactType": body.get("artifactType") or (config or {}).get("mediaType", ""),
-            }
-            if isinstance(body.get("annotations"), dict):
-                descriptor["annotations"] = body["annotations"]
-            found.append(descriptor)
-        return found

@@ -17,7 +17,9 @@ two places, and both are read:
    the tag suffix `.att` (`AttestationTagSuffix`), so the tag is `sha256-<hex>.att`.
 2. **Sigstore bundle referrers** (cosign v3's default): a bundle v0.3 with a `dsseEnvelope`, in an
    OCI 1.1 referrer manifest of `artifactType` `application/vnd.dev.sigstore.bundle.v0.3+json`
-   with the annotation `dev.sigstore.bundle.predicateType` (see `podrelease.verify.signatures`'s docstring).
+   with the annotation `dev.sigstore.bundle.predicateType` (see `podrelease.verify.envelopes`'s docstring).
+
+Both are read by `podrelease.verify.attachments`; this module only judges what it finds.
 
 Rules (stricter than "find one good one"):
 
@@ -44,8 +46,6 @@ keyless verifier's key carries one), where it was found, and the SBOM's spec ver
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 from collections.abc import Mapping
@@ -62,31 +62,29 @@ from podrelease.core.errors import (
     VerificationFailed,
 )
 from podrelease.core.obs import get_logger
-from podrelease.verify.registry import Registry, referrers_tag, require_digest
-from podrelease.verify.signatures import (
+from podrelease.verify.attachments import (
     BUNDLE_MEDIA_TYPES,
-    BUNDLE_PREDICATE_ANNOTATION,
-    CERTIFICATE_ANNOTATION,
-    COSIGN_SIGN_PREDICATE,
-    INTOTO_PAYLOAD_TYPE,
-    INTOTO_STATEMENT_TYPES,
+    DSSE_ENVELOPE_MEDIA_TYPE,
+    Attachment,
+    read_attachments,
+)
+from podrelease.verify.decoding import json_object
+from podrelease.verify.envelopes import (
     MAX_SIGNATURE_BYTES,
-    MAX_SUBJECTS,
-    TrustPolicy,
+    in_toto_statement,
+    is_certificate_material,
+    statement_subjects,
+    unverified_statement,
     verify_dsse,
 )
+from podrelease.verify.registry import Registry, require_digest
+from podrelease.verify.trust_policy import TrustPolicy
 
 logger = get_logger(__name__)
 
-DSSE_ENVELOPE_MEDIA_TYPE = "application/vnd.dsse.envelope.v1+json"
-ATTESTATION_TAG_SUFFIX = ".att"
-#: The layer annotation `cosign attest` writes on each `.att` layer.
-LEGACY_PREDICATE_ANNOTATION = "predicateType"
 SPDX_PREDICATE = "https://spdx.dev/Document"
 CYCLONEDX_PREDICATE = "https://cyclonedx.org/bom"
 SBOM_PREDICATES: Mapping[str, str] = {SPDX_PREDICATE: "spdx", CYCLONEDX_PREDICATE: "cyclonedx"}
-#: Most attestations (`.att` layers + attestation referrers) examined for one image.
-MAX_ATTESTATIONS = 32
 
 
 @dataclass(frozen=True)
@@ -158,184 +156,68 @@ class _Candidate:
         return {"source": self.source, "attestation_manifest": self.manifest}
 
 
-# --- reading what is attached -------------------------------------------------------------------
+# --- what each attached candidate is -------------------------------------------------------------
 
 
-def _decode_b64(value: Any, what: str) -> bytes:
-    if not isinstance(value, str) or not value:
-        msg = f"{what} is missing or not a string"
-        raise MalformedSignature(msg)
-    if len(value) > MAX_SIGNATURE_BYTES * 4 // 3 + 4:
-        msg = f"{what} is longer than {MAX_SIGNATURE_BYTES} bytes"
-        raise MalformedSignature(msg)
+def _candidate(attachment: Attachment, ignored: list[dict[str, Any]]) -> _Candidate | None:
+    """The envelope (and its verification material) of one attached attestation; None when it is
+    not an attestation at all (listed in `ignored`, or an image signature, the signature gate's)."""
+    where = attachment.source if attachment.layer is None else f"{attachment.source}#{attachment.layer}"
+    candidate = _Candidate(source=where, manifest=attachment.manifest, announced=attachment.announced)
+    if attachment.error is not None:
+        candidate.error = attachment.error
+        return candidate
+    if attachment.is_referrer:
+        return _referrer_candidate(attachment, candidate)
+    if attachment.media_type != DSSE_ENVELOPE_MEDIA_TYPE:
+        if attachment.announced in SBOM_PREDICATES:
+            candidate.error = MalformedSignature(
+                f"layer announces {attachment.announced} but has media type {attachment.media_type[:80]!r}, "
+                f"not {DSSE_ENVELOPE_MEDIA_TYPE}"
+            )
+            return candidate
+        ignored.append({**candidate.where(), "mediaType": attachment.media_type[:120]})
+        return None
+    candidate.material = dict(attachment.annotations)
     try:
-        return base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        try:
-            return base64.urlsafe_b64decode(value)
-        except (binascii.Error, ValueError) as exc:
-            msg = f"{what} is not base64"
-            raise MalformedSignature(msg) from exc
-
-
-def _json_object(raw: bytes, what: str) -> dict[str, Any]:
-    if len(raw) > MAX_SIGNATURE_BYTES:
-        msg = f"{what} of {len(raw)} bytes exceeds the {MAX_SIGNATURE_BYTES}-byte limit"
-        raise MalformedSignature(msg)
-    try:
-        value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        msg = f"{what} is not valid JSON"
-        raise MalformedSignature(msg) from exc
-    if not isinstance(value, dict):
-        msg = f"{what} is not a JSON object"
-        raise MalformedSignature(msg)
-    return value
-
-
-def _layer_blob(registry: Registry, repository: str, layer: Mapping[str, Any], what: str) -> bytes:
-    digest = layer.get("digest")
-    size = layer.get("size")
-    if not isinstance(digest, str):
-        msg = f"{what} has no digest"
-        raise MalformedSignature(msg)
-    if isinstance(size, int) and size > MAX_SIGNATURE_BYTES:
-        msg = f"{what} declares {size} bytes, over the {MAX_SIGNATURE_BYTES}-byte limit"
-        raise MalformedSignature(msg)
-    return registry.get_blob(repository, require_digest(digest), max_bytes=MAX_SIGNATURE_BYTES)
-
-
-def _layers(body: Mapping[str, Any], what: str) -> list[Mapping[str, Any]]:
-    layers = body.get("layers")
-    if not isinstance(layers, list):
-        msg = f"{what} has no layers list"
-        raise MalformedSignature(msg)
-    return [layer if isinstance(layer, dict) else {} for layer in layers]
-
-
-def _legacy_candidates(registry: Registry, repository: str, digest: str, ignored: list[dict[str, Any]]) -> list[_Candidate]:
-    tag = referrers_tag(digest) + ATTESTATION_TAG_SUFFIX
-    source = f"tag:{tag}"
-    manifest = registry.get_manifest(repository, tag)
-    if manifest is None:
-        return []
-    try:
-        layers = _layers(manifest.json(), f"attestation manifest {manifest.digest}")
+        candidate.envelope = json_object(attachment.content or b"", "the DSSE envelope", limit=MAX_SIGNATURE_BYTES)
     except MalformedSignature as exc:
-        return [_Candidate(source=source, manifest=manifest.digest, error=exc)]
-    found: list[_Candidate] = []
-    for number, layer in enumerate(layers, start=1):
-        annotations = layer.get("annotations") if isinstance(layer.get("annotations"), dict) else {}
-        announced = (annotations or {}).get(LEGACY_PREDICATE_ANNOTATION)
-        announced = announced if isinstance(announced, str) else None
-        candidate = _Candidate(
-            source=f"{source}#{number}", manifest=manifest.digest, material=dict(annotations or {}), announced=announced
-        )
-        media_type = layer.get("mediaType")
-        if media_type != DSSE_ENVELOPE_MEDIA_TYPE:
-            if announced in SBOM_PREDICATES:
-                candidate.error = MalformedSignature(
-                    f"layer announces {announced} but has media type {str(media_type)[:80]!r}, not {DSSE_ENVELOPE_MEDIA_TYPE}"
-                )
-                found.append(candidate)
-            else:
-                ignored.append({**candidate.where(), "mediaType": str(media_type)[:120]})
-            continue
-        try:
-            blob = _layer_blob(registry, repository, layer, f"attestation layer {number}")
-            candidate.envelope = _json_object(blob, "the DSSE envelope")
-        except MalformedSignature as exc:
-            candidate.error = exc
-        found.append(candidate)
-    return found
-
-
-def _referrer_candidates(registry: Registry, repository: str, digest: str, ignored: list[dict[str, Any]]) -> list[_Candidate]:
-    found: list[_Candidate] = []
-    for descriptor in registry.list_referrers(repository, digest):
-        referrer = str(descriptor.get("digest"))
-        artifact_type = descriptor.get("artifactType")
-        annotations = descriptor.get("annotations") if isinstance(descriptor.get("annotations"), dict) else {}
-        announced = (annotations or {}).get(BUNDLE_PREDICATE_ANNOTATION)
-        announced = announced if isinstance(announced, str) else None
-        if artifact_type not in BUNDLE_MEDIA_TYPES:
-            # e.g. a bare SPDX/CycloneDX file pushed with oras: unsigned, so it counts for nothing.
-            ignored.append({"source": "referrer", "attestation_manifest": referrer, "artifactType": str(artifact_type)[:120]})
-            continue
-        if announced == COSIGN_SIGN_PREDICATE:
-            continue  # an image signature: the signature gate's business
-        candidate = _Candidate(source="referrer", manifest=referrer, announced=announced)
-        try:
-            candidate.bundle_json = _referrer_bundle_json(registry, repository, digest, referrer)
-            bundle = _bundle_object(candidate.bundle_json)
-        except MalformedSignature as exc:
-            candidate.error = exc
-            found.append(candidate)
-            continue
-        if "messageSignature" in bundle and "dsseEnvelope" not in bundle:
-            if announced in SBOM_PREDICATES:
-                candidate.error = MalformedSignature(
-                    "bundle announces an SBOM but holds a message signature, not a DSSE statement"
-                )
-                found.append(candidate)
-            continue  # a message signature is an image signature, not an attestation
-        material = bundle.get("verificationMaterial")
-        envelope = bundle.get("dsseEnvelope")
-        if not isinstance(material, dict) or not isinstance(envelope, dict):
-            candidate.error = MalformedSignature("bundle has no verificationMaterial or no dsseEnvelope object")
-        else:
-            candidate.envelope, candidate.material = envelope, material
-        found.append(candidate)
-    return found
+        candidate.error = exc
+    return candidate
 
 
 def _bundle_object(bundle_json: bytes) -> dict[str, Any]:
-    bundle = _json_object(bundle_json, "the sigstore bundle")
+    bundle = json_object(bundle_json, "the sigstore bundle", limit=MAX_SIGNATURE_BYTES)
     if bundle.get("mediaType") not in BUNDLE_MEDIA_TYPES:
         msg = f"bundle media type {str(bundle.get('mediaType'))[:80]!r} is not a sigstore bundle v0.1-v0.3"
         raise MalformedSignature(msg)
     return bundle
 
 
-def _referrer_bundle_json(registry: Registry, repository: str, digest: str, referrer: str) -> bytes:
-    manifest = registry.get_manifest(repository, require_digest(referrer))
-    if manifest is None:
-        msg = f"referrer {referrer} is listed but its manifest is missing"
-        raise MalformedSignature(msg)
-    body = manifest.json()
-    subject = body.get("subject")
-    if not isinstance(subject, dict) or subject.get("digest") != digest:
-        msg = f"referrer {referrer} does not name {digest} as its subject"
-        raise MalformedSignature(msg)
-    bundles = [layer for layer in _layers(body, f"referrer {referrer}") if layer.get("mediaType") in BUNDLE_MEDIA_TYPES]
-    if len(bundles) != 1:
-        msg = f"referrer {referrer} has {len(bundles)} bundle layers, expected exactly one"
-        raise MalformedSignature(msg)
-    return _layer_blob(registry, repository, bundles[0], f"referrer {referrer}")
+def _referrer_candidate(attachment: Attachment, candidate: _Candidate) -> _Candidate | None:
+    candidate.bundle_json = attachment.content or b""
+    try:
+        bundle = _bundle_object(candidate.bundle_json)
+    except MalformedSignature as exc:
+        candidate.error = exc
+        return candidate
+    if "messageSignature" in bundle and "dsseEnvelope" not in bundle:
+        if attachment.announced in SBOM_PREDICATES:
+            candidate.error = MalformedSignature(
+                "bundle announces an SBOM but holds a message signature, not a DSSE statement"
+            )
+            return candidate
+        return None  # a message signature is an image signature, not an attestation
+    material = bundle.get("verificationMaterial")
+    envelope = bundle.get("dsseEnvelope")
+    if not isinstance(material, dict) or not isinstance(envelope, dict):
+        candidate.error = MalformedSignature("bundle has no verificationMaterial or no dsseEnvelope object")
+    else:
+        candidate.envelope, candidate.material = envelope, material
+    return candidate
 
 
 # --- judging it ---------------------------------------------------------------------------------
-
-
-def _statement_of(envelope: Mapping[str, Any]) -> dict[str, Any]:
-    if envelope.get("payloadType") != INTOTO_PAYLOAD_TYPE:
-        msg = f"DSSE payload type {str(envelope.get('payloadType'))[:80]!r} is not {INTOTO_PAYLOAD_TYPE}"
-        raise MalformedSignature(msg)
-    return _json_object(_decode_b64(envelope.get("payload"), "dsseEnvelope.payload"), "the in-toto statement")
-
-
-def _subject_hexes(statement: Mapping[str, Any]) -> list[str]:
-    subjects = statement.get("subject")
-    if not isinstance(subjects, list) or not subjects or len(subjects) > MAX_SUBJECTS:
-        msg = "in-toto statement has no subjects (or too many)"
-        raise MalformedSignature(msg)
-    found: list[str] = []
-    for subject in subjects:
-        digests = subject.get("digest") if isinstance(subject, dict) else None
-        value = digests.get("sha256") if isinstance(digests, dict) else None
-        if isinstance(value, str):
-            found.append(value.lower())
-    return found
 
 
 def _peek(candidate: _Candidate) -> tuple[str | None, list[str]]:
@@ -344,9 +226,9 @@ def _peek(candidate: _Candidate) -> tuple[str | None, list[str]]:
     if candidate.error is not None or candidate.envelope is None:
         return None, []
     try:
-        statement = _statement_of(candidate.envelope)
+        statement = unverified_statement(candidate.envelope)
         predicate = statement.get("predicateType")
-        return (predicate if isinstance(predicate, str) else None), _subject_hexes(statement)
+        return (predicate if isinstance(predicate, str) else None), statement_subjects(statement)
     except MalformedSignature:
         return None, []
 
@@ -377,10 +259,6 @@ def _check_document(fmt: str, predicate: Any) -> str | None:
     raise MalformedSignature(msg)
 
 
-def _certificate_material(material: Mapping[str, Any]) -> bool:
-    return any(k in material for k in ("certificate", "x509CertificateChain", CERTIFICATE_ANNOTATION))
-
-
 def _signer_of(key: object) -> tuple[str | None, dict[str, Any] | None]:
     """(identity, signer details) of a key a keyless verifier vouched for; (None, None) for keys."""
     signer = getattr(key, "signer", None)
@@ -397,7 +275,7 @@ def _verify_used(candidate: _Candidate, policy: TrustPolicy, digest: str) -> Sbo
     if candidate.envelope is None:  # pragma: no cover - every candidate has one or the other
         msg = "attestation has no envelope"
         raise MalformedSignature(msg)
-    if candidate.bundle_json is not None and policy.keyless is not None and _certificate_material(candidate.material):
+    if candidate.bundle_json is not None and policy.keyless is not None and is_certificate_material(candidate.material):
         # A whole keyless bundle is first checked end to end by the keyless verifier, as the
         # signature gate does for signature bundles (absent on verifiers without that hook).
         check_bundle = getattr(policy.keyless, "check_bundle", None)
@@ -405,10 +283,7 @@ def _verify_used(candidate: _Candidate, policy: TrustPolicy, digest: str) -> Sbo
             check_bundle(candidate.bundle_json, digest)
     result = verify_dsse(candidate.envelope, policy, material=candidate.material)
     # From here on, only the authenticated payload is read.
-    statement = _statement_of({"payloadType": result.payload_type, "payload": base64.b64encode(result.payload).decode()})
-    if statement.get("_type") not in INTOTO_STATEMENT_TYPES:
-        msg = f"in-toto statement type {str(statement.get('_type'))[:80]!r} is not accepted"
-        raise MalformedSignature(msg)
+    statement = in_toto_statement(result.payload_type, result.payload)
     predicate_type = statement.get("predicateType")
     if not isinstance(predicate_type, str) or predicate_type not in SBOM_PREDICATES:
         msg = f"statement predicate {str(predicate_type)[:80]!r} is not an SBOM (SPDX or CycloneDX)"
@@ -417,7 +292,7 @@ def _verify_used(candidate: _Candidate, policy: TrustPolicy, digest: str) -> Sbo
         msg = f"the attestation announces {candidate.announced[:80]!r} but its signed statement says {predicate_type!r}"
         raise MalformedSignature(msg)
     expected_hex = digest.removeprefix("sha256:")
-    signed = _subject_hexes(statement)
+    signed = statement_subjects(statement)
     if expected_hex not in signed:
         msg = f"valid SBOM attestation by key {result.key.key_id[:16]} is not about {digest}"
         raise DigestMismatch(msg)
@@ -450,13 +325,18 @@ def verify_sbom(registry: Registry, repository: str, digest: str, policy: TrustP
         raise PolicyError(msg)
     require_digest(digest)
     ignored: list[dict[str, Any]] = []
-    candidates = [
-        *_legacy_candidates(registry, repository, digest, ignored),
-        *_referrer_candidates(registry, repository, digest, ignored),
-    ]
-    if len(candidates) > MAX_ATTESTATIONS:
-        msg = f"more than {MAX_ATTESTATIONS} attestations are attached to {repository}@{digest}; refusing to read them all"
-        raise _refusal(SbomInvalid(msg), repository, digest, [], [], ignored)
+    try:
+        attached = read_attachments(registry, repository, digest, "attestation")
+    except MalformedSignature as exc:  # more attached than is read
+        raise _refusal(SbomInvalid(str(exc)), repository, digest, [], [], ignored) from exc
+    # Not a bundle (e.g. a bare SPDX/CycloneDX file pushed with oras: unsigned, so it counts for
+    # nothing), or a bundle announced as an image signature: the signature gate's business.
+    ignored.extend(
+        {"source": "referrer", "attestation_manifest": other.manifest, "artifactType": other.artifact_type}
+        for other in attached.passed_over
+        if other.predicate_type is None
+    )
+    candidates = [c for c in (_candidate(a, ignored) for a in attached.candidates) if c is not None]
 
     expected_hex = digest.removeprefix("sha256:")
     used: list[_Candidate] = []
