@@ -1,50 +1,55 @@
-"""Release gate: the environment's policy (signature, SBOM attestation, scan) for this exact digest.
-
-Event: `{"release": {...}, "environment": "dev" | "prod"}` (the Verify and VerifyProd states). The
-policy is read once per execution environment, on its first release: the document in the SSM
-parameter RELEASE_POLICY_PARAMETER names (Powertools parameters), or the default that trusts the
-build workflow's keyless identity (BUILD_IDENTITY); see `podrelease.verify.policy.load_policy`. A policy
-that cannot be read or parsed is a PolicyError (or ConfigurationError): the release stops, named.
-"""
+"""Verify / VerifyProd Task: {"release": {"id", "repository", "digest", ...}, "environment": "dev" | "prod"}
+-> the evidence of the environment's release policy for this exact digest, or its named refusal."""
 
 from __future__ import annotations
 
 import functools
 import os
+from dataclasses import dataclass
 from typing import Any
 
 import boto3
-from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from podrelease.core import config
-from podrelease.core.obs import bind_release, get_logger, release_id_of
-from podrelease.verify.policy import ReleasePolicy, enforce, load_policy
+from podrelease.core import config, edge
+from podrelease.core.obs import bind_release, get_logger, get_tracer, release_id_of
+from podrelease.verify.policy import ReleasePolicy, load_policy
 from podrelease.verify.registry import EcrRegistry
+from podrelease.verify.release_gate import DEFAULT_ENVIRONMENT, gate_release, read_policy_parameter
 
 logger = get_logger()
+tracer = get_tracer()
 ecr = boto3.client("ecr")
 registry = EcrRegistry(ecr)
 GRACE_SECONDS = config.integer("SIGNATURE_WAIT_SECONDS", 60)
 
 
-def _read_parameter(name: str) -> str:
-    return str(parameters.get_parameter(name, force_fetch=True))
+@dataclass(frozen=True)
+class GateRequest:
+    repository: str
+    digest: str
+    environment: str
+
+    @classmethod
+    def parse(cls, event: Any) -> GateRequest:
+        release = edge.field(edge.mapping(event, "verify"), "release", dict, "verify")
+        return cls(
+            repository=edge.field(release, "repository", str, "verify.release"),
+            digest=edge.field(release, "digest", str, "verify.release"),
+            environment=edge.field(event, "environment", str, "verify", default=DEFAULT_ENVIRONMENT),
+        )
 
 
-@functools.cache
+@functools.cache  # once per execution environment; a failed read is not cached, the next release retries
 def policy() -> ReleasePolicy:
-    """Once per execution environment (a failed read is not cached: the next release tries again)."""
-    return load_policy(os.environ, _read_parameter)
+    return load_policy(os.environ, read_policy_parameter)
 
 
 @logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    bind_release(logger, release_id_of(event))
-    release = event["release"]
-    # The state machine always names the environment; an event without one (an older execution,
-    # a hand-run test) is checked under dev's policy, the one that runs first.
-    environment = policy().environment(event.get("environment", "dev"))
-    evidence = enforce(registry, ecr, release["repository"], release["digest"], environment, GRACE_SECONDS)
-    logger.info("release gate passed", extra={"environment": environment.name, "policy": policy().source, "evidence": evidence})
-    return evidence
+    bind_release(logger, release_id_of(event), tracer)
+    request = GateRequest.parse(event)
+    return gate_release(
+        registry, ecr, policy(), request.repository, request.digest, request.environment, grace_seconds=GRACE_SECONDS
+    )

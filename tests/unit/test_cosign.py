@@ -235,24 +235,34 @@ def test_missing_or_corrupt_key_is_a_policy_error(case: str) -> None:
 
 
 def test_keyless_message_signatures_checked_with_the_certificate_key() -> None:
-    # Control: the good keyless bundle's signature verifies with its certificate's key ...
+    # GIVEN policies trusting exactly the key in each keyless bundle's certificate
+    # WHEN the good bundle's message signature is checked THEN that key signed it
     good = json.loads(bundle_bytes("happy-path-v0.3"))["messageSignature"]
-    assert verify_message_signature(good, certificate_key_policy("happy-path-v0.3"), A_TXT_DIGEST)
-    # ... while the conformance failures fail for their own reasons.
-    bad_signature = json.loads(bundle_bytes("signature-mismatch_fail"))["messageSignature"]
-    raises_exactly(
-        SignatureInvalid,
-        lambda: verify_message_signature(
-            bad_signature, certificate_key_policy("signature-mismatch_fail"), A_TXT_DIGEST
-        ),
-    )
-    bad_digest = json.loads(bundle_bytes("message-digest-mismatch_fail"))["messageSignature"]
-    raises_exactly(
+    policy = certificate_key_policy("happy-path-v0.3")
+    assert verify_message_signature(good, policy, A_TXT_DIGEST).key_id == policy.keys[0].key_id
+
+
+#: The digest the message-digest-mismatch case's bundle claims (a.txt's is sha256:a0cf...).
+HINTED_DIGEST = "sha256:a1cfc71271d6e278e57cd332ff957c3f7043fdda354c4cbb190a30d56efa01bf"
+KEYLESS_MESSAGE_FAILURES = [
+    # conformance case, named error, its reason
+    ("signature-mismatch_fail", SignatureInvalid, "message signature does not verify with any of the 1 trusted key(s)"),
+    (
+        "message-digest-mismatch_fail",
         DigestMismatch,
-        lambda: verify_message_signature(
-            bad_digest, certificate_key_policy("message-digest-mismatch_fail"), A_TXT_DIGEST
-        ),
-    )
+        f"messageDigest {HINTED_DIGEST} disagrees with {A_TXT_DIGEST}, which the signature covers",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "expected", "reason"), KEYLESS_MESSAGE_FAILURES, ids=[c[0] for c in KEYLESS_MESSAGE_FAILURES])
+def test_keyless_message_signature_failures_are_named(case: str, expected: type[Exception], reason: str) -> None:
+    # GIVEN a conformance failure case, its certificate's key trusted (so only the case's own flaw can fail it)
+    message_signature = json.loads(bundle_bytes(case))["messageSignature"]
+    policy = certificate_key_policy(case)
+    # WHEN it is checked THEN it is refused with exactly the named error and reason
+    error = raises_exactly(expected, lambda: verify_message_signature(message_signature, policy, A_TXT_DIGEST))
+    assert str(error) == reason
 
 
 def test_cosign_keyless_attestation_bundle() -> None:
