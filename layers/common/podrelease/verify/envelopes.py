@@ -311,12 +311,19 @@ def verify_message_signature(
 
 
 
-def parse_bundle(bundle_json: bytes) -> dict[str, Any]:
+def bundle_object(bundle_json: bytes) -> dict[str, Any]:
+    """A sigstore bundle v0.1-v0.3 as a JSON object (its content not yet checked)."""
     bundle = json_object(bundle_json, "the sigstore bundle", limit=MAX_SIGNATURE_BYTES)
     media_type = bundle.get("mediaType")
     if media_type not in BUNDLE_MEDIA_TYPES:
         msg = f"bundle media type {str(media_type)[:80]!r} is not a sigstore bundle v0.1-v0.3"
         raise MalformedSignature(msg)
+    return bundle
+
+
+def parse_bundle(bundle_json: bytes) -> dict[str, Any]:
+    """A bundle with verification material and exactly one of messageSignature and dsseEnvelope."""
+    bundle = bundle_object(bundle_json)
     material = bundle.get("verificationMaterial")
     if not isinstance(material, dict) or not ("publicKey" in material or is_certificate_material(material)):
         msg = "bundle has no verificationMaterial with a publicKey or certificate"

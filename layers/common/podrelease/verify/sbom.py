@@ -63,7 +63,6 @@ from podrelease.core.errors import (
 )
 from podrelease.core.obs import get_logger
 from podrelease.verify.attachments import (
-    BUNDLE_MEDIA_TYPES,
     DSSE_ENVELOPE_MEDIA_TYPE,
     Attachment,
     read_attachments,
@@ -71,6 +70,7 @@ from podrelease.verify.attachments import (
 from podrelease.verify.decoding import json_object
 from podrelease.verify.envelopes import (
     MAX_SIGNATURE_BYTES,
+    bundle_object,
     in_toto_statement,
     is_certificate_material,
     statement_subjects,
@@ -186,18 +186,10 @@ def _candidate(attachment: Attachment, ignored: list[dict[str, Any]]) -> _Candid
     return candidate
 
 
-def _bundle_object(bundle_json: bytes) -> dict[str, Any]:
-    bundle = json_object(bundle_json, "the sigstore bundle", limit=MAX_SIGNATURE_BYTES)
-    if bundle.get("mediaType") not in BUNDLE_MEDIA_TYPES:
-        msg = f"bundle media type {str(bundle.get('mediaType'))[:80]!r} is not a sigstore bundle v0.1-v0.3"
-        raise MalformedSignature(msg)
-    return bundle
-
-
 def _referrer_candidate(attachment: Attachment, candidate: _Candidate) -> _Candidate | None:
     candidate.bundle_json = attachment.content or b""
     try:
-        bundle = _bundle_object(candidate.bundle_json)
+        bundle = bundle_object(candidate.bundle_json)
     except MalformedSignature as exc:
         candidate.error = exc
         return candidate

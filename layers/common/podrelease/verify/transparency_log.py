@@ -31,7 +31,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from podrelease.core.errors import MalformedSignature, SignatureInvalid
-from podrelease.verify.decoding import base64_bytes
+from podrelease.verify.decoding import base64_bytes, json_object
 from podrelease.verify.envelopes import MAX_RAW_SIGNATURE_BYTES
 from podrelease.verify.trust_policy import check_signature
 from podrelease.verify.trusted_root import LogKey, SigstoreTrustRoot
@@ -84,12 +84,8 @@ def legacy_log_entry(annotation: Any) -> LogEntry:
     if not isinstance(annotation, str) or len(annotation) > MAX_LOG_BODY_BYTES * 2:
         msg = f"{BUNDLE_ANNOTATION} is missing or too long"
         raise MalformedSignature(msg)
-    try:
-        doc = json.loads(annotation)
-    except ValueError as exc:
-        msg = f"{BUNDLE_ANNOTATION} is not JSON"
-        raise MalformedSignature(msg) from exc
-    payload = doc.get("Payload") if isinstance(doc, dict) else None
+    doc = json_object(annotation, BUNDLE_ANNOTATION)
+    payload = doc.get("Payload")
     if not isinstance(payload, dict):
         msg = f"{BUNDLE_ANNOTATION} has no Payload"
         raise MalformedSignature(msg)
@@ -260,14 +256,7 @@ def _same_certificate(pem_b64: Any, certificate: x509.Certificate) -> bool:
 def check_entry_binding(body: bytes, certificate: x509.Certificate, signature: bytes, signed_sha256: str) -> None:
     """The entry must be about this signature, this certificate and this content (hashedrekord or
     dsse 0.0.1); anything else is refused."""
-    try:
-        doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        msg = "the log entry body is not JSON"
-        raise MalformedSignature(msg) from exc
-    if not isinstance(doc, dict):
-        msg = "the log entry body is not a JSON object"
-        raise MalformedSignature(msg)
+    doc = json_object(body, "the log entry body", limit=MAX_LOG_BODY_BYTES)
     kind, version, spec = doc.get("kind"), doc.get("apiVersion"), doc.get("spec")
     if not isinstance(spec, dict):
         msg = "the log entry body has no spec"

@@ -9,7 +9,6 @@ from PEM files (the local demo's sigstore instance). Each CA and log key is trus
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,7 +20,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from podrelease.core.errors import MalformedSignature, PolicyError
-from podrelease.verify.decoding import base64_bytes
+from podrelease.verify.decoding import base64_bytes, json_object
 from podrelease.verify.trust_policy import TrustedKey
 
 #: The trusted root shipped with the function (sigstore public-good production instance).
@@ -139,15 +138,11 @@ class SigstoreTrustRoot:
 
     @classmethod
     def from_json(cls, raw: bytes) -> SigstoreTrustRoot:
-        if len(raw) > MAX_TRUSTED_ROOT_BYTES:
-            msg = "the trusted root is larger than 1 MiB"
-            raise PolicyError(msg)
         try:
-            doc = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            msg = "the trusted root is not valid JSON"
-            raise PolicyError(msg) from exc
-        if not isinstance(doc, dict) or doc.get("mediaType") != TRUSTED_ROOT_MEDIA_TYPE:
+            doc = json_object(raw, "the trusted root", limit=MAX_TRUSTED_ROOT_BYTES)
+        except MalformedSignature as exc:  # unreadable, it is the root that is wrong
+            raise PolicyError(str(exc)) from exc
+        if doc.get("mediaType") != TRUSTED_ROOT_MEDIA_TYPE:
             msg = f"the trusted root is not a {TRUSTED_ROOT_MEDIA_TYPE} document"
             raise PolicyError(msg)
         authorities = []
