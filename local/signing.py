@@ -1,7 +1,8 @@
 """Make cosign-shaped signatures with a local key: for tests and the local demo, never deployed.
 
-The gate (`podrelease.verify.signatures`) only verifies; this module produces what it verifies, in the two
-layouts cosign uses (see `podrelease.verify.signatures`'s module docstring for the sources):
+The gates (`podrelease.verify.signatures`, `podrelease.verify.sbom`) only verify; this module produces what
+they verify, in the two layouts cosign uses (see `podrelease.verify.attachments`' and
+`podrelease.verify.envelopes`' module docstrings for the sources):
 
 - `legacy_signature_artifact`: the `sha256-<hex>.sig` manifest (an OCI image manifest with a config
   blob and one simple-signing layer carrying its signature annotation);
@@ -27,14 +28,18 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from local.registry import MemoryRegistry
 from podrelease.verify.attachments import (
+    ATTESTATION_TAG_SUFFIX,
     BUNDLE_MEDIA_TYPE,
     BUNDLE_PREDICATE_ANNOTATION,
     COSIGN_SIGN_PREDICATE,
+    DSSE_ENVELOPE_MEDIA_TYPE,
     SIGNATURE_ANNOTATION,
+    SIGNATURE_TAG_SUFFIX,
     SIMPLESIGNING_MEDIA_TYPE,
 )
 from podrelease.verify.envelopes import INTOTO_PAYLOAD_TYPE, SIMPLESIGNING_TYPE, dsse_pae
 from podrelease.verify.registry import OCI_MANIFEST, referrers_tag, sha256_digest
+from podrelease.verify.sbom import CYCLONEDX_PREDICATE, SPDX_PREDICATE
 
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_EMPTY = "application/vnd.oci.empty.v1+json"
@@ -254,7 +259,7 @@ def publish(registry: MemoryRegistry, repository: str, artifact: tuple[bytes, Bl
 
 def publish_legacy(registry: MemoryRegistry, repository: str, image_digest: str, artifact: tuple[bytes, Blobs]) -> str:
     """Publish a `.sig` artifact under the legacy tag of `image_digest`."""
-    return publish(registry, repository, artifact, tag=referrers_tag(image_digest) + ".sig")
+    return publish(registry, repository, artifact, tag=referrers_tag(image_digest) + SIGNATURE_TAG_SUFFIX)
 
 
 def image_descriptor(registry: MemoryRegistry, repository: str, digest: str) -> dict[str, Any]:
@@ -272,10 +277,7 @@ def image_descriptor(registry: MemoryRegistry, repository: str, digest: str) -> 
 # (layer annotations `predicateType` and an empty `dev.cosignproject.cosign/signature`), and the
 # cosign v3 bundle referrer with the `dev.sigstore.bundle.predicateType` annotation.
 
-SPDX_PREDICATE = "https://spdx.dev/Document"
-CYCLONEDX_PREDICATE = "https://cyclonedx.org/bom"
 SBOM_PREDICATES = {"spdx": SPDX_PREDICATE, "cyclonedx": CYCLONEDX_PREDICATE}
-DSSE_ENVELOPE_MEDIA_TYPE = "application/vnd.dsse.envelope.v1+json"
 STATEMENT_V1 = "https://in-toto.io/Statement/v1"
 STATEMENT_V01 = "https://in-toto.io/Statement/v0.1"
 
@@ -382,4 +384,4 @@ def publish_attestation_legacy(
     registry: MemoryRegistry, repository: str, image_digest: str, artifact: tuple[bytes, Blobs]
 ) -> str:
     """Publish a `.att` artifact under the legacy attestation tag of `image_digest`."""
-    return publish(registry, repository, artifact, tag=referrers_tag(image_digest) + ".att")
+    return publish(registry, repository, artifact, tag=referrers_tag(image_digest) + ATTESTATION_TAG_SUFFIX)
