@@ -78,21 +78,18 @@ def _judge(candidate: Attachment, policy: TrustPolicy, digest: str, judged: _Jud
     if candidate.error is not None:
         judged.refuse(candidate.error, candidate.source, candidate.manifest)
         return
-    if candidate.is_referrer:
-        bundle_json = candidate.content or b""
-        predicate = bundle_predicate_type(bundle_json)
-        if predicate is not None and predicate != COSIGN_SIGN_PREDICATE:
-            judged.ignored.append(
-                {"referrer": candidate.manifest, "artifactType": candidate.media_type, "predicateType": predicate[:200]}
-            )
-            return
+    content = candidate.content or b""
     try:
-        if candidate.is_referrer:
-            evidence = verify_bundle(candidate.content or b"", policy, digest)
+        if not candidate.is_referrer:
+            evidence = verify_legacy_layer(candidate.media_type, content, candidate.annotations, policy, digest)
         else:
-            evidence = verify_legacy_layer(
-                candidate.media_type, candidate.content or b"", candidate.annotations, policy, digest
-            )
+            predicate = bundle_predicate_type(content)  # unauthenticated: only sorts attestations out
+            if predicate is not None and predicate != COSIGN_SIGN_PREDICATE:
+                judged.ignored.append(
+                    {"referrer": candidate.manifest, "artifactType": candidate.media_type, "predicateType": predicate[:200]}
+                )
+                return
+            evidence = verify_bundle(content, policy, digest)
     except (DigestMismatch, SignatureInvalid, MalformedSignature) as exc:
         judged.refuse(exc, candidate.source, candidate.manifest)
     else:
