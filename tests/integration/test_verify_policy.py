@@ -18,7 +18,7 @@ from moto import mock_aws
 
 from local import signing
 from local.registry import MemoryRegistry
-from podrelease.core.errors import ConfigurationError, PolicyError, SbomMissing, ScanUnavailable
+from podrelease.core.errors import ConfigurationError, InvalidRequest, PolicyError, SbomMissing, ScanUnavailable
 from podrelease.verify.policy import build_identity, keys_document
 from podrelease.verify.registry import OCI_MANIFEST, sha256_digest
 from tests.conftest import FakeLambdaContext, import_handler
@@ -200,3 +200,26 @@ def test_the_function_reads_the_version_the_stack_was_deployed_with(monkeypatch:
     monkeypatch.setenv("RELEASE_POLICY_VERSION", "0")
     with pytest.raises(PolicyError, match="missing required field"):
         import_handler("verify").handler(event(digest, "dev"), FakeLambdaContext())
+
+
+@pytest.mark.parametrize(
+    ("bad_event", "message"),
+    [
+        ({"environment": "dev"}, "verify: the event has no 'release'"),
+        ({"release": {"repository": REPOSITORY}}, "verify.release: the event has no 'digest'"),
+        ({"release": {"repository": REPOSITORY, "digest": 7}}, "verify.release: 'digest' must be str, not int"),
+        ({"release": {"repository": REPOSITORY, "digest": "sha256:" + "0" * 64}, "environment": ["prod"]},
+         "verify: 'environment' must be str, not list"),
+    ],
+    ids=["no release", "no digest", "digest not a string", "environment not a string"],
+)
+def test_an_event_without_what_the_gate_reads_is_an_invalid_request_naming_the_field(
+    monkeypatch: pytest.MonkeyPatch, image: Any, bad_event: dict[str, Any], message: str
+) -> None:
+    # GIVEN a working function and policy
+    registry, _, _, pem = image
+    app = handler(monkeypatch, registry, keys_document(pem))
+    # WHEN the event lacks (or mistypes) a field THEN the handler refuses it at its edge, naming the field
+    with pytest.raises(InvalidRequest) as info:
+        app.handler(bad_event, FakeLambdaContext())
+    assert str(info.value) == message
