@@ -7,7 +7,7 @@ policies (its "IAM authentication"), and the local runtime turns that on for the
 - the operator's principal (`local`/`local`, the keys the demo, the tests and the provisioner use)
   is an IAM user with an administrator policy, as the person running `sam deploy` would be;
 - each function's worker calls with credentials of its own role (`sts:AssumeRole`, see
-  `local.emulation.LambdaRuntime`), and moto's Step Functions engine with the state machine's role;
+  `local.emulation.lambda_runtime.LambdaRuntime`), and moto's Step Functions engine with the state machine's role;
 - every call is checked here, against the caller's policies and its role's permissions boundary: the action (`service:Operation`, with the IAM names where they differ
   from the API's: `lambda:InvokeFunction`, `cloudwatch:*`), and the resource when this module can
   name it from the request (`RESOURCE_NAMERS`: DynamoDB tables, Lambda functions with their

@@ -1,6 +1,6 @@
 """One Lambda execution environment: a process that imports a handler once and serves invocations.
 
-Started by `local.emulation.LambdaRuntime` as Lambda starts a Python function: an interpreter of the
+Started by `local.emulation.lambda_runtime.LambdaRuntime` as Lambda starts a Python function: an interpreter of the
 runtime's Python with the runtime's own boto3 (`.venv-lambda`, see requirements-lambda-runtime.txt),
 run isolated (`python -I`: no PYTHONPATH, no user site, not even this file's folder on the path),
 and a path laid out as Lambda lays it out:

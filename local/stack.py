@@ -428,7 +428,7 @@ class Provisioner:
 
     def create_SecretsManager_RotationSchedule(self, logical_id: str, props: dict[str, Any]) -> None:
         # As CloudFormation does with RotateImmediatelyOnUpdate false: the schedule and the function
-        # are set, nothing is rotated now (see local.emulation.SecretsRotation).
+        # are set, nothing is rotated now (see local.emulation.secrets_rotation).
         rules = {k: int(v) if k == "AutomaticallyAfterDays" else v for k, v in props.get("RotationRules", {}).items()}
         self.client("secretsmanager").rotate_secret(
             SecretId=props["SecretId"], RotationLambdaARN=props["RotationLambdaARN"], RotationRules=rules,

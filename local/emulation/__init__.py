@@ -1,0 +1,130 @@
+"""Where the local runtime adds what moto does not do: one module per AWS service.
+
+Each module fills the documented gaps of one service and owns its patches of moto (`install` /
+`uninstall`); the README's "What is emulated locally" list mirrors them:
+
+- `lambda_runtime`    every Lambda invocation runs the project's own handler in a worker process per
+  function (`LambdaRuntime`), or the podinfo stand-in; alias weights; versions keep their code.
+- `ecr`               layer blobs, the OCI `/v2/` read API with referrers, PutImage's digest check
+  and the push event (`EcrExtension`).
+- `eventbridge`       matching rules' Lambda targets receive events, asynchronously (`EventBridgeDelivery`).
+- `codedeploy`        Lambda deployments run: hooks, canary/linear traffic shifting, CloudWatch
+  alarms evaluated during each bake, rollback, StopDeployment (`CodeDeployLifecycle`).
+- Step Functions      `local.sfn_aws` holds moto's ASL engine to the AWS rules (installed from here).
+- `secrets_rotation`  RotateSecret runs the rotation steps as AWS does (`SecretsRotation`).
+- `fleet`             the EC2 fleet's ALBs, instances, target health, 5xx alarms and secret files
+  (`FleetEmulation`), with ELBv2 and Auto Scaling changes fed to it.
+- `outbox`            SNS email subscriptions deliver to files (`EmailOutbox`).
+
+`Emulation` holds one instance of each and installs every module's patches in the order above.
+Everything observable is also appended to its `Timeline`, which `local.demo` prints.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from werkzeug.serving import make_server
+
+from local import sfn_aws
+from local.emulation import codedeploy, ecr, fleet, lambda_runtime, outbox, secrets_rotation
+from local.emulation.base import LocalError, Timeline
+from local.emulation.codedeploy import CodeDeployLifecycle
+from local.emulation.ecr import EcrExtension
+from local.emulation.eventbridge import EventBridgeDelivery
+from local.emulation.fleet import FleetEmulation
+from local.emulation.lambda_runtime import LambdaRuntime
+from local.emulation.outbox import EmailOutbox
+from local.emulation.secrets_rotation import SecretsRotation
+from local.stack import Stack
+
+__all__ = ["Emulation", "LocalError", "Timeline"]
+
+
+class Emulation:
+    """Installs every emulator on moto (once per process) and holds their state."""
+
+    current: Emulation | None = None
+    _installed = False
+
+    def __init__(self, account: str, region: str, minute_seconds: float, work_dir: Path) -> None:
+        self.account, self.region = account, region
+        self.timeline = Timeline()
+        self.ecr = EcrExtension(account, region, self.timeline)
+        self.runtime: LambdaRuntime | None = None
+        self.events = EventBridgeDelivery(account, region, lambda: self.runtime, self.timeline)
+        self.codedeploy = CodeDeployLifecycle(account, region, lambda: self.runtime, self.timeline, minute_seconds)
+        self.outbox = EmailOutbox(work_dir / "outbox", self.timeline)
+        self.rotation = SecretsRotation(self.timeline)
+        self.fleet = FleetEmulation(account, region, self.ecr, self.timeline)
+        self.work_dir = work_dir
+        self.duplicate_push_events = False
+        self.registry_server: Any = None
+
+    def attach(self, stack: Stack, endpoint: str) -> None:
+        self.runtime = LambdaRuntime(stack, endpoint, self.work_dir / "logs", self.timeline, self.ecr)
+        # Functions reach the fleet's load balancers through the emulated ALB (their HTTP_PROXY).
+        self.runtime.http_proxy = self.fleet.serve()
+        rotation = stack.functions.get("RotateWorkloadSecretFunction")
+        refresh = float(rotation.environment.get("FLEET_SECRET_REFRESH_SECONDS", "60") if rotation else 60)
+        self.fleet.start_secret_timer(endpoint, self.work_dir / "fleet", refresh,
+                                      float(stack.parameters.get("SecretCacheSeconds", 10)))
+
+    def start_registry(self) -> str:
+        self.registry_server = make_server("127.0.0.1", 0, self.ecr.wsgi, threaded=True)
+        threading.Thread(target=self.registry_server.serve_forever, daemon=True).start()
+        self.ecr.registry_url = f"http://127.0.0.1:{self.registry_server.server_port}"
+        return self.ecr.registry_url
+
+    def shutdown(self) -> None:
+        # Deployments first: their threads end before the functions and servers they call go away.
+        self.codedeploy.shutdown()
+        if self.runtime:
+            self.runtime.stop()
+        if self.registry_server:
+            self.registry_server.shutdown()
+        self.fleet.shutdown()
+
+    def on_image_pushed(self, repository: str, image: Any, tag: str | None) -> None:
+        event = self.ecr.push_event(repository, image, tag)
+        label = f"{repository}@{image.image_digest[:19]}" + (f" tag {tag}" if tag else "")
+        self.timeline.add("ecr", f"push {label}")
+        copies = 2 if self.duplicate_push_events else 1
+        for _ in range(copies):
+            self.events.deliver(event)
+
+    @classmethod
+    def active(cls) -> Emulation:
+        """The emulation the patched moto methods serve (the one `install` was last given)."""
+        assert cls.current is not None, "no local emulation is active"
+        return cls.current
+
+    @classmethod
+    def install(cls, emulation: Emulation) -> None:
+        """Point moto's extension points at `emulation` (patches are installed once per process)."""
+        cls.current = emulation
+        if cls._installed:
+            return
+        cls._installed = True
+        lambda_runtime.install(cls.active)
+        fleet.install(cls.active)
+        sfn_aws.install()  # Step Functions as AWS runs it (local/sfn_aws.py)
+        ecr.install(cls.active)
+        codedeploy.install(cls.active)
+        secrets_rotation.install(cls.active)
+        outbox.install(cls.active)
+
+    @classmethod
+    def uninstall(cls) -> None:
+        """Put moto back as it was (the runtime's stop does this, so later in-process moto use is plain)."""
+        outbox.uninstall()
+        secrets_rotation.uninstall()
+        codedeploy.uninstall()
+        ecr.uninstall()
+        fleet.uninstall()
+        lambda_runtime.uninstall()
+        cls._installed = False
+        cls.current = None
+        sfn_aws.uninstall()

@@ -1,0 +1,302 @@
+"""CodeDeploy: a Lambda deployment actually runs, as CodeDeploy runs it on moto's stored deployments.
+
+BeforeAllowTraffic hook, canary or linear traffic shifting on the alias, alarm checks during each
+bake (CloudWatch: the group's alarms go into ALARM on errors of synthetic requests sent through the
+alias), AfterAllowTraffic hook, rollback on failure/alarm/stop. `PutLifecycleEventHookExecutionStatus`
+and `StopDeployment` are added, and a deployment's `errorInformation`/`rollbackInfo` are reported.
+Bake minutes are shortened to `minute_seconds` seconds locally.
+
+Each deployment runs in a thread of its own; `CodeDeployLifecycle.shutdown` (called when the local
+runtime stops) ends them at their next wait, so none outlives the runtime and touches the next
+one's moto (a reset AWS, where its deployment no longer exists).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from moto.awslambda.utils import get_backend as lambda_backend
+from moto.cloudwatch.models import cloudwatch_backends
+from moto.codedeploy.models import CodeDeployBackend, DeploymentInfo, codedeploy_backends
+from moto.codedeploy.responses import CodeDeployResponse
+
+from local.emulation.base import Current, LocalError, Patches, Timeline, error_response
+from local.emulation.lambda_runtime import LambdaRuntime
+
+_CONFIG_RE = re.compile(r"^CodeDeployDefault\.Lambda(?:(?P<kind>Canary|Linear)(?P<pct>\d+)Percent(?:Every)?(?P<min>\d+)Minutes?|AllAtOnce)$")
+
+
+def traffic_steps(config_name: str) -> list[tuple[float, float]]:
+    """(weight on the new version, bake minutes before the next step) for a Lambda deployment config."""
+    match = _CONFIG_RE.match(config_name)
+    if not match:
+        raise LocalError("DeploymentConfigDoesNotExistException", f"unknown deployment config {config_name}")
+    if not match["kind"]:
+        return [(1.0, 0)]
+    pct, minutes = int(match["pct"]) / 100, int(match["min"])
+    if match["kind"] == "Canary":
+        return [(pct, minutes), (1.0, 0)]
+    steps, weight = [], pct
+    while weight < 1.0 - 1e-9:
+        steps.append((round(weight, 4), minutes))
+        weight += pct
+    return [*steps, (1.0, 0)]
+
+
+class _Shutdown(Exception):
+    """The local runtime stopped during a deployment: its thread ends there, leaving moto alone."""
+
+
+@dataclass
+class _Run:
+    deployment_id: str
+    hook_status: dict[str, str] = field(default_factory=dict)
+    stop_requested: bool = False
+    events: dict[str, str] = field(default_factory=dict)
+    #: StopDeployment and the deployment's completion do not interleave.
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class CodeDeployLifecycle:
+    """Runs Lambda deployments the way CodeDeploy does, on moto's stored deployments."""
+
+    def __init__(self, account: str, region: str, runtime_ref: Callable[[], LambdaRuntime | None], timeline: Timeline,
+                 minute_seconds: float, hook_timeout: float = 60.0, canary_requests: int = 20) -> None:
+        self.account, self.region = account, region
+        self.runtime_ref = runtime_ref
+        self.timeline = timeline
+        self.minute_seconds = minute_seconds
+        self.hook_timeout = hook_timeout
+        self.canary_requests = canary_requests
+        self.runs: dict[str, _Run] = {}
+        self.threads: list[threading.Thread] = []
+        self.stopping = threading.Event()
+
+    @property
+    def backend(self) -> CodeDeployBackend:
+        return codedeploy_backends[self.account][self.region]
+
+    def start(self, deployment_id: str) -> None:
+        self.runs[deployment_id] = _Run(deployment_id)
+        thread = threading.Thread(target=self._run_safely, args=(deployment_id,), daemon=True)
+        self.threads.append(thread)
+        thread.start()
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """End every running deployment's thread at its next wait (the local runtime is stopping)."""
+        self.stopping.set()
+        for thread in self.threads:
+            thread.join(timeout=timeout)
+
+    def put_hook_status(self, params: dict[str, Any]) -> dict[str, Any]:
+        run = self.runs.get(params["deploymentId"])
+        if run is None or params["lifecycleEventHookExecutionId"] not in run.events:
+            raise LocalError("LifecycleEventAlreadyCompletedException" if run else "DeploymentDoesNotExistException",
+                             "no pending lifecycle event with that id")
+        if params["status"] not in ("Succeeded", "Failed"):
+            raise LocalError("InvalidLifecycleEventHookExecutionStatusException", "status must be Succeeded or Failed")
+        run.hook_status[params["lifecycleEventHookExecutionId"]] = params["status"]
+        return {"lifecycleEventHookExecutionId": params["lifecycleEventHookExecutionId"]}
+
+    def stop(self, params: dict[str, Any]) -> dict[str, Any]:
+        run = self.runs.get(params["deploymentId"])
+        if run is None:
+            raise LocalError("DeploymentDoesNotExistException", "no such deployment")
+        with run.lock:
+            if str(self._info(run.deployment_id).status) in ("Succeeded", "Failed", "Stopped"):
+                raise LocalError("DeploymentAlreadyCompletedException", f"deployment {run.deployment_id} has already completed")
+            run.stop_requested = True
+        return {"status": "Pending", "statusMessage": "stop requested; the deployment rolls back"}
+
+    # --- the engine -----------------------------------------------------------------------------------
+    def _run_safely(self, deployment_id: str) -> None:
+        try:
+            self._run(deployment_id)
+        except _Shutdown:
+            return
+        except Exception as exc:
+            if self.stopping.is_set():  # moto may be reset under it already: nothing left to record the failure on
+                return
+            self._finish(deployment_id, "Failed", "INTERNAL_ERROR", f"local CodeDeploy engine error: {exc}", rolled_back=True)
+
+    def _info(self, deployment_id: str) -> Any:
+        return self.backend.deployments[deployment_id]
+
+    def _alias(self) -> Any:
+        return lambda_backend(self.account, self.region)
+
+    def _release_of(self, info: Any) -> str:
+        match = re.search(r"release=(\S+)", info.description or "")
+        return match.group(1) if match else ""
+
+    def _run(self, deployment_id: str) -> None:
+        info = self._info(deployment_id)
+        release = self._release_of(info)
+        revision = info.revision if isinstance(info.revision, dict) else json.loads(info.revision)
+        spec = json.loads(revision["appSpecContent"]["content"])
+        props = next(iter(spec["Resources"][0].values()))["Properties"]
+        function, alias, current, target = props["Name"], props["Alias"], str(props["CurrentVersion"]), str(props["TargetVersion"])
+        hooks = {k: v for hook in spec.get("Hooks", []) for k, v in hook.items()}
+        group = self.backend.deployment_groups[info.application_name][info.deployment_group_name]
+        steps = traffic_steps(str(info.deployment_config_name))
+        info.status, info.start_time = "InProgress", time.time()
+        env = info.deployment_group_name
+        self.timeline.add("codedeploy", f"{env}: deployment {deployment_id[:8]} started, version {current} -> {target} "
+                          f"({info.deployment_config_name})", release)
+        self._reset_alarms(group)
+
+        if "BeforeAllowTraffic" in hooks and not self._hook(deployment_id, "BeforeAllowTraffic", hooks["BeforeAllowTraffic"], release, env):
+            self._finish(deployment_id, "Failed", "HOOK_EXECUTION_FAILURE",
+                         "the BeforeAllowTraffic hook reported Failed: the new version did not pass its health checks", rolled_back=True)
+            return
+        lam = self._alias()
+        for weight, minutes in steps:
+            if weight < 1.0:
+                lam.update_alias(alias, function, current, "", {"AdditionalVersionWeights": {target: weight}})
+                self.timeline.add("codedeploy", f"{env}: {int(weight * 100)}% of traffic on version {target}, baking "
+                                  f"{minutes} min (locally {minutes * self.minute_seconds:.0f}s)", release)
+                verdict = self._bake(deployment_id, group, function, alias, minutes * self.minute_seconds, release)
+                if verdict:
+                    self._rollback(function, alias, current)
+                    code, message = verdict
+                    self._finish(deployment_id, "Stopped", code, message, rolled_back=True)
+                    return
+            else:
+                lam.update_alias(alias, function, target, "", {"AdditionalVersionWeights": {}})
+                self.timeline.add("codedeploy", f"{env}: 100% of traffic on version {target}", release)
+        if "AfterAllowTraffic" in hooks and not self._hook(deployment_id, "AfterAllowTraffic", hooks["AfterAllowTraffic"], release, env):
+            self._rollback(function, alias, current)
+            self._finish(deployment_id, "Failed", "HOOK_EXECUTION_FAILURE",
+                         "the AfterAllowTraffic hook reported Failed: the live alias did not pass its checks", rolled_back=True)
+            return
+        with self.runs[deployment_id].lock:
+            if self.runs[deployment_id].stop_requested:  # StopDeployment before it completed: it rolls back
+                self._rollback(function, alias, current)
+                self._finish(deployment_id, "Stopped", "DEPLOYMENT_STOPPED", "the deployment was stopped on request and rolled back",
+                             rolled_back=True)
+                return
+            self._finish(deployment_id, "Succeeded", "", "", rolled_back=False)
+
+    def _hook(self, deployment_id: str, phase: str, hook_function: str, release: str, env: str) -> bool:
+        runtime = self.runtime_ref()
+        run = self.runs[deployment_id]
+        execution_id = str(uuid.uuid4())
+        run.events[execution_id] = phase
+        function = runtime.stack.function_by_name(hook_function) if runtime else None
+        if function is None:
+            return False
+        event = {"DeploymentId": deployment_id, "LifecycleEventHookExecutionId": execution_id}
+        threading.Thread(target=runtime.run_async, args=(function, None, event), daemon=True).start()  # type: ignore[union-attr]
+        deadline = time.time() + self.hook_timeout
+        while time.time() < deadline and execution_id not in run.hook_status and not run.stop_requested:
+            if self.stopping.wait(0.05):
+                raise _Shutdown
+        status = run.hook_status.get(execution_id, "Failed (no status reported in time)")
+        self.timeline.add("codedeploy", f"{env}: {phase} hook {status}", release)
+        return status == "Succeeded"
+
+    def _reset_alarms(self, group: Any) -> None:
+        """A new deployment starts with its alarms evaluated afresh (OK), as after a quiet period."""
+        cw = cloudwatch_backends[self.account][self.region]
+        for alarm in (group.alarm_configuration or {}).get("alarms", []) if isinstance(group.alarm_configuration, dict) else []:
+            if alarm["name"] in cw.alarms:
+                cw.set_alarm_state(alarm["name"], "new deployment: evaluated afresh", "{}", "OK")
+
+    def _alarm_names(self, group: Any) -> list[str]:
+        config = group.alarm_configuration
+        if isinstance(config, dict):
+            return [a["name"] for a in config.get("alarms", [])] if config.get("enabled", True) else []
+        return [a["name"] if isinstance(a, dict) else str(a) for a in getattr(config, "alarms", [])]
+
+    def _bake(self, deployment_id: str, group: Any, function: str, alias: str, seconds: float, release: str) -> tuple[str, str] | None:
+        """Synthetic traffic through the alias during the bake; errors trip the group's alarms."""
+        runtime = self.runtime_ref()
+        cw = cloudwatch_backends[self.account][self.region]
+        alarms = self._alarm_names(group)
+        local_fn = runtime.stack.function_by_name(function) if runtime else None
+        deadline = time.time() + seconds
+        sent = errors = 0
+        while True:
+            if self.stopping.is_set():
+                raise _Shutdown
+            if self.runs[deployment_id].stop_requested:
+                return ("DEPLOYMENT_STOPPED", "the deployment was stopped on request and rolled back")
+            if runtime and local_fn and sent < self.canary_requests:
+                for _ in range(self.canary_requests // 4 or 1):
+                    reply = runtime.run(local_fn, alias, {"rawPath": "/", "requestContext": {"http": {"method": "GET", "path": "/"}}})
+                    sent += 1
+                    errors += "error" in reply
+                if errors:
+                    for name in alarms:
+                        if name in cw.alarms and cw.alarms[name].state_value != "ALARM":
+                            cw.set_alarm_state(name, f"Threshold Crossed: {errors} errors in {sent} canary requests (evaluated locally)",
+                                               json.dumps({"errors": errors}), "ALARM")
+                            self.timeline.add("cloudwatch", f"alarm {name} -> ALARM ({errors} errors in {sent} requests)", release)
+            active = [name for name in alarms if name in cw.alarms and cw.alarms[name].state_value == "ALARM"]
+            if active:
+                return ("ALARM_ACTIVE", f"alarm(s) {', '.join(active)} went into ALARM during the canary; traffic was moved back")
+            if time.time() >= deadline:
+                return None
+            self.stopping.wait(min(0.1, max(deadline - time.time(), 0)))
+
+    def _rollback(self, function: str, alias: str, current: str) -> None:
+        self._alias().update_alias(alias, function, current, "", {"AdditionalVersionWeights": {}})
+
+    def _finish(self, deployment_id: str, status: str, code: str, message: str, rolled_back: bool) -> None:
+        info = self._info(deployment_id)
+        info.status, info.complete_time = status, time.time()
+        release = self._release_of(info)
+        if code:
+            info.error_information = {"code": code, "message": message}
+        if rolled_back:
+            info.rollback_message = f"rolled back: {message}"
+        text = f"{info.deployment_group_name}: deployment {deployment_id[:8]} {status}"
+        self.timeline.add("codedeploy", text + (f" ({code}: {message})" if code else ""), release)
+
+
+
+_patches = Patches()
+
+
+def install(current: Current) -> None:
+    """A created deployment runs; hook status and stop are accepted; a deployment reports its error and rollback."""
+    original_create = CodeDeployBackend.create_deployment
+
+    def create_deployment(self: CodeDeployBackend, *args: Any, **kwargs: Any) -> str:
+        deployment_id = original_create(self, *args, **kwargs)
+        current().codedeploy.start(deployment_id)
+        return deployment_id
+
+    _patches.patch(CodeDeployBackend, "create_deployment", create_deployment)
+
+    def action(method: str) -> Callable[[CodeDeployResponse], Any]:
+        def respond(self: CodeDeployResponse) -> Any:
+            try:
+                return 200, {}, json.dumps(getattr(current().codedeploy, method)(json.loads(self.body or "{}")))
+            except LocalError as exc:
+                return error_response(exc)
+        return respond
+
+    _patches.patch(CodeDeployResponse, "put_lifecycle_event_hook_execution_status", action("put_hook_status"))
+    _patches.patch(CodeDeployResponse, "stop_deployment", action("stop"))
+    original_to_dict = DeploymentInfo.to_dict
+
+    def to_dict(self: Any) -> dict[str, Any]:
+        data = original_to_dict(self)
+        data["errorInformation"] = getattr(self, "error_information", {})
+        if getattr(self, "rollback_message", ""):
+            data["rollbackInfo"] = {"rollbackMessage": self.rollback_message}
+        return data
+
+    _patches.patch(DeploymentInfo, "to_dict", to_dict)
+
+
+def uninstall() -> None:
+    _patches.restore()
