@@ -42,7 +42,8 @@ from secretgate import (
     sign_token,
     verify_token,
 )
-from tests.conftest import FAKE_CREDENTIALS, REGION, ROOT, known_secret
+from tests.conftest import FAKE_CREDENTIALS, REGION, ROOT
+from tests.log_scan import known_secret
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
