@@ -267,6 +267,21 @@ def creation_order(resources: dict[str, dict[str, Any]]) -> list[str]:
     return order
 
 
+def create_table(ddb: Any, props: dict[str, Any]) -> None:
+    """Create an `AWS::DynamoDB::Table` from its (resolved) template properties: keys, attributes,
+    global secondary indexes, billing and TTL. The tests' ledger table is made by this too."""
+    ddb.create_table(
+        TableName=props["TableName"],
+        AttributeDefinitions=props["AttributeDefinitions"],
+        KeySchema=props["KeySchema"],
+        BillingMode=props.get("BillingMode", "PAY_PER_REQUEST"),
+        **({"GlobalSecondaryIndexes": props["GlobalSecondaryIndexes"]} if props.get("GlobalSecondaryIndexes") else {}),
+    )
+    ttl = props.get("TimeToLiveSpecification")
+    if ttl:
+        ddb.update_time_to_live(TableName=props["TableName"], TimeToLiveSpecification=ttl)
+
+
 def zip_placeholder() -> bytes:
     """moto stores a zip for every function; the local runtime runs the real code dir instead."""
     buffer = BytesIO()
@@ -375,16 +390,7 @@ class Provisioner:
 
     # --- data -----------------------------------------------------------------------------------------
     def create_DynamoDB_Table(self, logical_id: str, props: dict[str, Any]) -> None:
-        ddb = self.client("dynamodb")
-        ddb.create_table(
-            TableName=props["TableName"],
-            AttributeDefinitions=props["AttributeDefinitions"],
-            KeySchema=props["KeySchema"],
-            BillingMode=props.get("BillingMode", "PAY_PER_REQUEST"),
-        )
-        ttl = props.get("TimeToLiveSpecification")
-        if ttl:
-            ddb.update_time_to_live(TableName=props["TableName"], TimeToLiveSpecification=ttl)
+        create_table(self.client("dynamodb"), props)
         self._set(logical_id, props["TableName"], Arn=self.arn("dynamodb", f"table/{props['TableName']}"))
 
     def create_SNS_Topic(self, logical_id: str, props: dict[str, Any]) -> None:

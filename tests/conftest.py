@@ -115,3 +115,24 @@ class FakeLambdaContext:
 def load_handler() -> Callable[[str], ModuleType]:
     """The `import_handler` function, as a fixture: `app = load_handler("approval_page")`."""
     return import_handler
+
+
+def create_ledger_table(name: str = "ledger", *, session: Any = None, endpoint_url: str | None = None) -> Any:
+    """The ledger table as template.yaml's `Ledger` resource declares it (key schema, attributes,
+    indexes, TTL), created by the local stack's own table helper under `name`; the boto3 Table.
+    `session` (a boto3 Session, default boto3's: the environment's region) and `endpoint_url` pick
+    the AWS it is made in."""
+    import boto3
+
+    from local.stack import create_table, load_template
+
+    properties = {**load_template()["Resources"]["Ledger"]["Properties"], "TableName": name}
+    dynamodb = (session or boto3).resource("dynamodb", endpoint_url=endpoint_url)
+    create_table(dynamodb.meta.client, properties)
+    return dynamodb.Table(name)
+
+
+@pytest.fixture
+def ledger_table() -> Callable[..., Any]:
+    """Makes the shipped ledger table in the AWS the test runs against (moto): `ledger_table("ledger")`."""
+    return create_ledger_table
