@@ -72,9 +72,11 @@ install: $(VENV)/.installed $(SAM_VENV)/.installed $(LINT_VENV)/.installed $(LAM
 demo: $(VENV)/.installed build-local ## run a whole release locally: make demo [SCENARIO=happy|...|all] [APPROVAL=auto|manual]
 	$(PY) -m local.demo --scenario $(SCENARIO) --approval $(APPROVAL)
 
-lint: $(VENV)/.installed $(SAM_VENV)/.installed $(LINT_VENV)/.installed ## static checks: ruff, mypy, cfn-lint, sam validate --lint, checkov (raw and SAM-translated), zizmor
+lint: $(VENV)/.installed $(SAM_VENV)/.installed $(LINT_VENV)/.installed ## static checks: ruff, mypy, import contracts, cfn-lint, sam validate --lint, checkov (raw and SAM-translated), zizmor
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy layers/common/podrelease workload/gate/secretgate.py
+	$(VENV)/bin/lint-imports --no-cache --no-logo
+	$(PY) -m pytest -q -p no:cacheprovider tests/unit/test_layering.py
 	$(VENV)/bin/cfn-lint --append-rules scripts/preflight -- template.yaml
 	$(SAM_VENV)/bin/sam validate --lint --template template.yaml --region $(AWS_DEFAULT_REGION)
 	mkdir -p build/checkov

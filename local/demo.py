@@ -329,7 +329,7 @@ def verdict(env: LocalRuntime, scenario: Scenario, problems: list[str], started:
     return 0
 
 
-def run(scenario: Scenario, manual: bool, minute_seconds: float, work_dir: Path) -> int:
+def run(scenario: Scenario, manual: bool, minute_seconds: float, work_dir: Path) -> int:  # noqa: PLR0915 - the scenario told top to bottom: start, push, follow, then print what happened
     if scenario.secret_rotation:
         return run_rotation(scenario, minute_seconds, work_dir)
     started = time.time()
@@ -464,7 +464,7 @@ class TokenClient:
             time.sleep(0.01)
 
 
-def run_rotation(scenario: Scenario, minute_seconds: float, work_dir: Path) -> int:
+def run_rotation(scenario: Scenario, minute_seconds: float, work_dir: Path) -> int:  # noqa: PLR0915 - the rotation scenario top to bottom: traffic, RotateSecret, checks, report
     """Rotate the dev workload secret while four clients keep calling the dev service (two on the
     Lambda function, two through the fleet's load balancer)."""
     started = time.time()

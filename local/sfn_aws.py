@@ -268,7 +268,7 @@ def _reflect_execution_status(self: BaseExecutionWorkerCommunication) -> None:
         execution.stop_date, execution.error, execution.cause = stopped
 
 
-def _evaluate_with_timeout(self: ExecutionState, env: Environment) -> None:
+def _evaluate_with_timeout(self: ExecutionState, env: Environment) -> None:  # noqa: PLR0915 - moto's method kept line for line, to diff against upstream
     """moto 5.2.1's ExecutionState._evaluate_with_timeout, except that a stop ends the wait at once and
     whatever the state then returns is dropped (no Next, Retry or Catch runs for it)."""
     self.timeout.eval(env=env)

@@ -616,7 +616,7 @@ def run_checks(session: Any, template: dict[str, Any], plan: Plan, account: str,
     return values
 
 
-def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout,
+def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout,  # noqa: PLR0915 - the deploy's steps in the order they run: checks, build, policy, sam deploy
          session_factory: Callable[[str], Any] = _session,
          run: Callable[..., subprocess.CompletedProcess[bytes]] = subprocess.run) -> int:
     parser = argparse.ArgumentParser(prog="make deploy", description=(__doc__ or "").split("\n\n")[0])

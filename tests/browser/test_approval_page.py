@@ -29,7 +29,7 @@ from local.images import Pushed
 from local.runtime import APPROVERS, PROD_REPOSITORY, WORKLOAD_REPOSITORY, LocalRuntime
 from podrelease.approval.links import KeyRing, mint_token, parse_key_secret
 from podrelease.release.events import execution_name
-from tests.conftest import APPROVAL_TOKEN_SHAPE, known_secret
+from tests.log_scan import APPROVAL_TOKEN_SHAPE, known_secret
 from tests.statemachine.conftest import execution_arn, history, ledger_item, live_image, wait_for, wait_for_state
 
 pytestmark = pytest.mark.browser

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from local.demo import SCENARIOS
-from tests.conftest import known_secret, scan_text
+from tests.log_scan import known_secret, scan_text
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e

@@ -174,7 +174,8 @@ class World:
 
 
 @pytest.fixture
-def world(monkeypatch: pytest.MonkeyPatch, load_handler: Callable[[str], ModuleType]) -> Iterator[World]:
+def world(monkeypatch: pytest.MonkeyPatch, load_handler: Callable[[str], ModuleType],
+          ledger_table: Callable[..., Any]) -> Iterator[World]:
     for name, value in {
         "AWS_DEFAULT_REGION": REGION,
         "AWS_ACCESS_KEY_ID": "testing",
@@ -190,13 +191,7 @@ def world(monkeypatch: pytest.MonkeyPatch, load_handler: Callable[[str], ModuleT
     approval.clear_key_cache()
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
         ddb = boto3.client("dynamodb", region_name=REGION)
-        ddb.create_table(
-            TableName=TABLE,
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        ddb.update_time_to_live(TableName=TABLE, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"})
+        ledger_table(TABLE)
         topic_arn = boto3.client("sns", region_name=REGION).create_topic(Name="approvals")["TopicArn"]
         secret_arn = boto3.client("secretsmanager", region_name=REGION).create_secret(
             Name="approval-key", SecretString=json.dumps({"kid": "k1", "key": SIGNING_KEY_B64})

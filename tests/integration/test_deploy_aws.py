@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import json
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
@@ -141,13 +141,11 @@ def test_a_policy_parameter_that_is_missing_or_invalid_is_refused(session: Any) 
     deploy.check_policy_parameter(session, inst, "/podinfo-release-dev/release-policy")
 
 
-def test_data_an_earlier_stack_of_the_same_name_retained_is_refused(session: Any) -> None:
+def test_data_an_earlier_stack_of_the_same_name_retained_is_refused(session: Any, ledger_table: Callable[..., Any]) -> None:
     inst = load_installation("dev")
     template = deploy.load_template()
     deploy.check_leftovers(session, inst, template)
-    session.client("dynamodb").create_table(
-        TableName="podinfo-release-dev-ledger", BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}], KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}])
+    ledger_table("podinfo-release-dev-ledger", session=session)
     session.client("secretsmanager").create_secret(Name="podinfo-release-dev/podinfo-jwt-dev", SecretString="{}")
     with pytest.raises(deploy.DeployRefused) as refused:
         deploy.check_leftovers(session, inst, template)

@@ -27,7 +27,7 @@ from podrelease.release.ledger import RELEASE_RETENTION_SECONDS
 from tests.conftest import FAKE_CREDENTIALS, FakeLambdaContext, import_handler
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -92,14 +92,9 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @pytest.fixture
-def ledger(aws: None, monkeypatch: pytest.MonkeyPatch) -> Any:
+def ledger(aws: None, monkeypatch: pytest.MonkeyPatch, ledger_table: Callable[..., Any]) -> Any:
     monkeypatch.setenv("LEDGER_TABLE", TABLE)
-    return boto3.resource("dynamodb", region_name=REGION).create_table(
-        TableName=TABLE,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    return ledger_table(TABLE)
 
 
 def item(table: Any, key: str) -> dict[str, Any] | None:

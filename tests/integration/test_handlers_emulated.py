@@ -61,7 +61,7 @@ from tests.conftest import FAKE_CREDENTIALS, FakeLambdaContext, import_handler
 from tests.lambda_updates import LambdaUpdates
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from pathlib import Path
 
 REGION = "us-east-1"
@@ -472,7 +472,7 @@ class Site:
 
 
 @pytest.fixture
-def site(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> Site:
+def site(registry: Registry, monkeypatch: pytest.MonkeyPatch, ledger_table: Callable[..., Any]) -> Site:
     for var, value in DEPLOY_ENV.items():
         monkeypatch.setenv(var, value)
     bootstrap = registry.pusher.push_podinfo(REPOSITORY, "6.9.0", tag="bootstrap")
@@ -508,12 +508,7 @@ def site(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> Site:
         functions[f"Podinfo{environment.title()}Function"] = LocalFunction(
             f"Podinfo{environment.title()}Function", function, created["FunctionArn"], None, None, {}
         )
-    table = boto3.resource("dynamodb", region_name=REGION).create_table(
-        TableName=TABLE,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    table = ledger_table(TABLE)
     # Only the podinfo functions run (in process, by the stand-in); see the module docstring.
     registry.emulation.attach(Stack(STACK, REGION, ACCOUNT, {}, {}, functions=functions), endpoint="http://127.0.0.1:9")
     return Site(registry, lam, codedeploy, table, bootstrap)

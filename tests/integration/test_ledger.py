@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import boto3
 import pytest
 from moto import mock_aws
 
@@ -18,7 +17,7 @@ from podrelease.release.ledger import RELEASE_RETENTION_SECONDS, Ledger
 from tests.conftest import FAKE_CREDENTIALS
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 REGION = "us-east-1"
 NOW = 1_750_000_000  # 2025-06-15T15:06:40Z
@@ -27,18 +26,11 @@ A, B = "podinfo-aaaaaaaaaaaa-1111111111111111", "podinfo-bbbbbbbbbbbb-2222222222
 
 
 @pytest.fixture
-def table(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def table(monkeypatch: pytest.MonkeyPatch, ledger_table: Callable[..., Any]) -> Iterator[Any]:
     for var, value in FAKE_CREDENTIALS.items():
         monkeypatch.setenv(var, value)
     with mock_aws():
-        ddb = boto3.resource("dynamodb", region_name=REGION)
-        created = ddb.create_table(
-            TableName="ledger",
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        yield created
+        yield ledger_table("ledger")
 
 
 def lock_item(table: Any, environment: str = "dev") -> dict[str, Any] | None:

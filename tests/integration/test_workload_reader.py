@@ -42,10 +42,11 @@ from secretgate import (
     sign_token,
     verify_token,
 )
-from tests.conftest import FAKE_CREDENTIALS, REGION, ROOT, known_secret
+from tests.conftest import FAKE_CREDENTIALS, REGION, ROOT
+from tests.log_scan import known_secret
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from types import ModuleType
 
 FETCH = ROOT / "workload" / "ec2" / "podinfo-secret-fetch"
@@ -283,13 +284,11 @@ def _call(port: int, event: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_after_a_rotation_the_gate_issues_with_the_new_value_and_accepts_current_and_previous(
-        moto_endpoint: str, extension: SecretsExtension) -> None:
+        moto_endpoint: str, extension: SecretsExtension, ledger_table: Callable[..., Any]) -> None:
     sm = _client(moto_endpoint)
     arn = sm.create_secret(Name=NAME, SecretString=_secret(FIRST))["ARN"]
     old_version = _version(sm, arn, "AWSCURRENT")
-    ddb = boto3.resource("dynamodb", region_name=REGION, endpoint_url=moto_endpoint)
-    table = ddb.create_table(TableName="ledger", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-                             AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST")
+    table = ledger_table("ledger", endpoint_url=moto_endpoint)
     gate = make_server(extension.source(arn, ttl=0), ("127.0.0.1", 0), upstream=("127.0.0.1", 9))
     threading.Thread(target=gate.serve_forever, daemon=True).start()
     port = int(gate.server_address[1])

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from local.runtime import LocalRuntime
-from tests.conftest import known_secret
+from tests.log_scan import known_secret
 
 
 def module_runtime(work: Path, **options: Any) -> Iterator[LocalRuntime]:

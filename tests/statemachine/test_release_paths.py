@@ -317,7 +317,7 @@ def test_no_secret_or_token_reaches_a_log_line(env: LocalRuntime) -> None:
 
 
 def test_every_release_log_line_carries_the_correlation_id(env: LocalRuntime) -> None:
-    for name in ("lock", "verify", "deploy", "promote", "record", "approval-request"):
+    for name in ("normalize", "lock", "verify", "deploy", "promote", "record", "approval-request"):
         lines = [json.loads(line) for line in (env.work_dir / "logs" / f"podrel-{name}.log").read_text().splitlines()
                  if line.startswith("{")]
         assert lines, f"{name} logged nothing"

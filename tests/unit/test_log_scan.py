@@ -1,4 +1,4 @@
-"""The suite-wide log scan (tests/conftest.py) catches a leaked secret; these tests prove it can fail.
+"""The suite-wide log scan (tests/log_scan.py, on for the whole suite) catches a leaked secret; these tests prove it can fail.
 
 Each test leaks on purpose into the session's collection, checks the scanner reports it, then
 removes exactly what it leaked so the session itself still passes.
@@ -10,9 +10,11 @@ import logging
 import secrets
 from typing import TYPE_CHECKING
 
+import pytest
+
 from podrelease.approval.links import mint_token
 from podrelease.core import obs
-from tests.conftest import LOG_SCAN
+from tests.log_scan import LOG_SCAN
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -67,3 +69,13 @@ def test_subprocess_output_handed_to_the_scan_is_checked() -> None:
         assert "demo stdout: a task token (45 chars) appears in a log line" in LOG_SCAN.findings()
     finally:
         LOG_SCAN.forget(secret)
+
+
+def test_the_scan_is_on_for_the_whole_suite(pytestconfig: pytest.Config) -> None:
+    # registered by the root conftest (tests/conftest.py), so every tier's session runs it
+    import tests.conftest
+    import tests.log_scan
+
+    assert tests.conftest.pytest_plugins == ["tests.log_scan"]
+    assert pytestconfig.pluginmanager.is_registered(tests.log_scan)
+    assert LOG_SCAN.handlers, "the scan's log handlers are installed for the session"

@@ -36,7 +36,7 @@ from podrelease.rotation.workload_secret import STEPS, Rotator, Target, secret_v
 from tests.conftest import FAKE_CREDENTIALS
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -45,12 +45,9 @@ IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/podinfo@sha256:" + "a" * 64
 
 
 class Env:
-    def __init__(self) -> None:
+    def __init__(self, ledger_table: Callable[..., Any]) -> None:
         self.sm = boto3.client("secretsmanager", region_name=REGION)
-        ddb = boto3.resource("dynamodb", region_name=REGION)
-        self.table = ddb.create_table(TableName="ledger", KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-                                      AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-                                      BillingMode="PAY_PER_REQUEST")
+        self.table = ledger_table("ledger")
         self.ledger = Ledger(self.table)
         self.arn = self.sm.create_secret(Name=NAME, SecretString=json.dumps({"jwt-secret": "first-" + uuid.uuid4().hex}))["ARN"]
         # One execution environment per version of the service; "stale" ones never re-read the secret.
@@ -85,11 +82,11 @@ class Env:
 
 
 @pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
+def env(monkeypatch: pytest.MonkeyPatch, ledger_table: Callable[..., Any]) -> Iterator[Env]:
     for var, value in FAKE_CREDENTIALS.items():
         monkeypatch.setenv(var, value)
     with mock_aws():
-        yield Env()
+        yield Env(ledger_table)
 
 
 def assert_rotated(env: Env, old_version: str, token: str) -> None:

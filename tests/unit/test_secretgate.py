@@ -44,7 +44,7 @@ from secretgate import (
     token_reply,
     verify_token,
 )
-from tests.conftest import known_secret
+from tests.log_scan import known_secret
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
