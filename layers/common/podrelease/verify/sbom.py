@@ -305,6 +305,33 @@ def _verify_used(candidate: _Candidate, policy: TrustPolicy, digest: str) -> Sbo
     )
 
 
+def _sort_candidates(
+    candidates: list[_Candidate], digest: str, ignored: list[dict[str, Any]]
+) -> tuple[list[_Candidate], list[dict[str, Any]]]:
+    """The candidates the gate must verify, and SBOMs attached for another digest; the rest (not an
+    SBOM) go to `ignored`."""
+    expected_hex = digest.removeprefix("sha256:")
+    used: list[_Candidate] = []
+    other_digests: list[dict[str, Any]] = []
+    for candidate in candidates:
+        predicate, subjects = _peek(candidate)
+        announced = candidate.announced
+        if predicate is None:
+            # Unreadable: used unless announced as something other than an SBOM.
+            if announced is not None and announced not in SBOM_PREDICATES:
+                ignored.append({**candidate.where(), "predicateType": announced[:200]})
+            else:
+                used.append(candidate)
+        elif predicate not in SBOM_PREDICATES and announced not in SBOM_PREDICATES:
+            ignored.append({**candidate.where(), "predicateType": predicate[:200]})
+        elif predicate in SBOM_PREDICATES and expected_hex not in subjects:
+            shown = ", ".join(f"sha256:{s[:64]}" for s in subjects[:3]) or "no sha256 digest"
+            other_digests.append({**candidate.where(), "predicateType": predicate, "subjects": shown})
+        else:
+            used.append(candidate)
+    return used, other_digests
+
+
 def verify_sbom(registry: Registry, repository: str, digest: str, policy: TrustPolicy) -> SbomVerification:
     """Require a signed SBOM attestation for repository@digest (see the module docstring).
 
@@ -330,25 +357,7 @@ def verify_sbom(registry: Registry, repository: str, digest: str, policy: TrustP
     )
     candidates = [c for c in (_candidate(a, ignored) for a in attached.candidates) if c is not None]
 
-    expected_hex = digest.removeprefix("sha256:")
-    used: list[_Candidate] = []
-    other_digests: list[dict[str, Any]] = []
-    for candidate in candidates:
-        predicate, subjects = _peek(candidate)
-        announced = candidate.announced
-        if predicate is None:
-            # Unreadable: used unless announced as something other than an SBOM.
-            if announced is not None and announced not in SBOM_PREDICATES:
-                ignored.append({**candidate.where(), "predicateType": announced[:200]})
-            else:
-                used.append(candidate)
-        elif predicate not in SBOM_PREDICATES and announced not in SBOM_PREDICATES:
-            ignored.append({**candidate.where(), "predicateType": predicate[:200]})
-        elif predicate in SBOM_PREDICATES and expected_hex not in subjects:
-            shown = ", ".join(f"sha256:{s[:64]}" for s in subjects[:3]) or "no sha256 digest"
-            other_digests.append({**candidate.where(), "predicateType": predicate, "subjects": shown})
-        else:
-            used.append(candidate)
+    used, other_digests = _sort_candidates(candidates, digest, ignored)
 
     accepted: list[SbomEvidence] = []
     refusals: list[dict[str, Any]] = []
