@@ -79,6 +79,7 @@ from werkzeug.wrappers import Request, Response
 
 from local import sfn_aws, standin
 from local.stack import ROOT, LocalFunction, Stack
+from podrelease.release import podinfo
 
 WORKER = Path(__file__).resolve().with_name("lambda_worker.py")
 #: The Lambda runtime's interpreter: Python 3.12 with only the runtime's boto3 (`make build-local`).
@@ -1088,8 +1089,7 @@ def _secret_fetcher() -> Any:
 
 def _http_event(method: str, path: str, query: str, headers: dict[str, str], body: str) -> dict[str, Any]:
     """A request as podinfo's front receives it (the stand-in takes the Function URL event shape)."""
-    return {"version": "2.0", "rawPath": path, "rawQueryString": query, "headers": headers,
-            "requestContext": {"http": {"method": method, "path": path}}, "body": body, "isBase64Encoded": False}
+    return podinfo.request(path, method, headers=headers, query=query, body=body)
 
 
 class EmailOutbox:

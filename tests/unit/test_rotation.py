@@ -31,6 +31,7 @@ from podrelease.core.errors import (
     SecretTestFailed,
     SetSecretFailed,
 )
+from podrelease.release import podinfo
 from podrelease.release.ledger import Ledger
 from podrelease.rotation.workload_secret import STEPS, Rotator, Target, secret_value, sign_token, staging_labels, verify_token
 from tests.conftest import FAKE_CREDENTIALS
@@ -58,11 +59,11 @@ class Env:
         self.stale: set[str] = set()
         self.versions = ["live"]
 
-    def invoke(self, function: str, qualifier: str, event: dict[str, Any]) -> dict[str, Any]:
+    def invoke(self, function: str, qualifier: str, event: dict[str, Any]) -> podinfo.Reply:
         if qualifier not in self.caches:
             ttl = 3600.0 if qualifier in self.stale else 0.0
             self.caches[qualifier] = SdkSource(lambda: self.sm, self.arn, ttl)
-        return handle(event, IMAGE, {}, self.caches[qualifier])
+        return podinfo.decode(handle(event, IMAGE, {}, self.caches[qualifier]))
 
     def rotator(self, **kwargs: Any) -> Rotator:
         return Rotator(self.sm, self.ledger, {self.arn: Target("dev", "podrel-podinfo-dev")}, self.invoke,
@@ -109,10 +110,10 @@ def test_each_step_twice_ends_rotated(env: Env) -> None:
     _, new_value = env.current()
     assert new_value != old_value
     # The service issues with the new value and still accepts tokens signed with the previous one.
-    issued = json.loads(env.invoke("f", "live", _request("/token", "POST"))["body"])["token"]
+    issued = env.invoke("f", "live", _request("/token", "POST")).json()["token"]
     assert verify_token(issued, [new_value]) is not None
     old_token, _ = sign_token(old_value)
-    assert env.invoke("f", "live", _request("/token/validate", token=old_token))["statusCode"] == 200
+    assert env.invoke("f", "live", _request("/token/validate", token=old_token)).status == 200
 
 
 @pytest.mark.parametrize("crashed_after", range(len(STEPS)))
@@ -252,9 +253,7 @@ def test_tokens_podinfo_shape() -> None:
 
 
 def _request(path: str, method: str = "GET", token: str | None = None) -> dict[str, Any]:
-    from podrelease.rotation.workload_secret import podinfo_request
-
-    return podinfo_request(path, method, token, "client" if method == "POST" else "")
+    return podinfo.request(path, method, headers=podinfo.bearer(token) if token else None, body="client" if method == "POST" else "")
 
 
 class Fleet:
