@@ -24,6 +24,7 @@ from moto.secretsmanager.models import secretsmanager_backends
 
 from local.standin import SdkSource, handle
 from podrelease.core.errors import (
+    InvalidRequest,
     RotationBusy,
     RotationTokenUnknown,
     SecretKmsAccessDenied,
@@ -34,7 +35,7 @@ from podrelease.core.errors import (
 from podrelease.release import podinfo
 from podrelease.release.ledger import Ledger
 from podrelease.rotation.workload_secret import STEPS, Rotator, Target, secret_value, sign_token, staging_labels, verify_token
-from tests.conftest import FAKE_CREDENTIALS
+from tests.conftest import FAKE_CREDENTIALS, FakeLambdaContext, import_handler
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -328,3 +329,32 @@ def test_a_schedule_test_runs_test_secret_alone_and_leaves_no_lock(env: Env) -> 
     rotator.rotate("finishSecret", env.arn, real)
     assert env.ledger.lock_holder("dev") is None
     assert env.current()[0] == real
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        ({"Step": "createSecret", "SecretId": NAME}, "rotate_workload_secret: the event has no 'ClientRequestToken'"),
+        ({"SecretId": NAME, "ClientRequestToken": "t"}, "rotate_workload_secret: the event has no 'Step'"),
+        ({"Step": "createSecret", "SecretId": 7, "ClientRequestToken": "t"},
+         "rotate_workload_secret: 'SecretId' must be str, not int"),
+    ],
+    ids=["no token", "no step", "mistyped secret id"],
+)
+def test_the_rotation_function_refuses_an_incomplete_event_and_changes_nothing(
+    env: Env, monkeypatch: pytest.MonkeyPatch, event: dict[str, Any], message: str
+) -> None:
+    # GIVEN the rotation function as the template configures it, and a rotation started
+    for name, value in {"LEDGER_TABLE": "ledger", "WORKLOAD_SECRET_DEV": env.arn, "WORKLOAD_SECRET_PROD": env.arn + "-prod",
+                        "PODINFO_FUNCTION_DEV": "podrel-podinfo-dev", "PODINFO_FUNCTION_PROD": "podrel-podinfo-prod"}.items():
+        monkeypatch.setenv(name, value)
+    app = import_handler("rotate_workload_secret")
+    token = env.start_rotation()
+    before = env.labels()
+    # WHEN Secrets Manager's event lacks a field THEN the step is refused, named
+    with pytest.raises(InvalidRequest) as info:
+        app.handler(event | ({"ClientRequestToken": token} if "ClientRequestToken" in event else {}), FakeLambdaContext())
+    assert str(info.value) == message
+    # AND nothing changed: the same staging labels, no lock taken
+    assert env.labels() == before
+    assert env.ledger.lock_holder("dev") is None
