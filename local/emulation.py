@@ -238,7 +238,6 @@ class LambdaRuntime:
             "AWS_LAMBDA_FUNCTION_TIMEOUT": str(config.timeout),
             "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
             "LOCAL_FUNCTION_ARN": function.arn,
-            "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_DEV": "false",
             **({"HTTP_PROXY": self.http_proxy, "http_proxy": self.http_proxy, "NO_PROXY": "127.0.0.1,localhost",
                 "no_proxy": "127.0.0.1,localhost"} if self.http_proxy else {}),

@@ -37,6 +37,7 @@ from local.emulation import Emulation
 from local.images import Pusher
 from local.sigstore_local import LocalSigstore
 from local.stack import Stack, built_template, create_stack
+from local.xray import XRayDaemon
 from podrelease.release import podinfo
 from podrelease.verify.policy import keys_document
 
@@ -115,6 +116,7 @@ class LocalRuntime(AbstractContextManager["LocalRuntime"]):
     sigstore: LocalSigstore
     saved_config: dict[str, Any]
     public_pem: str = ""  # the demo signing key's public half (what the "keys" policies trust)
+    xray: XRayDaemon | None = None  # the segments the functions traced
 
     def client(self, service: str) -> Any:
         return self.session.client(service, region_name=REGION, endpoint_url=self.endpoint)
@@ -215,13 +217,18 @@ class LocalRuntime(AbstractContextManager["LocalRuntime"]):
         # The fleet's instances re-read the secret every 60 s on AWS (their systemd timer); the
         # emulated timer runs every second, and the rotation function waits accordingly.
         stack.functions["RotateWorkloadSecretFunction"].environment["FLEET_SECRET_REFRESH_SECONDS"] = "1"  # noqa: S105 - seconds, not a secret
+        # Tracing: Active, as on Lambda: each function's X-Ray SDK sends its segments to a daemon (local.xray).
+        xray = XRayDaemon()
+        for function in stack.functions.values():
+            if function.code_dir is not None:
+                function.environment.update(xray.env())
         iam.run_state_machines_as_their_roles()
         emulation.attach(stack, endpoint)
         assert emulation.runtime is not None
         emulation.runtime.warm()
         emulation.timeline.add("local", f"stack {STACK} created from template.yaml ({len(stack.resources)} resources)")
         return cls(server, endpoint, emulation, stack, session, pusher, key, urls, work_dir, sigstore, saved_config,
-                   public_pem + extra_keys)
+                   public_pem + extra_keys, xray)
 
     @property
     def build_identity(self) -> str:
@@ -273,6 +280,8 @@ class LocalRuntime(AbstractContextManager["LocalRuntime"]):
         default_user_config.clear()
         default_user_config.update(self.saved_config)  # type: ignore[typeddict-item]
         self.urls.server.shutdown()
+        if self.xray is not None:
+            self.xray.stop()
         self.server.stop()
 
     def __exit__(self, *exc: object) -> None:
