@@ -82,6 +82,7 @@ from local.stack import ROOT, LocalFunction, Stack
 from podrelease.release import podinfo
 
 WORKER = Path(__file__).resolve().with_name("lambda_worker.py")
+READY = b'{"ready": true}\n'  # lambda_worker.READY
 #: The Lambda runtime's interpreter: Python 3.12 with only the runtime's boto3 (`make build-local`).
 LAMBDA_VENV = Path(os.environ.get("LOCAL_LAMBDA_VENV", str(ROOT / ".venv-lambda")))
 
@@ -167,6 +168,8 @@ class _Worker:
             if not chunk:
                 return {"error": {"errorType": "Runtime.ExitError", "errorMessage": "the function's process exited"}}
             self.buffer += chunk
+            if self.buffer.startswith(READY):  # the worker's init is over: the invocation's time starts now
+                self.buffer, deadline = self.buffer[len(READY):], time.time() + timeout
         line, self.buffer = self.buffer.split(b"\n", 1)
         return json.loads(line)
 

@@ -41,6 +41,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+#: The line the worker writes once its init phase (the handler's import) is over.
+READY = '{"ready": true}\n'
+
 
 class Context:
     """The parts of the Lambda context object that handlers and Powertools use."""
@@ -117,6 +120,7 @@ def main() -> None:
         handler = getattr(module, function_name, None)
         if handler is None:
             init_error = {"errorType": "Runtime.HandlerNotFound", "errorMessage": f"Handler '{function_name}' missing on module '{module_name}'"}
+    replies.write(READY)  # the init phase is over: Lambda does not count it in an invocation's timeout
     for line in sys.stdin:
         request = json.loads(line)
         if init_error is not None or handler is None:
