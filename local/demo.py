@@ -27,8 +27,9 @@ from typing import Any
 from local import signing
 from local.images import Pushed
 from local.runtime import APPROVERS, PROD_REPOSITORY, WORKLOAD_REPOSITORY, LocalRuntime
+from podrelease.release import podinfo
 from podrelease.release.events import execution_name, fallback_execution_name
-from podrelease.rotation.workload_secret import podinfo_request, secret_value, staging_labels, verify_token
+from podrelease.rotation.workload_secret import secret_value, staging_labels, verify_token
 
 ROOT = Path(__file__).resolve().parents[1]
 HIDDEN_STATES = re.compile(r"^(Wait|Check)(Dev|Prod)$|\?$")
@@ -433,12 +434,11 @@ class TokenClient:
                     return int(answer.status), json.loads(answer.read() or b"{}")
             except urllib.error.HTTPError as exc:
                 return int(exc.code), {}
-        reply = self.lam.invoke(FunctionName=self.function, Qualifier="live",
-                                Payload=json.dumps(podinfo_request(path, method, token, body)).encode())
-        payload = json.loads(reply["Payload"].read() or b"{}")
-        if reply.get("FunctionError"):
-            return 502, payload
-        return int(payload.get("statusCode", 0)), json.loads(payload.get("body") or "{}")
+        request = podinfo.request(path, method, headers=podinfo.bearer(token) if token else None, body=body)
+        reply = podinfo.invoke(self.lam, self.function, "live", request)
+        if reply.status is None:
+            return 502, {"error": reply.error}
+        return reply.status, reply.json() or {}
 
     def new_token(self) -> None:
         status, body = self.call("/token", "POST", body=self.name)

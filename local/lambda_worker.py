@@ -16,20 +16,33 @@ library only for that reason. Requests and replies are JSON lines on a private p
 argv[3]); the handler's own stdout and stderr (its log lines) go to the function's log file, like
 CloudWatch Logs.
 
+X-Ray, as Lambda does it for `Tracing: Active`: each invocation gets its own trace header in
+`_X_AMZN_TRACE_ID` (a new root, the function segment's id as Parent, sampled), which the X-Ray SDK
+in the function reads to attach its subsegments; when the environment names a daemon
+(`AWS_XRAY_DAEMON_ADDRESS`, the local runtime's `local.xray` listener), the function segment itself
+(`AWS::Lambda::Function`, named after the function) is sent there after the invocation, as the
+Lambda service sends it on AWS.
+
     python -I lambda_worker.py TASK_ROOT HANDLER REPLY_FD LAYER_DIR [LAYER_DIR ...]
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
+import secrets
+import socket
 import sys
 import time
 import traceback
 import uuid
 from pathlib import Path
 from typing import Any
+
+#: The line the worker writes once its init phase (the handler's import) is over.
+READY = '{"ready": true}\n'
 
 
 class Context:
@@ -47,6 +60,29 @@ class Context:
 
     def get_remaining_time_in_millis(self) -> int:
         return max(int(self._deadline - time.time() * 1000), 0)
+
+
+class Trace:
+    """One invocation's trace: the header the function reads, and the function segment sent after it."""
+
+    def __init__(self, function_name: str) -> None:
+        self.function_name = function_name
+        self.start = time.time()
+        self.root = f"1-{int(self.start):08x}-{secrets.token_hex(12)}"
+        self.segment_id = secrets.token_hex(8)
+
+    @property
+    def header(self) -> str:
+        return f"Root={self.root};Parent={self.segment_id};Sampled=1"
+
+    def send(self, daemon: str, *, failed: bool) -> None:
+        """The function segment, in the X-Ray daemon's UDP format (a JSON header line, then the document)."""
+        host, _, port = daemon.rpartition(":")
+        document = {"name": self.function_name, "id": self.segment_id, "trace_id": self.root, "start_time": self.start,
+                    "end_time": time.time(), "origin": "AWS::Lambda::Function", "fault": failed}
+        datagram = b'{"format": "json", "version": 1}\n' + json.dumps(document).encode()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock, contextlib.suppress(OSError):
+            sock.sendto(datagram, (host, int(port)))
 
 
 def lambda_path(task_root: str, layers: list[str]) -> list[str]:
@@ -84,6 +120,7 @@ def main() -> None:
         handler = getattr(module, function_name, None)
         if handler is None:
             init_error = {"errorType": "Runtime.HandlerNotFound", "errorMessage": f"Handler '{function_name}' missing on module '{module_name}'"}
+    replies.write(READY)  # the init phase is over: Lambda does not count it in an invocation's timeout
     for line in sys.stdin:
         request = json.loads(line)
         if init_error is not None or handler is None:
@@ -91,6 +128,8 @@ def main() -> None:
             continue
         context = Context(os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "local"), os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256"),
                           int(os.environ.get("AWS_LAMBDA_FUNCTION_TIMEOUT", "30")) * 1000)
+        trace = Trace(context.function_name)
+        os.environ["_X_AMZN_TRACE_ID"] = trace.header  # as Lambda's runtime sets it for each invocation
         try:
             result = handler(request["event"], context)
             reply = {"result": result}
@@ -100,6 +139,8 @@ def main() -> None:
                                "stackTrace": traceback.format_exc().splitlines()[-6:]}}
         sys.stdout.flush()
         sys.stderr.flush()
+        if daemon := os.environ.get("AWS_XRAY_DAEMON_ADDRESS"):
+            trace.send(daemon, failed="error" in reply)
         replies.write(json.dumps(reply, default=str) + "\n")
 
 

@@ -11,7 +11,6 @@ execution environment per function.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import copy
 import json
@@ -21,7 +20,6 @@ import platform
 import shutil
 import socket
 import threading
-import time
 import urllib.request
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -39,6 +37,8 @@ from local.emulation import Emulation
 from local.images import Pusher
 from local.sigstore_local import LocalSigstore
 from local.stack import Stack, built_template, create_stack
+from local.xray import XRayDaemon
+from podrelease.release import podinfo
 from podrelease.verify.policy import keys_document
 
 ACCOUNT = "123456789012"
@@ -92,24 +92,13 @@ class FunctionUrls:
     def wsgi(self, environ: dict[str, Any], start_response: Any) -> Any:
         request = Request(environ)
         function, _, rest = request.path.lstrip("/").partition("/")
-        body = request.get_data()
-        text = body.decode("utf-8", errors="replace")
-        event = {
-            "version": "2.0", "routeKey": "$default", "rawPath": "/" + rest, "rawQueryString": request.query_string.decode(),
-            "headers": {k.lower(): v for k, v in request.headers.items()},
-            "queryStringParameters": dict(request.args) or None,
-            "requestContext": {"http": {"method": request.method, "path": "/" + rest, "protocol": "HTTP/1.1",
-                                        "sourceIp": request.remote_addr or "127.0.0.1", "userAgent": request.user_agent.string},
-                               "timeEpoch": int(time.time() * 1000)},
-            "body": text if text.encode() == body else base64.b64encode(body).decode(),
-            "isBase64Encoded": text.encode() != body,
-        }
-        reply = self.lambda_client.invoke(FunctionName=function, Payload=json.dumps(event).encode())
-        payload = json.loads(reply["Payload"].read() or b"{}")
-        if reply.get("FunctionError"):
+        event = podinfo.request("/" + rest, request.method, headers=dict(request.headers), query=request.query_string.decode(),
+                                body=request.get_data(), source_ip=request.remote_addr or "127.0.0.1")
+        reply = podinfo.invoke(self.lambda_client, function, None, event)
+        if reply.status is None:
             response = Response("Internal Server Error", 502)
         else:
-            response = Response(payload.get("body", ""), int(payload.get("statusCode", 200)), headers=payload.get("headers", {}))
+            response = Response(reply.body, reply.status or 200, headers=reply.headers)
         return response(environ, start_response)
 
 
@@ -127,6 +116,7 @@ class LocalRuntime(AbstractContextManager["LocalRuntime"]):
     sigstore: LocalSigstore
     saved_config: dict[str, Any]
     public_pem: str = ""  # the demo signing key's public half (what the "keys" policies trust)
+    xray: XRayDaemon | None = None  # the segments the functions traced
 
     def client(self, service: str) -> Any:
         return self.session.client(service, region_name=REGION, endpoint_url=self.endpoint)
@@ -227,13 +217,18 @@ class LocalRuntime(AbstractContextManager["LocalRuntime"]):
         # The fleet's instances re-read the secret every 60 s on AWS (their systemd timer); the
         # emulated timer runs every second, and the rotation function waits accordingly.
         stack.functions["RotateWorkloadSecretFunction"].environment["FLEET_SECRET_REFRESH_SECONDS"] = "1"  # noqa: S105 - seconds, not a secret
+        # Tracing: Active, as on Lambda: each function's X-Ray SDK sends its segments to a daemon (local.xray).
+        xray = XRayDaemon()
+        for function in stack.functions.values():
+            if function.code_dir is not None:
+                function.environment.update(xray.env())
         iam.run_state_machines_as_their_roles()
         emulation.attach(stack, endpoint)
         assert emulation.runtime is not None
         emulation.runtime.warm()
         emulation.timeline.add("local", f"stack {STACK} created from template.yaml ({len(stack.resources)} resources)")
         return cls(server, endpoint, emulation, stack, session, pusher, key, urls, work_dir, sigstore, saved_config,
-                   public_pem + extra_keys)
+                   public_pem + extra_keys, xray)
 
     @property
     def build_identity(self) -> str:
@@ -285,6 +280,8 @@ class LocalRuntime(AbstractContextManager["LocalRuntime"]):
         default_user_config.clear()
         default_user_config.update(self.saved_config)  # type: ignore[typeddict-item]
         self.urls.server.shutdown()
+        if self.xray is not None:
+            self.xray.stop()
         self.server.stop()
 
     def __exit__(self, *exc: object) -> None:

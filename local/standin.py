@@ -22,7 +22,6 @@ a redeploy and the previous one stays accepted.
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from local.secrets_extension import SecretsExtension
+from podrelease.release import podinfo
 from podrelease.rotation.workload_secret import secret_value
 from secretgate import CURRENT, StagedSource, WorkloadSecretUnreadable, is_token_path, token_reply
 
@@ -70,28 +70,21 @@ class SdkSource(StagedSource):
         return secret_value(text) if text else None
 
 
-
-
 def _reply(status: int, body: dict[str, Any]) -> dict[str, Any]:
-    return {"statusCode": status, "headers": {"content-type": "application/json; charset=utf-8"},
-            "body": json.dumps(body), "isBase64Encoded": False}
+    return podinfo.response(status, json.dumps(body), {"content-type": "application/json; charset=utf-8"})
 
 
-def _token_endpoint(event: dict[str, Any], path: str, secrets: StagedSource | None) -> dict[str, Any]:
-    method = event.get("requestContext", {}).get("http", {}).get("method", "GET")
-    body = event.get("body") or ""
-    raw = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode()
-    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
-    reply = token_reply(method, path, headers.get("authorization"), raw, secrets, now=time.time())
+def _token_endpoint(request: podinfo.Incoming, secrets: StagedSource | None) -> dict[str, Any]:
+    reply = token_reply(request.method, request.path, request.headers.get("authorization"), request.body, secrets, now=time.time())
     assert reply is not None  # is_token_path(path) holds
-    return {"statusCode": reply.status, "headers": {k.lower(): v for k, v in reply.headers.items()},
-            "body": reply.body.decode(), "isBase64Encoded": False}
+    return podinfo.response(reply.status, reply.body.decode(), reply.headers)
 
 
 def handle(event: dict[str, Any], image_uri: str, labels: dict[str, str], secrets: StagedSource | None = None) -> dict[str, Any]:
     fault = labels.get(FAULT_LABEL, "")
     version = labels.get(VERSION_LABEL, "0.0.0")
-    path = event.get("rawPath") or event.get("requestContext", {}).get("http", {}).get("path", "/")
+    request = podinfo.parse_request(event)
+    path = request.path
     if fault == "crash":
         raise FunctionError("podinfo exited: demo fault 'crash'")
     if path == "/healthz":
@@ -103,7 +96,7 @@ def handle(event: dict[str, Any], image_uri: str, labels: dict[str, str], secret
     if path == "/version":
         return _reply(200, {"version": version, "commit": image_uri.rsplit("@", 1)[-1][7:19]})
     if is_token_path(path):
-        return _token_endpoint(event, path, secrets)
+        return _token_endpoint(request, secrets)
     if fault == "errors":
         raise FunctionError(f"podinfo {version}: demo fault 'errors' on {path}")
     return _reply(200, {"hostname": "podinfo-standin", "version": version, "message": f"greetings from podinfo v{version}",

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from podrelease.core import config
-from podrelease.core.obs import bind_release, get_logger
-from podrelease.release.start import normalize
+from podrelease.core import config, edge
+from podrelease.core.obs import bind_release, get_logger, get_tracer
+from podrelease.release.normalize import normalize
 
 logger = get_logger()
+tracer = get_tracer()
 WATCHED = config.csv("WATCHED_REPOSITORIES")
 SETTINGS = {
     "poll_seconds": config.integer("DEPLOY_POLL_SECONDS", 30),
@@ -18,9 +20,24 @@ SETTINGS = {
 }
 
 
+@dataclass(frozen=True)
+class NormalizeRequest:
+    push: Any  # the execution's input, checked by `normalize` (its refusals are the ASL's named errors)
+    execution: str
+    execution_name: str  # the release id
+
+    @classmethod
+    def parse(cls, event: Any) -> NormalizeRequest:
+        body = edge.mapping(event, "normalize")
+        execution, name = (edge.field(body, key, str, "normalize") for key in ("execution", "execution_name"))
+        return cls(body.get("event"), execution, name)
+
+
 @logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    bind_release(logger, event.get("execution_name"))
-    result = normalize(event.get("event"), event["execution"], event["execution_name"], WATCHED, SETTINGS)
+    request = NormalizeRequest.parse(event)
+    bind_release(logger, request.execution_name, tracer)
+    result = normalize(request.push, request.execution, request.execution_name, WATCHED, SETTINGS)
     logger.info("release normalized", extra={"release": result["release"]})
     return result

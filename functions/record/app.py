@@ -2,27 +2,45 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from podrelease.core import config
-from podrelease.core.obs import bind_release, get_logger, release_id_of
+from podrelease.core import config, edge
+from podrelease.core.errors import InvalidRequest
+from podrelease.core.obs import bind_release, get_logger, get_tracer, release_id_of
 from podrelease.release.ledger import Ledger
-from podrelease.release.start import summarize
+from podrelease.release.summary import OUTCOMES, summarize
 
 logger = get_logger()
+tracer = get_tracer()
 ledger = Ledger(boto3.resource("dynamodb").Table(config.require("LEDGER_TABLE")))
 
 
+@dataclass(frozen=True)
+class RecordRequest:
+    outcome: str  # SUCCEEDED | FAILED | REJECTED
+    state: dict[str, Any]  # the execution's whole state
+    execution_name: str
+
+    @classmethod
+    def parse(cls, event: Any) -> RecordRequest:
+        body = edge.mapping(event, "record")
+        outcome = edge.field(body, "outcome", str, "record")
+        if outcome not in OUTCOMES:
+            raise InvalidRequest(f"record: unknown outcome {outcome!r} (expected one of {', '.join(OUTCOMES)})")
+        state = edge.field(body, "state", dict, "record", default={})
+        return cls(outcome, state, edge.field(body, "execution_name", str, "record"))
+
+
 @logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    state = event.get("state") or {}
-    release_id = release_id_of(state) or event["execution_name"]
-    bind_release(logger, release_id)
-    summary = summarize(event["outcome"], state, event["execution_name"])
-    ledger.record_release(release_id, summary["record"])
-    log = logger.info if event["outcome"] == "SUCCEEDED" else logger.error
-    log("release recorded", extra={"record": summary["record"]})
+    request = RecordRequest.parse(event)
+    bind_release(logger, release_id_of(request.state) or request.execution_name, tracer)
+    summary = summarize(request.outcome, request.state, request.execution_name)
+    ledger.record_release(summary["record"]["release_id"], summary["record"])
+    (logger.info if request.outcome == "SUCCEEDED" else logger.error)("release recorded", extra={"record": summary["record"]})
     return summary

@@ -28,6 +28,7 @@ from local import standin
 from local.emulation.base import Current, Patches, Timeline
 from local.emulation.ecr import EcrExtension
 from local.stack import ROOT
+from podrelease.release import podinfo
 
 
 class FleetEmulation:
@@ -277,8 +278,7 @@ def _secret_fetcher() -> Any:
 
 def _http_event(method: str, path: str, query: str, headers: dict[str, str], body: str) -> dict[str, Any]:
     """A request as podinfo's front receives it (the stand-in takes the Function URL event shape)."""
-    return {"version": "2.0", "rawPath": path, "rawQueryString": query, "headers": headers,
-            "requestContext": {"http": {"method": method, "path": path}}, "body": body, "isBase64Encoded": False}
+    return podinfo.request(path, method, headers=headers, query=query, body=body)
 
 
 _patches = Patches()

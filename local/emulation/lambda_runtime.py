@@ -31,6 +31,7 @@ from local.emulation.ecr import EcrExtension
 from local.stack import ROOT, LocalFunction, Stack
 
 WORKER = Path(__file__).resolve().parent.parent / "lambda_worker.py"
+READY = b'{"ready": true}\n'  # lambda_worker.READY
 #: The Lambda runtime's interpreter: Python 3.12 with only the runtime's boto3 (`make build-local`).
 LAMBDA_VENV = Path(os.environ.get("LOCAL_LAMBDA_VENV", str(ROOT / ".venv-lambda")))
 
@@ -79,6 +80,8 @@ class _Worker:
             if not chunk:
                 return {"error": {"errorType": "Runtime.ExitError", "errorMessage": "the function's process exited"}}
             self.buffer += chunk
+            if self.buffer.startswith(READY):  # the worker's init is over: the invocation's time starts now
+                self.buffer, deadline = self.buffer[len(READY):], time.time() + timeout
         line, self.buffer = self.buffer.split(b"\n", 1)
         return json.loads(line)
 
@@ -150,7 +153,6 @@ class LambdaRuntime:
             "AWS_LAMBDA_FUNCTION_TIMEOUT": str(config.timeout),
             "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
             "LOCAL_FUNCTION_ARN": function.arn,
-            "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_DEV": "false",
             **({"HTTP_PROXY": self.http_proxy, "http_proxy": self.http_proxy, "NO_PROXY": "127.0.0.1,localhost",
                 "no_proxy": "127.0.0.1,localhost"} if self.http_proxy else {}),

@@ -24,7 +24,7 @@ from moto.codedeploy.models import codedeploy_backends
 from samtranslator.yaml_helper import yaml_parse
 
 from podrelease.core.errors import ConfigurationError, DeploymentFailed
-from podrelease.release import hooks
+from podrelease.release import hooks, podinfo
 from podrelease.release.lambda_target import (
     ALIAS,
     UPDATE_POLL_SECONDS,
@@ -459,8 +459,8 @@ def test_abort_undoes_a_deployment_that_completed_while_it_was_being_stopped(wor
 # --- traffic hooks: the HTTP checks -------------------------------------------------------------------
 
 
-def test_http_event_is_a_function_url_get_carrying_the_correlation_id() -> None:
-    event = hooks.http_event("/readyz", RELEASE_ID)
+def test_a_podinfo_request_is_a_function_url_event_carrying_its_headers() -> None:
+    event = podinfo.request("/readyz", headers={"X-Correlation-Id": RELEASE_ID})
     assert event["version"] == "2.0"
     assert event["rawPath"] == "/readyz"
     assert event["rawQueryString"] == ""
@@ -469,6 +469,10 @@ def test_http_event_is_a_function_url_get_carrying_the_correlation_id() -> None:
     assert event["requestContext"]["http"]["path"] == "/readyz"
     assert event["isBase64Encoded"] is False
     assert json.loads(json.dumps(event)) == event
+    # AND the receiving side reads back what was sent; a body that is not UTF-8 travels base64
+    binary = podinfo.request("/token", "POST", body=b"\xff\x00", query="a=1&b=")
+    assert (binary["isBase64Encoded"], binary["queryStringParameters"]) == (True, {"a": "1", "b": ""})
+    assert podinfo.parse_request(binary) == podinfo.Incoming("POST", "/token", {}, b"\xff\x00")
 
 
 class FakeLambda:

@@ -21,7 +21,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from podrelease.core.errors import ConfigurationError, EventTooLarge, ForeignEvent, LockBusy, MalformedEvent
+from podrelease.core.errors import ConfigurationError, EventTooLarge, ForeignEvent, InvalidRequest, LockBusy, MalformedEvent
 from podrelease.release.events import execution_name, fallback_execution_name
 from podrelease.release.ledger import RELEASE_RETENTION_SECONDS
 from tests.conftest import FAKE_CREDENTIALS, FakeLambdaContext, import_handler
@@ -551,3 +551,58 @@ def test_record_twice_leaves_one_item(record: Any, ledger: Any) -> None:
     assert first == again
     items = ledger.scan()["Items"]
     assert [i["pk"] for i in items] == [f"release#{RELEASE_ID}"]
+
+
+# --- events a handler does not accept -------------------------------------------------------------
+# The state machine and the operator's runbook are each handler's only callers: an event they never
+# send (an unknown action, a missing or mistyped field) is a defect, refused at the edge with
+# InvalidRequest naming the field, before anything is read or written.
+
+REFUSED = [
+    pytest.param("lock", {"action": "steal", "environment": "dev", "release": RELEASE},
+                 "lock: unknown action 'steal' (expected one of acquire, release)", id="lock unknown action"),
+    pytest.param("lock", {"action": "release", "release": RELEASE}, "lock: the event has no 'environment'",
+                 id="lock without environment"),
+    pytest.param("lock", {"action": "acquire", "environment": "dev", "release": {"digest": DIGEST}},
+                 "lock: release: the event has no 'id'", id="lock without release id"),
+    pytest.param("lock", {"environment": "dev", "release": RELEASE}, "lock: the event has no 'action'", id="lock without action"),
+    pytest.param("record", {"outcome": "MAYBE", "state": {"release": RELEASE}, "execution_name": RELEASE_ID},
+                 "record: unknown outcome 'MAYBE' (expected one of SUCCEEDED, FAILED, REJECTED)", id="record unknown outcome"),
+    pytest.param("record", {"outcome": "FAILED", "state": {"release": RELEASE}}, "record: the event has no 'execution_name'",
+                 id="record without execution name"),
+    pytest.param("record", {"outcome": "FAILED", "state": "gone", "execution_name": RELEASE_ID},
+                 "record: 'state' must be dict, not str", id="record with a mistyped state"),
+    pytest.param("normalize", {"event": push_event(), "execution_name": RELEASE_ID}, "normalize: the event has no 'execution'",
+                 id="normalize without execution"),
+    pytest.param("starter", {"action": "redeploy", "repository": REPOSITORY, "digest": DIGEST},
+                 "starter: unknown action 'redeploy' (expected one of rerelease)", id="starter unknown action"),
+    pytest.param("starter", {"action": "rerelease", "repository": REPOSITORY}, "starter: the event has no 'digest'",
+                 id="starter rerelease without digest"),
+    pytest.param("starter", {"action": "rerelease", "repository": REPOSITORY, "digest": DIGEST, "attempt": "2"},
+                 "starter: 'attempt' must be int, not str", id="starter rerelease with a mistyped attempt"),
+    pytest.param("lock", ["acquire", "dev"], "lock: the event must be a JSON object, not list", id="lock given a list"),
+]
+
+
+@pytest.fixture
+def refusing(ledger: Any, starter: Starter, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Every handler of this file imported against the same moto account, with a lock already held."""
+    monkeypatch.setenv("WATCHED_REPOSITORIES", REPOSITORY)
+    ledger.put_item(Item={"pk": "lock#dev", "holder": OTHER_RELEASE_ID, "environment": "dev", "acquired_at": 1,
+                          "expires_at": FAR_FUTURE})
+    return {name: import_handler(name) for name in ("lock", "record", "normalize")} | {"starter": starter.app}
+
+
+@pytest.mark.parametrize(("name", "event", "message"), REFUSED)
+def test_an_event_the_handler_does_not_accept_is_refused_and_changes_nothing(
+    refusing: dict[str, Any], ledger: Any, starter: Starter, name: str, event: Any, message: str
+) -> None:
+    before = sorted(ledger.scan()["Items"], key=lambda i: i["pk"])
+    # WHEN the handler gets an event no state of the release sends
+    with pytest.raises(InvalidRequest) as info:
+        refusing[name].handler(event, Context())
+    # THEN it is refused, named
+    assert str(info.value) == message
+    # AND the ledger is exactly as it was (the held lock is still held), and no release started
+    assert sorted(ledger.scan()["Items"], key=lambda i: i["pk"]) == before
+    assert starter.executions() == []

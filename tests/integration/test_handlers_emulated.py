@@ -48,6 +48,7 @@ from podrelease.core import obs
 from podrelease.core.errors import (
     ConfigurationError,
     DeploymentFailed,
+    InvalidRequest,
     PolicyError,
     PromotionFailed,
     RegistryError,
@@ -863,3 +864,57 @@ def test_hook_without_a_phase_fails_at_import(site: Site, monkeypatch: pytest.Mo
     monkeypatch.delenv("HOOK_PHASE", raising=False)
     with pytest.raises(ConfigurationError, match=r"^environment variable HOOK_PHASE is not set;"):
         import_handler("traffic_hook")
+
+
+# --- events a handler does not accept -------------------------------------------------------------
+
+
+def _deploy_refusals(release: dict[str, Any]) -> list[tuple[dict[str, Any], str]]:
+    return [
+        ({"action": "restart", "environment": "dev", "release": release},
+         "deploy: unknown action 'restart' (expected one of start, status, abort)"),
+        ({"environment": "dev", "release": release}, "deploy: the event has no 'action'"),
+        ({"action": "start", "release": release}, "deploy: the event has no 'environment'"),
+        ({"action": "start", "environment": "staging", "release": release},
+         "deploy: unknown environment 'staging' (expected one of dev, prod)"),
+        ({"action": "start", "environment": "dev", "release": {k: v for k, v in release.items() if k != "digest"}},
+         "deploy: release: the event has no 'digest'"),
+        ({"action": "status", "environment": "dev", "release": release}, "deploy: the event has no 'deployment'"),
+        ({"action": "abort", "state": ["dev"]}, "deploy: 'state' must be dict, not list"),
+    ]
+
+
+def test_deploy_refuses_an_event_the_state_machine_never_sends_and_changes_nothing(site: Site, deploy_app: Any) -> None:
+    image = site.registry.pusher.push_podinfo(REPOSITORY, "6.9.1")
+    release = release_of(image.digest)
+    site.lock("dev", release["id"])
+    for event, message in _deploy_refusals(release):
+        # WHEN the deploy function gets an event no state sends (an unknown action used to mean `status`)
+        with pytest.raises(InvalidRequest) as info:
+            deploy_app.handler(event, Context())
+        # THEN it is refused, named
+        assert str(info.value) == message
+    # AND nothing moved: no deployment, both functions on the bootstrap image, the lock still held
+    assert site.deployments("dev") == site.deployments("prod") == []
+    assert site.image(DEV_FUNCTION) == site.image(PROD_FUNCTION) == f"{REGISTRY}/{REPOSITORY}@{site.bootstrap.digest}"
+    assert site.lock_holder("dev") == release["id"]
+
+
+def test_promote_refuses_a_release_without_a_digest_and_copies_nothing(registry: Registry, promote_app: Any) -> None:
+    image = registry.pusher.push_podinfo(REPOSITORY, "6.9.1")
+    release = {k: v for k, v in release_of(image.digest).items() if k != "digest"}
+    with pytest.raises(InvalidRequest) as info:
+        promote_app.handler({"release": release}, Context())
+    assert str(info.value) == "promote: release: the event has no 'digest'"
+    assert prod_images(registry.ecr) == []
+
+
+def test_hook_refuses_an_event_without_its_hook_execution_id_and_reports_nothing(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    image = site.registry.pusher.push_podinfo(REPOSITORY, "6.9.1")
+    hooked = started_by_deploy(site, image)
+    with pytest.raises(InvalidRequest) as info:
+        hook_app(monkeypatch, "BeforeAllowTraffic").handler({"DeploymentId": hooked.deployment_id}, Context())
+    assert str(info.value) == "traffic_hook: the event has no 'LifecycleEventHookExecutionId'"
+    assert reported(site, hooked) == {}

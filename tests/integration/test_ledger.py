@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from moto import mock_aws
 
-from podrelease.core.errors import LockBusy
+from podrelease.core.errors import InvalidRequest, LockBusy
 from podrelease.release.ledger import RELEASE_RETENTION_SECONDS, Ledger
 from tests.conftest import FAKE_CREDENTIALS
 
@@ -128,6 +128,21 @@ def test_release_by_the_holder_removes_the_lock_and_is_idempotent(table: Any) ->
 def test_release_of_a_never_taken_lock_returns_false(table: Any) -> None:
     assert Ledger(table).release_lock("prod", A) is False
     assert lock_item(table, "prod") is None
+
+
+def test_the_lock_functions_actions_take_and_give_back_the_lock_and_refuse_any_other(table: Any) -> None:
+    ledger = Ledger(table)
+    # WHEN the lock function acquires THEN the reply is the lock, as acquire_lock answers it
+    taken = ledger.lock("acquire", "dev", A, LEASE)
+    assert (taken["holder"], lock_item(table)["holder"]) == (A, A)  # type: ignore[index]
+    # AND an action it does not know changes nothing
+    with pytest.raises(InvalidRequest, match=r"^unknown lock action 'steal' \(expected acquire or release\)$"):
+        ledger.lock("steal", "dev", B, LEASE)
+    assert ledger.lock_holder("dev") == A
+    # AND release gives it back, once
+    assert ledger.lock("release", "dev", A, LEASE) == {"environment": "dev", "released": True}
+    assert ledger.lock("release", "dev", A, LEASE) == {"environment": "dev", "released": False}
+    assert lock_item(table) is None
 
 
 def test_a_release_record_round_trips(table: Any) -> None:

@@ -31,8 +31,9 @@ from moto.secretsmanager.models import secretsmanager_backends
 from moto.server import ThreadedMotoServer
 
 from local.secrets_extension import SecretsExtension
+from podrelease.release import podinfo
 from podrelease.release.ledger import Ledger
-from podrelease.rotation.workload_secret import STEPS, Rotator, Target, podinfo_request, staging_labels
+from podrelease.rotation.workload_secret import STEPS, Rotator, Target, staging_labels
 from secretgate import (
     ExtensionSource,
     FileSource,
@@ -266,8 +267,8 @@ def test_the_extension_refuses_another_token_and_a_missing_secret_is_named(moto_
 def _gate_invoker(port: int) -> Any:
     """Rotator's invoke: the Function URL event the Lambda Web Adapter would turn into HTTP, sent to the gate."""
 
-    def invoke(function: str, qualifier: str, event: dict[str, Any]) -> dict[str, Any]:
-        return _call(port, event)
+    def invoke(function: str, qualifier: str, event: dict[str, Any]) -> podinfo.Reply:
+        return podinfo.decode(_call(port, event))
 
     return invoke
 
@@ -275,10 +276,10 @@ def _gate_invoker(port: int) -> Any:
 def _call(port: int, event: dict[str, Any]) -> dict[str, Any]:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
-        connection.request(event["requestContext"]["http"]["method"], event["rawPath"], body=event.get("body") or None,
-                           headers=event.get("headers") or {})
+        request = podinfo.parse_request(event)
+        connection.request(request.method, request.path, body=request.body or None, headers=request.headers)
         response = connection.getresponse()
-        return {"statusCode": response.status, "body": response.read().decode()}
+        return podinfo.response(response.status, response.read().decode())
     finally:
         connection.close()
 
@@ -293,7 +294,7 @@ def test_after_a_rotation_the_gate_issues_with_the_new_value_and_accepts_current
     threading.Thread(target=gate.serve_forever, daemon=True).start()
     port = int(gate.server_address[1])
     try:
-        issued_before = json.loads(_call(port, podinfo_request("/token", "POST", body="before"))["body"])["token"]
+        issued_before = json.loads(_call(port, podinfo.request("/token", "POST", body="before"))["body"])["token"]
         assert check_token(issued_before, [FIRST])["name"] == "before"
         # What RotateSecret does before it calls the function: a new version id staged AWSPENDING.
         token = str(uuid.uuid4())
@@ -307,14 +308,14 @@ def test_after_a_rotation_the_gate_issues_with_the_new_value_and_accepts_current
         new_value = json.loads(sm.get_secret_value(SecretId=arn, VersionStage="AWSCURRENT")["SecretString"])["jwt-secret"]
         assert new_value != FIRST
 
-        issued_after = json.loads(_call(port, podinfo_request("/token", "POST", body="after"))["body"])["token"]
+        issued_after = json.loads(_call(port, podinfo.request("/token", "POST", body="after"))["body"])["token"]
         assert check_token(issued_after, [new_value])["name"] == "after"
         assert verify_token(issued_after, [FIRST]) is None
         for accepted in (issued_before, issued_after):  # previous and current
-            reply = _call(port, podinfo_request("/token/validate", token=accepted))
+            reply = _call(port, podinfo.request("/token/validate", headers=podinfo.bearer(accepted)))
             assert reply["statusCode"] == 200, reply
         forged, _ = sign_token("not-a-staged-value-" + uuid.uuid4().hex)
-        refused = _call(port, podinfo_request("/token/validate", token=forged))
+        refused = _call(port, podinfo.request("/token/validate", headers=podinfo.bearer(forged)))
         assert (refused["statusCode"], json.loads(refused["body"])) == (401, {"code": 401, "message": "signature is invalid"})
     finally:
         gate.shutdown()

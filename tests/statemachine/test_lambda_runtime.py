@@ -1,5 +1,6 @@
 """The local runtime runs what `sam build` ships, as Lambda runs it, under each function's own role:
-a function whose role loses a grant it needs fails its call with AccessDenied, as on AWS.
+a function whose role loses a grant it needs fails its call with AccessDenied, as on AWS; and traced
+as Lambda traces it (`Tracing: Active`): a trace header per invocation, segments to an X-Ray daemon.
 (A broken build: test_broken_build.py.)"""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from local.demo import approval_link, decide
 from local.runtime import APPROVERS, WORKLOAD_REPOSITORY, LocalRuntime
 from local.stack import BUILD_DIR
 from podrelease.release.events import execution_name
-from tests.statemachine.conftest import module_runtime, wait_for_state
+from tests.statemachine.conftest import module_runtime, wait_for, wait_for_state
 
 pytestmark = pytest.mark.statemachine
 
@@ -32,6 +33,42 @@ def test_the_functions_import_the_package_from_the_layer_not_the_source_tree(env
     assert function.layers == [BUILD_DIR / "CommonLayer"]
     assert (BUILD_DIR / "CommonLayer" / "python" / "podrelease" / "__init__.py").is_file()
     assert not (BUILD_DIR / "NormalizeFunction" / "podrelease").exists()
+
+
+# The functions of a happy release whose handlers bind its id to their trace (the verify and approval
+# functions do it as well once they run under the tracer).
+TRACED = ("StarterFunction", "NormalizeFunction", "LockFunction", "DeployFunction", "PreTrafficHookFunction",
+          "PostTrafficHookFunction", "PromoteFunction", "RecordFunction")
+
+
+def test_a_release_leaves_its_id_on_the_traces_of_the_functions_it_ran(env: LocalRuntime) -> None:
+    # GIVEN a signed push, released all the way to prod
+    image = env.pusher.push_podinfo(WORKLOAD_REPOSITORY, "6.9.3")
+    env.pusher.sign_legacy(env.signing_key, image)
+    name = execution_name(WORKLOAD_REPOSITORY, image.digest)
+    wait_for_state(env, name, "RequestApproval")
+    link = approval_link(env, APPROVERS[0], name, timeout=60)
+    assert link is not None
+    assert decide(link, "approve")[0] == 200
+    assert wait_for(env, name)["status"] == "SUCCEEDED"
+    # WHEN the X-Ray daemon's segments are read (each invocation is a trace: the function's segment,
+    # and the subsegments its X-Ray SDK sent under it)
+    assert env.xray is not None
+    expected = {env.stack.functions[logical].name for logical in TRACED}
+    deadline = time.time() + 10
+    while True:
+        functions = {s["id"]: s for s in env.xray.segments() if s.get("origin") == "AWS::Lambda::Function"}
+        annotated = env.xray.annotated("release_id", name)
+        traced = {functions[s["parent_id"]]["name"] for s in annotated if s.get("parent_id") in functions}
+        if expected <= traced or time.time() > deadline:
+            break
+        time.sleep(0.2)
+    # THEN every one of those functions traced its handler with the release id as an annotation,
+    # in the trace Lambda gave that invocation
+    assert sorted(expected - traced) == []
+    assert {s["name"] for s in annotated} == {"## handler"}
+    assert all(s["trace_id"] == functions[s["parent_id"]]["trace_id"] for s in annotated if s.get("parent_id") in functions)
+    assert env.xray.malformed == 0
 
 
 def test_a_role_that_loses_a_grant_fails_the_call_as_aws_would(env: LocalRuntime) -> None:

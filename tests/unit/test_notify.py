@@ -17,7 +17,7 @@ import pytest
 
 from podrelease.approval import links as approval
 from podrelease.core.notify import sns_subject
-from podrelease.release.start import summarize
+from podrelease.release.summary import summarize
 
 ROOT = Path(__file__).resolve().parents[2]
 DIGEST = "sha256:" + "ab12" * 16

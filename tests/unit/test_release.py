@@ -1,4 +1,4 @@
-"""Release-level rules: `podrelease.release.start`.
+"""Release-level rules: `podrelease.release.start`, `.normalize` and `.summary`.
 
 - `normalize`: GIVEN the execution's input WHEN normalized THEN the release facts every later state
   uses, or the named refusal;
@@ -22,7 +22,9 @@ from moto import mock_aws
 
 from podrelease.core.errors import EventTooLarge, ForeignEvent, MalformedEvent
 from podrelease.release.events import MAX_EVENT_BYTES, event_size, execution_name, fallback_execution_name
-from podrelease.release.start import normalize, start_release, summarize
+from podrelease.release.normalize import normalize
+from podrelease.release.start import start_release
+from podrelease.release.summary import summarize
 from tests.conftest import FAKE_CREDENTIALS
 
 if TYPE_CHECKING:

@@ -24,6 +24,7 @@ from moto.secretsmanager.models import secretsmanager_backends
 
 from local.standin import SdkSource, handle
 from podrelease.core.errors import (
+    InvalidRequest,
     RotationBusy,
     RotationTokenUnknown,
     SecretKmsAccessDenied,
@@ -31,9 +32,10 @@ from podrelease.core.errors import (
     SecretTestFailed,
     SetSecretFailed,
 )
+from podrelease.release import podinfo
 from podrelease.release.ledger import Ledger
 from podrelease.rotation.workload_secret import STEPS, Rotator, Target, secret_value, sign_token, staging_labels, verify_token
-from tests.conftest import FAKE_CREDENTIALS
+from tests.conftest import FAKE_CREDENTIALS, FakeLambdaContext, import_handler
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -55,11 +57,11 @@ class Env:
         self.stale: set[str] = set()
         self.versions = ["live"]
 
-    def invoke(self, function: str, qualifier: str, event: dict[str, Any]) -> dict[str, Any]:
+    def invoke(self, function: str, qualifier: str, event: dict[str, Any]) -> podinfo.Reply:
         if qualifier not in self.caches:
             ttl = 3600.0 if qualifier in self.stale else 0.0
             self.caches[qualifier] = SdkSource(lambda: self.sm, self.arn, ttl)
-        return handle(event, IMAGE, {}, self.caches[qualifier])
+        return podinfo.decode(handle(event, IMAGE, {}, self.caches[qualifier]))
 
     def rotator(self, **kwargs: Any) -> Rotator:
         return Rotator(self.sm, self.ledger, {self.arn: Target("dev", "podrel-podinfo-dev")}, self.invoke,
@@ -106,10 +108,10 @@ def test_each_step_twice_ends_rotated(env: Env) -> None:
     _, new_value = env.current()
     assert new_value != old_value
     # The service issues with the new value and still accepts tokens signed with the previous one.
-    issued = json.loads(env.invoke("f", "live", _request("/token", "POST"))["body"])["token"]
+    issued = env.invoke("f", "live", _request("/token", "POST")).json()["token"]
     assert verify_token(issued, [new_value]) is not None
     old_token, _ = sign_token(old_value)
-    assert env.invoke("f", "live", _request("/token/validate", token=old_token))["statusCode"] == 200
+    assert env.invoke("f", "live", _request("/token/validate", token=old_token)).status == 200
 
 
 @pytest.mark.parametrize("crashed_after", range(len(STEPS)))
@@ -249,9 +251,7 @@ def test_tokens_podinfo_shape() -> None:
 
 
 def _request(path: str, method: str = "GET", token: str | None = None) -> dict[str, Any]:
-    from podrelease.rotation.workload_secret import podinfo_request
-
-    return podinfo_request(path, method, token, "client" if method == "POST" else "")
+    return podinfo.request(path, method, headers=podinfo.bearer(token) if token else None, body="client" if method == "POST" else "")
 
 
 class Fleet:
@@ -326,3 +326,32 @@ def test_a_schedule_test_runs_test_secret_alone_and_leaves_no_lock(env: Env) -> 
     rotator.rotate("finishSecret", env.arn, real)
     assert env.ledger.lock_holder("dev") is None
     assert env.current()[0] == real
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        ({"Step": "createSecret", "SecretId": NAME}, "rotate_workload_secret: the event has no 'ClientRequestToken'"),
+        ({"SecretId": NAME, "ClientRequestToken": "t"}, "rotate_workload_secret: the event has no 'Step'"),
+        ({"Step": "createSecret", "SecretId": 7, "ClientRequestToken": "t"},
+         "rotate_workload_secret: 'SecretId' must be str, not int"),
+    ],
+    ids=["no token", "no step", "mistyped secret id"],
+)
+def test_the_rotation_function_refuses_an_incomplete_event_and_changes_nothing(
+    env: Env, monkeypatch: pytest.MonkeyPatch, event: dict[str, Any], message: str
+) -> None:
+    # GIVEN the rotation function as the template configures it, and a rotation started
+    for name, value in {"LEDGER_TABLE": "ledger", "WORKLOAD_SECRET_DEV": env.arn, "WORKLOAD_SECRET_PROD": env.arn + "-prod",
+                        "PODINFO_FUNCTION_DEV": "podrel-podinfo-dev", "PODINFO_FUNCTION_PROD": "podrel-podinfo-prod"}.items():
+        monkeypatch.setenv(name, value)
+    app = import_handler("rotate_workload_secret")
+    token = env.start_rotation()
+    before = env.labels()
+    # WHEN Secrets Manager's event lacks a field THEN the step is refused, named
+    with pytest.raises(InvalidRequest) as info:
+        app.handler(event | ({"ClientRequestToken": token} if "ClientRequestToken" in event else {}), FakeLambdaContext())
+    assert str(info.value) == message
+    # AND nothing changed: the same staging labels, no lock taken
+    assert env.labels() == before
+    assert env.ledger.lock_holder("dev") is None

@@ -4,6 +4,11 @@
 error. `is_artifact_push` recognises pushes of signatures, attestations and other OCI artifacts,
 which must never start a release. `execution_name` derives the Step Functions execution name from
 repository and digest, so a duplicate event maps onto the release that already exists.
+
+Hand-written on purpose, not Powertools' `EventBridgeEvent`/parser models: each refusal is its own
+named error (MalformedEvent, ForeignEvent, EventTooLarge, with a message saying which field), and
+the state machine carries that name from `Normalize`'s Catch (`$.error.Error`) to `RecordRejected`,
+the release record and the outcome email; a generic validation error would lose it.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from podrelease.core.errors import LockBusy
+from podrelease.core.errors import InvalidRequest, LockBusy
 
 RELEASE_RETENTION_SECONDS = 400 * 24 * 3600
 
@@ -76,6 +76,15 @@ class Ledger:
                 return False
             raise
         return True
+
+    def lock(self, action: str, environment: str, release_id: str, lease_seconds: int) -> dict[str, Any]:
+        """The lock function's two actions: `acquire` (the lock item) or `release` (whether it was held)."""
+        if action == "acquire":
+            return self.acquire_lock(environment, release_id, lease_seconds)
+        if action == "release":
+            return {"environment": environment, "released": self.release_lock(environment, release_id)}
+        msg = f"unknown lock action {action!r} (expected acquire or release)"
+        raise InvalidRequest(msg)
 
     def lock_holder(self, environment: str) -> str | None:
         item = self.table.get_item(Key={"pk": f"lock#{environment}"}, ConsistentRead=True).get("Item")

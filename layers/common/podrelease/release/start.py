@@ -1,44 +1,15 @@
-"""Release-level rules: starting a release from an event, normalizing it, and recording its outcome."""
+"""Starting a release from an ECR push event: at most one execution per repository and digest."""
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from podrelease.core.errors import EventTooLarge, ReleaseError
-from podrelease.core.notify import sns_subject
-from podrelease.release.events import (
-    MAX_EVENT_BYTES,
-    event_size,
-    execution_name,
-    fallback_execution_name,
-    is_artifact_push,
-    parse_push,
-)
-
-
-def _deployed(environment: str) -> Callable[[dict[str, Any]], bool]:
-    def done(state: dict[str, Any]) -> bool:
-        section = state.get(environment)
-        deployment = section.get("deployment") if isinstance(section, dict) else None
-        return isinstance(deployment, dict) and deployment.get("status") == "Succeeded"
-
-    return done
-
-
-# The stages of a release, in order, and how to tell from the state that each has completed.
-STAGES: tuple[tuple[str, Callable[[dict[str, Any]], bool]], ...] = (
-    ("verify", lambda state: "evidence" in state),
-    ("deploy dev", _deployed("dev")),
-    ("approval", lambda state: "approval" in state),
-    ("verify for prod", lambda state: "evidence_prod" in state),
-    ("promote", lambda state: "promotion" in state),
-    ("deploy prod", _deployed("prod")),
-)
+from podrelease.release.events import event_size, execution_name, fallback_execution_name, is_artifact_push, parse_push
 
 
 def _execution_arn(state_machine_arn: str, name: str) -> str:
@@ -95,77 +66,3 @@ def start_release(sfn: Any, state_machine_arn: str, event: Any, watched: tuple[s
             raise
         return {"started": False, "duplicate": True, "execution_arn": arn}
     return {"started": True, "execution_arn": started["executionArn"], "name": name}
-
-
-def normalize(event: Any, execution: str, name: str, watched: tuple[str, ...], settings: dict[str, Any]) -> dict[str, Any]:
-    """The release facts every later state uses, or a named error for an event that is not a release."""
-    if isinstance(event, dict) and event.get("refused") == "EventTooLarge":
-        msg = f"event of {event.get('size')} bytes refused; an ECR push event is never over {MAX_EVENT_BYTES}"
-        raise EventTooLarge(msg)
-    push = parse_push(event, watched)
-    attempt = int(event.get("rerelease", 1)) if isinstance(event, dict) else 1
-    release = push.to_dict() | {"id": name, "execution": execution, "attempt": attempt}
-    return {"release": release, "settings": settings}
-
-
-def summarize(outcome: str, state: dict[str, Any], execution_name: str, console_url: str = "") -> dict[str, Any]:
-    """The record of a finished release and the notification text (no secrets: facts only)."""
-    release: dict[str, Any] = state["release"] if isinstance(state.get("release"), dict) else {}
-    error: dict[str, Any] = state["error"] if isinstance(state.get("error"), dict) else {}
-    done = [stage for stage, completed in STAGES if completed(state)]
-    stopped_at = next((stage for stage, completed in STAGES if not completed(state)), None) if outcome != "SUCCEEDED" else None
-    if outcome == "REJECTED":
-        stopped_at = "normalize"  # the event itself was refused
-    cause = str(error.get("Cause", ""))
-    try:  # Lambda errors arrive as a JSON document in Cause
-        parsed = json.loads(cause)
-        if isinstance(parsed, dict) and "errorMessage" in parsed:
-            cause = str(parsed["errorMessage"])
-    except ValueError:
-        pass
-    digest = release.get("digest", "unknown digest")
-    record = {
-        "outcome": outcome,
-        "release_id": release.get("id", execution_name),
-        "repository": release.get("repository"),
-        "digest": release.get("digest"),
-        "stages_done": done,
-        "stopped_at": stopped_at,
-        "error": error.get("Error"),
-        "cause": cause[:2000] or None,
-    }
-    # The gate's evidence (signatures with key ids or signer identities, SBOM digests, scan summary)
-    # stays with the release record: what was checked, for whom, before dev and before prod.
-    for key in ("evidence", "evidence_prod"):
-        if isinstance(state.get(key), dict):
-            record[key] = state[key]
-    # Who let it into prod, for as long as the record lives (the approval record expires with its window).
-    approval = state.get("approval")
-    if isinstance(approval, dict) and approval.get("approved_by"):
-        record["approved_by"] = str(approval["approved_by"])
-        record["approved_at"] = str(approval.get("decided_at", ""))
-    verb = {"SUCCEEDED": "released to prod", "FAILED": "failed", "REJECTED": "refused"}.get(outcome, outcome.lower())
-    subject = sns_subject(f"podinfo {digest[:19]} {verb} [{record['release_id']}]")
-    lines = [
-        f"Release {record['release_id']} {verb}.",
-        f"Image: {release.get('repository', '?')}@{digest}",
-        f"Stages completed: {', '.join(done) or 'none'}",
-    ]
-    if "approved_by" in record:
-        lines.append(f"Approved by {record['approved_by']} at {record['approved_at']}")
-    if outcome != "SUCCEEDED":
-        lines += [f"Stopped at: {stopped_at or 'start'}", f"Reason: {record['error']}: {record['cause']}"]
-        if outcome == "REJECTED":
-            lines.append("Nothing was deployed: the event was refused before any stage ran.")
-        elif record["error"] == "ApprovalSuperseded":
-            lines.append("dev now runs the newer release that superseded this one; prod was left as it was.")
-        elif "deploy dev" in done:
-            # dev's canary passed and dev was let go of: it keeps the release; prod is as it was.
-            lines.append("dev keeps running this release (its canary passed); prod was left as it was, "
-                         "any prod deployment in flight was rolled back.")
-        else:
-            lines.append("Nothing from this release is left serving traffic: in-flight deployments were rolled back.")
-    lines.append(f"Correlation id: {record['release_id']}")
-    if console_url:
-        lines.append(f"Execution: {console_url}")
-    return {"record": record, "subject": subject, "message": "\n".join(lines)}

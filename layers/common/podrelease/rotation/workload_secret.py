@@ -32,12 +32,13 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import ClientError
 
+from podrelease.core import config
 from podrelease.core.errors import (
     LockBusy,
     RotationBusy,
@@ -48,11 +49,13 @@ from podrelease.core.errors import (
     SetSecretFailed,
 )
 from podrelease.core.obs import register_secret
+from podrelease.release import podinfo
+from podrelease.release.fleet import http_get as fleet_http_get
 from podrelease.release.ledger import Ledger
 from podrelease.rotation.stages import PENDING, STEPS, already_current, pending_string, promote_pending
 from secretgate import ISSUER, SECRET_KEY, check_token, parse_secret_string, sign_token, verify_token
 
-__all__ = ["ISSUER", "SECRET_KEY", "Rotator", "Target", "check_token", "podinfo_request", "secret_value", "sign_token",
+__all__ = ["ISSUER", "SECRET_KEY", "Rotator", "Target", "check_token", "rotator_from_env", "secret_value", "sign_token",
            "staging_labels", "verify_token"]
 
 KMS_ERRORS = {"DecryptionFailure", "EncryptionFailure", "KMSAccessDeniedException", "KMSDisabledException",
@@ -80,14 +83,7 @@ class Target:
     fleet_size: int = 0
 
 
-Invoker = Callable[[str, str, dict[str, Any]], dict[str, Any]]  # (function, qualifier, event) -> reply
-
-
-def podinfo_request(path: str, method: str = "GET", token: str | None = None, body: str = "") -> dict[str, Any]:
-    """A Function URL (payload 2.0) event, the shape the Lambda Web Adapter hands podinfo."""
-    headers = {"authorization": f"Bearer {token}"} if token else {}
-    return {"version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "", "headers": headers,
-            "requestContext": {"http": {"method": method, "path": path}}, "body": body, "isBase64Encoded": False}
+Invoker = Callable[[str, str, dict[str, Any]], podinfo.Reply]  # (function, qualifier, request event) -> podinfo's reply
 
 
 @dataclass(frozen=True)
@@ -201,8 +197,7 @@ class Rotator:
 
     def _accepts(self, target: Target, qualifier: str, secret: str) -> bool:
         token, _ = sign_token(secret, name="rotation-check")
-        reply = self.invoke(target.function_name, qualifier, podinfo_request("/token/validate", token=token))
-        return int(reply.get("statusCode", 0)) == 200
+        return self.invoke(target.function_name, qualifier, podinfo.request("/token/validate", headers=podinfo.bearer(token))).ok
 
     def _fleet_refusals(self, target: Target, secret: str) -> int:
         """How many of 2 x fleet_size requests through the fleet's load balancer refuse a token
@@ -295,3 +290,41 @@ def staging_labels(secretsmanager: Any, secret_id: str) -> dict[str, list[str]]:
     """Version id -> staging labels (for the demo and tests)."""
     meta = secretsmanager.describe_secret(SecretId=secret_id)
     return {k: sorted(v) for k, v in meta.get("VersionIdsToStages", {}).items()}
+
+
+# --- the function's wiring ----------------------------------------------------------------------------
+def alias_versions(lambda_client: Any) -> Callable[[Target], list[str]]:
+    """The versions a target's alias routes traffic to (two during a canary)."""
+    def versions_of(target: Target) -> list[str]:
+        alias = lambda_client.get_alias(FunctionName=target.function_name, Name=target.alias)
+        weights = (alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights", {})
+        return sorted({str(alias["FunctionVersion"]), *map(str, weights)})
+
+    return versions_of
+
+
+def rotator_from_env(env: Mapping[str, str], secretsmanager: Any, lambda_client: Any, ledger: Ledger) -> Rotator:
+    """The rotation function's Rotator, from its settings (a missing one is a ConfigurationError).
+
+    WORKLOAD_SECRET_<ENV> and PODINFO_FUNCTION_<ENV> name each environment's secret and function,
+    FLEET_URL_<ENV> and FLEET_SIZE its fleet. How long setSecret waits: a podinfo version re-reads
+    the staged values after SECRET_CACHE_SECONDS, so twice that covers a read just before the new
+    value was put; a fleet instance re-reads the secret every FLEET_SECRET_REFRESH_SECONDS, and its
+    gate after the cache time on top of that.
+    """
+    targets = {}
+    for environment in ("dev", "prod"):
+        upper = environment.upper()
+        targets[config.require(f"WORKLOAD_SECRET_{upper}", env)] = Target(
+            environment, config.require(f"PODINFO_FUNCTION_{upper}", env),
+            fleet_url=config.optional(f"FLEET_URL_{upper}", "", env), fleet_size=config.integer("FLEET_SIZE", 0, env))
+    cache_seconds = config.integer("SECRET_CACHE_SECONDS", 10, env)
+    refresh_seconds = config.integer("FLEET_SECRET_REFRESH_SECONDS", 60, env)
+
+    def invoke(function: str, qualifier: str, event: dict[str, Any]) -> podinfo.Reply:
+        return podinfo.invoke(lambda_client, function, qualifier, event)
+
+    return Rotator(secretsmanager, ledger, targets, invoke, alias_versions(lambda_client),
+                   lease_seconds=config.integer("ROTATION_LEASE_SECONDS", 900, env),
+                   settle_seconds=float(2 * cache_seconds), http_get=fleet_http_get,
+                   fleet_settle_seconds=float(refresh_seconds + 2 * cache_seconds))
