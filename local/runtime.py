@@ -126,7 +126,7 @@ class LocalRuntime(AbstractContextManager["LocalRuntime"]):
         return f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
 
     @classmethod
-    def start(cls, work_dir: Path, minute_seconds: float = 1.0, approval_timeout: int = 300, extra_keys: str = "",
+    def start(cls, work_dir: Path, minute_seconds: float = 1.0, approval_timeout: int = 300, extra_keys: str = "",  # noqa: PLR0915 - the start-up sequence, step by step
               policy: str = "keys", build_dir: Path | None = None) -> LocalRuntime:
         """`policy`: "keys" (dev and prod accept the demo key), "keys+sbom" (and require a signed
         SBOM), both written to an SSM parameter as `make deploy POLICY=...` does; or "default" (no

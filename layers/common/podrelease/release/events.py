@@ -93,8 +93,8 @@ def is_artifact_push(event: Any) -> bool:
     return isinstance(manifest_type, str) and bool(manifest_type) and manifest_type not in IMAGE_MEDIA_TYPES
 
 
-def parse_push(event: Any, watched_repositories: tuple[str, ...]) -> ImagePush:
-    """Validate an EventBridge ECR push event for a watched repository, or raise a named error."""
+def _push_detail(event: Any) -> dict[str, Any]:
+    """The detail of an ECR image action event of a sane size."""
     if not isinstance(event, dict):
         msg = f"expected an EventBridge event object, got {type(event).__name__}"
         raise MalformedEvent(msg)
@@ -109,6 +109,35 @@ def parse_push(event: Any, watched_repositories: tuple[str, ...]) -> ImagePush:
     if not isinstance(detail, dict):
         msg = "the event has no detail object"
         raise MalformedEvent(msg)
+    return detail
+
+
+def _tag(detail: dict[str, Any]) -> str | None:
+    tag = detail.get("image-tag")
+    if tag in ("", None):
+        return None
+    if not isinstance(tag, str) or not TAG_RE.match(tag):
+        msg = "image-tag is not a valid tag"
+        raise MalformedEvent(msg)
+    return tag
+
+
+def _origin(event: dict[str, Any]) -> tuple[str, str]:
+    """The event's account and region."""
+    account = event.get("account")
+    region = event.get("region")
+    if not (isinstance(account, str) and re.fullmatch(r"\d{12}", account)):
+        msg = "the event's account is not a 12-digit AWS account id"
+        raise MalformedEvent(msg)
+    if not (isinstance(region, str) and re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", region)):
+        msg = "the event's region is not an AWS region"
+        raise MalformedEvent(msg)
+    return account, region
+
+
+def parse_push(event: Any, watched_repositories: tuple[str, ...]) -> ImagePush:
+    """Validate an EventBridge ECR push event for a watched repository, or raise a named error."""
+    detail = _push_detail(event)
     if detail.get("action-type") != "PUSH" or detail.get("result") != "SUCCESS":
         msg = f"not a successful push (action-type={detail.get('action-type')!r}, result={detail.get('result')!r})"
         raise ForeignEvent(msg)
@@ -127,20 +156,8 @@ def parse_push(event: Any, watched_repositories: tuple[str, ...]) -> ImagePush:
     if is_artifact_push(event):
         msg = "the push is a signature, attestation or other OCI artifact, not an image"
         raise ForeignEvent(msg)
-    tag = detail.get("image-tag")
-    if tag in ("", None):
-        tag = None
-    elif not isinstance(tag, str) or not TAG_RE.match(tag):
-        msg = "image-tag is not a valid tag"
-        raise MalformedEvent(msg)
-    account = event.get("account")
-    region = event.get("region")
-    if not (isinstance(account, str) and re.fullmatch(r"\d{12}", account)):
-        msg = "the event's account is not a 12-digit AWS account id"
-        raise MalformedEvent(msg)
-    if not (isinstance(region, str) and re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", region)):
-        msg = "the event's region is not an AWS region"
-        raise MalformedEvent(msg)
+    tag = _tag(detail)
+    account, region = _origin(event)
     event_id = event.get("id")
     return ImagePush(
         account=account,

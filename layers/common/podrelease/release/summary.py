@@ -32,6 +32,16 @@ STAGES: tuple[tuple[str, Callable[[dict[str, Any]], bool]], ...] = (
 )
 
 
+def _cause(error: dict[str, Any]) -> str:
+    """The error's cause; a Lambda error's message when the cause is Lambda's JSON document."""
+    cause = str(error.get("Cause", ""))
+    try:
+        parsed = json.loads(cause)
+    except ValueError:
+        return cause
+    return str(parsed["errorMessage"]) if isinstance(parsed, dict) and "errorMessage" in parsed else cause
+
+
 def summarize(outcome: str, state: dict[str, Any], execution_name: str, console_url: str = "") -> dict[str, Any]:
     """The record of a finished release and the notification text (no secrets: facts only)."""
     release: dict[str, Any] = state["release"] if isinstance(state.get("release"), dict) else {}
@@ -40,13 +50,7 @@ def summarize(outcome: str, state: dict[str, Any], execution_name: str, console_
     stopped_at = next((stage for stage, completed in STAGES if not completed(state)), None) if outcome != "SUCCEEDED" else None
     if outcome == "REJECTED":
         stopped_at = "normalize"  # the event itself was refused
-    cause = str(error.get("Cause", ""))
-    try:  # Lambda errors arrive as a JSON document in Cause
-        parsed = json.loads(cause)
-        if isinstance(parsed, dict) and "errorMessage" in parsed:
-            cause = str(parsed["errorMessage"])
-    except ValueError:
-        pass
+    cause = _cause(error)
     digest = release.get("digest", "unknown digest")
     record = {
         "outcome": outcome,
