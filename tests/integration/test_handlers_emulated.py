@@ -32,15 +32,9 @@ import pytest
 from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives import serialization
 from moto import mock_aws
-from moto.awslambda.models import LambdaFunction, LambdaStorage
-from moto.awslambda_simple.models import LambdaSimpleBackend
-from moto.codedeploy.models import CodeDeployBackend, DeploymentInfo, codedeploy_backends
-from moto.codedeploy.responses import CodeDeployResponse
-from moto.ecr.responses import ECRResponse
-from moto.sns.models import Subscription
-from moto.stepfunctions.models import StateMachine
+from moto.codedeploy.models import codedeploy_backends
 
-from local import sfn_aws, signing
+from local import signing
 from local.emulation import Emulation
 from local.images import Pushed, Pusher
 from local.stack import LocalFunction, Stack
@@ -86,21 +80,6 @@ DEPLOY_ENV = {
     "POST_TRAFFIC_HOOK": f"{STACK}-after-allow-traffic",
     "PROD_REPOSITORY": PROD_REPOSITORY,
 }
-# Every class `Emulation.install` patches; restored after each test so other test modules in the
-# same process see plain moto again.
-PATCHED = (
-    LambdaSimpleBackend,
-    LambdaStorage,
-    LambdaFunction,
-    StateMachine,
-    ECRResponse,
-    CodeDeployBackend,
-    CodeDeployResponse,
-    DeploymentInfo,
-    Subscription,
-)
-
-
 Context = FakeLambdaContext
 
 
@@ -141,7 +120,6 @@ class Registry:
 def registry(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Registry]:
     for var, value in FAKE_CREDENTIALS.items():
         monkeypatch.setenv(var, value)
-    saved = {cls: dict(vars(cls)) for cls in PATCHED}
     was_installed, was_current = Emulation._installed, Emulation.current
     with mock_aws(config={"lambda": {"use_docker": False}, "stepfunctions": {"execute_state_machine": False}}):
         emulation = Emulation(ACCOUNT, REGION, minute_seconds=0.01, work_dir=tmp_path)
@@ -155,15 +133,12 @@ def registry(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Regist
             for thread in emulation.codedeploy.threads:
                 thread.join(timeout=10)
             emulation.shutdown()
-            for cls, attributes in saved.items():
-                for name in set(vars(cls)) - set(attributes):
-                    delattr(cls, name)
-                for name, value in attributes.items():
-                    if vars(cls).get(name) is not value:
-                        setattr(cls, name, value)
-            Emulation._installed, Emulation.current = was_installed, was_current
-            if not was_installed:
-                sfn_aws.uninstall()  # the Step Functions rules Emulation.install added
+            # Every patch the emulation's modules installed is taken back, so later test modules in
+            # this process see plain moto (the fleet's ELB and Auto Scaling patches included).
+            if was_installed:
+                Emulation.current = was_current
+            else:
+                Emulation.uninstall()
 
 
 # --- verify --------------------------------------------------------------------------------------
