@@ -7,34 +7,21 @@ secret's ARN or its name. See `podrelease.rotation.workload_secret` for what eac
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Any
 
 import boto3
 from aws_lambda_powertools.utilities.data_classes import SecretsManagerEvent, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from podrelease.core import config, edge
+from podrelease.core import config
 from podrelease.core.obs import get_logger, get_tracer
 from podrelease.release.ledger import Ledger
-from podrelease.rotation.workload_secret import rotator_from_env
+from podrelease.rotation.workload_secret import RotationStep, rotator_from_env
 
 logger = get_logger()
 tracer = get_tracer()
 ledger = Ledger(boto3.resource("dynamodb").Table(config.require("LEDGER_TABLE")))
 rotator = rotator_from_env(os.environ, boto3.client("secretsmanager"), boto3.client("lambda"), ledger)
-
-
-@dataclass(frozen=True)
-class RotationStep:
-    step: str
-    secret_id: str
-    token: str
-
-    @classmethod
-    def of(cls, event: SecretsManagerEvent) -> RotationStep:
-        raw = edge.mapping(event.raw_event, "rotate_workload_secret")
-        return cls(*(edge.field(raw, key, str, "rotate_workload_secret") for key in ("Step", "SecretId", "ClientRequestToken")))
 
 
 @logger.inject_lambda_context(clear_state=True)

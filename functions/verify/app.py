@@ -5,39 +5,22 @@ from __future__ import annotations
 
 import functools
 import os
-from dataclasses import dataclass
 from typing import Any
 
 import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from podrelease.core import config, edge
+from podrelease.core import config
 from podrelease.core.obs import bind_release, get_logger, get_tracer, release_id_of
 from podrelease.verify.policy import ReleasePolicy, load_policy
 from podrelease.verify.registry import EcrRegistry
-from podrelease.verify.release_gate import DEFAULT_ENVIRONMENT, gate_release, read_policy_parameter
+from podrelease.verify.release_gate import GateRequest, gate_release, read_policy_parameter
 
 logger = get_logger()
 tracer = get_tracer()
 ecr = boto3.client("ecr")
 registry = EcrRegistry(ecr)
 GRACE_SECONDS = config.integer("SIGNATURE_WAIT_SECONDS", 60)
-
-
-@dataclass(frozen=True)
-class GateRequest:
-    repository: str
-    digest: str
-    environment: str
-
-    @classmethod
-    def parse(cls, event: Any) -> GateRequest:
-        release = edge.field(edge.mapping(event, "verify"), "release", dict, "verify")
-        return cls(
-            repository=edge.field(release, "repository", str, "verify.release"),
-            digest=edge.field(release, "digest", str, "verify.release"),
-            environment=edge.field(event, "environment", str, "verify", default=DEFAULT_ENVIRONMENT),
-        )
 
 
 @functools.cache  # once per execution environment; a failed read is not cached, the next release retries

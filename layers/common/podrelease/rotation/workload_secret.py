@@ -38,7 +38,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from podrelease.core import config
+from podrelease.core import config, edge
 from podrelease.core.errors import (
     LockBusy,
     RotationBusy,
@@ -55,8 +55,8 @@ from podrelease.release.ledger import Ledger
 from podrelease.rotation.stages import PENDING, STEPS, already_current, pending_string, promote_pending
 from secretgate import ISSUER, SECRET_KEY, check_token, parse_secret_string, sign_token, verify_token
 
-__all__ = ["ISSUER", "SECRET_KEY", "Rotator", "Target", "check_token", "rotator_from_env", "secret_value", "sign_token",
-           "staging_labels", "verify_token"]
+__all__ = ["ISSUER", "SECRET_KEY", "RotationStep", "Rotator", "Target", "check_token", "rotator_from_env", "secret_value",
+           "sign_token", "staging_labels", "verify_token"]
 
 KMS_ERRORS = {"DecryptionFailure", "EncryptionFailure", "KMSAccessDeniedException", "KMSDisabledException",
               "KMSInvalidStateException", "KMSNotFoundException"}
@@ -301,6 +301,21 @@ def alias_versions(lambda_client: Any) -> Callable[[Target], list[str]]:
         return sorted({str(alias["FunctionVersion"]), *map(str, weights)})
 
     return versions_of
+
+
+@dataclass(frozen=True)
+class RotationStep:
+    """One step of a rotation as Secrets Manager invokes it."""
+
+    step: str
+    secret_id: str
+    token: str
+
+    @classmethod
+    def of(cls, event: Any) -> RotationStep:
+        """From the rotation event (a raw dict or Powertools' SecretsManagerEvent)."""
+        raw = edge.mapping(getattr(event, "raw_event", event), "rotate_workload_secret")
+        return cls(*(edge.field(raw, key, str, "rotate_workload_secret") for key in ("Step", "SecretId", "ClientRequestToken")))
 
 
 def rotator_from_env(env: Mapping[str, str], secretsmanager: Any, lambda_client: Any, ledger: Ledger) -> Rotator:

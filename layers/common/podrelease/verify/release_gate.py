@@ -8,10 +8,12 @@ be read or parsed is a PolicyError (or ConfigurationError): the release stops, n
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools.utilities import parameters
 
+from podrelease.core import edge
 from podrelease.core.obs import get_logger
 from podrelease.verify.policy import ReleasePolicy, enforce
 from podrelease.verify.registry import Registry
@@ -21,6 +23,24 @@ logger = get_logger(__name__)
 #: The state machine always names the environment; an event without one (an older execution, a
 #: hand-run test) is checked under dev's policy, the one that runs first.
 DEFAULT_ENVIRONMENT = "dev"
+
+
+@dataclass(frozen=True)
+class GateRequest:
+    """The verify function's event: the release's repository and digest, and the environment."""
+
+    repository: str
+    digest: str
+    environment: str
+
+    @classmethod
+    def parse(cls, event: Any) -> GateRequest:
+        release = edge.field(edge.mapping(event, "verify"), "release", dict, "verify")
+        return cls(
+            repository=edge.field(release, "repository", str, "verify.release"),
+            digest=edge.field(release, "digest", str, "verify.release"),
+            environment=edge.field(event, "environment", str, "verify", default=DEFAULT_ENVIRONMENT),
+        )
 
 
 def read_policy_parameter(name: str) -> str:
