@@ -98,7 +98,7 @@ class FunctionUrls:
             "version": "2.0", "routeKey": "$default", "rawPath": "/" + rest, "rawQueryString": request.query_string.decode(),
             "headers": {k.lower(): v for k, v in request.headers.items()},
             "queryStringParameters": dict(request.args) or None,
-            "requestContext": {"http": {"method": request.method, "path": "/" + rest, "protocol": "HTTP/1.1",
+            "requestContext": {"stage": "$default", "http": {"method": request.method, "path": "/" + rest, "protocol": "HTTP/1.1",
                                         "sourceIp": request.remote_addr or "127.0.0.1", "userAgent": request.user_agent.string},
                                "timeEpoch": int(time.time() * 1000)},
             "body": text if text.encode() == body else base64.b64encode(body).decode(),

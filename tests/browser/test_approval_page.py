@@ -27,7 +27,8 @@ from playwright.sync_api import BrowserContext, Page, Response
 from local.demo import approval_link
 from local.images import Pushed
 from local.runtime import APPROVERS, PROD_REPOSITORY, WORKLOAD_REPOSITORY, LocalRuntime
-from podrelease.approval.links import KeyRing, mint_token, parse_key_secret
+from podrelease.approval.keys import KeyRing, parse_key_secret
+from podrelease.approval.tokens import mint_token
 from podrelease.release.events import execution_name
 from tests.conftest import APPROVAL_TOKEN_SHAPE, known_secret
 from tests.statemachine.conftest import execution_arn, history, ledger_item, live_image, wait_for, wait_for_state

@@ -25,8 +25,8 @@ from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.sns.models import sns_backends
 
-from podrelease.approval import links as approval
-from podrelease.approval.links import mint_token
+from podrelease.approval.store import ApprovalStore, iso
+from podrelease.approval.tokens import mint_token, verify_token
 from podrelease.core import obs
 from podrelease.core.errors import MalformedEvent
 
@@ -125,7 +125,7 @@ class World:
         return self.ddb.get_item(TableName=TABLE, Key={"pk": {"S": f"approval#{release_id}"}}, ConsistentRead=True).get("Item")
 
     def ledger(self, release_id: str = RELEASE_ID) -> dict[str, Any]:
-        found = approval.get_record(self.ddb, TABLE, release_id)
+        found = ApprovalStore(boto3.resource("dynamodb", region_name=REGION).Table(TABLE)).get(release_id)
         assert found is not None
         return found
 
@@ -160,7 +160,7 @@ class World:
             "rawPath": "/",
             "rawQueryString": urlencode(query or {}),
             "headers": {"content-type": "application/x-www-form-urlencoded"} if body is not None else {},
-            "requestContext": {"http": {"method": method, "path": "/"}},
+            "requestContext": {"stage": "$default", "http": {"method": method, "path": "/"}},
             "isBase64Encoded": base64_body,
         }
         if query:
@@ -187,7 +187,6 @@ def world(monkeypatch: pytest.MonkeyPatch, load_handler: Callable[[str], ModuleT
         "APPROVAL_TTL_SECONDS": "3600",
     }.items():
         monkeypatch.setenv(name, value)
-    approval.clear_key_cache()
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
         ddb = boto3.client("dynamodb", region_name=REGION)
         ddb.create_table(
@@ -222,7 +221,6 @@ def world(monkeypatch: pytest.MonkeyPatch, load_handler: Callable[[str], ModuleT
             request_app=load_handler("approval_request"),
             page_app=load_handler("approval_page"),
         )
-    approval.clear_key_cache()
 
 
 @pytest.fixture
@@ -273,7 +271,7 @@ def test_one_email_per_approver_with_link_and_correlation_id_but_no_task_token(w
         assert task_token not in body
         assert task_token not in subject
         assert task_token not in json.dumps(attrs)
-        assert approval.verify_token(links[approver], {"k1": SIGNING_KEY}).apr == approver
+        assert verify_token(links[approver], {"k1": SIGNING_KEY}).apr == approver
         assert summary["message_ids"][approver] == message_id
     assert links["alice@example.com"] != links["bob@example.com"]
 
@@ -391,7 +389,7 @@ def test_post_approve_records_the_decision_and_resumes_the_release(pending: tupl
     assert described["status"] == "SUCCEEDED"
     assert json.loads(described["output"]) == {
         "approved_by": "alice@example.com",
-        "decided_at": approval._iso(record["decided_at"]),
+        "decided_at": iso(record["decided_at"]),
     }
 
 

@@ -10,7 +10,7 @@ import logging
 import secrets
 from typing import TYPE_CHECKING
 
-from podrelease.approval.links import mint_token
+from podrelease.approval.tokens import mint_token
 from podrelease.core import obs
 from tests.conftest import LOG_SCAN
 
