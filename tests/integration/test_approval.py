@@ -560,6 +560,62 @@ def test_malformed_form_is_400(pending: tuple[World, str, str], raw_body: str) -
     assert world.execution(execution, settle=False)["status"] == "RUNNING"
 
 
+def test_a_base64_body_that_is_not_utf8_is_400(pending: tuple[World, str, str]) -> None:
+    world, execution, _ = pending
+    before = world.record()
+    event = {
+        "version": "2.0",
+        "rawPath": "/",
+        "rawQueryString": "",
+        "headers": {"content-type": "application/x-www-form-urlencoded"},
+        "requestContext": {"stage": "$default", "http": {"method": "POST", "path": "/"}},
+        "isBase64Encoded": True,
+        "body": base64.b64encode(b"t=\xff\xfe&decision=approve").decode(),
+    }
+
+    response = world.page_app.handler(event, Context())
+
+    assert response["statusCode"] == 400
+    assert "The form could not be read" in response["body"]
+    assert_security_headers(response)
+    assert world.record() == before
+    assert world.execution(execution, settle=False)["status"] == "RUNNING"
+
+
+# --- the service failing ------------------------------------------------------------------------
+def test_an_unreadable_signing_key_is_500_and_decides_nothing(pending: tuple[World, str, str]) -> None:
+    world, execution, _ = pending
+    token = world.links()["alice@example.com"]
+    before = world.record()
+    boto3.client("secretsmanager", region_name=REGION).delete_secret(SecretId=world.secret_arn, ForceDeleteWithoutRecovery=True)
+
+    response = world.decide(token, "approve")  # the page has not read the key yet: it reads it now
+
+    assert response["statusCode"] == 500
+    assert "The approval service is misconfigured" in response["body"]
+    assert_security_headers(response)
+    assert world.record() == before
+    assert world.execution(execution, settle=False)["status"] == "RUNNING"
+
+
+def test_an_unreachable_ledger_is_503_and_decides_nothing(pending: tuple[World, str, str]) -> None:
+    world, execution, _ = pending
+    token = world.links()["alice@example.com"]
+    before = world.record()
+    stubber = Stubber(world.page_app.approvals.store.table.meta.client)
+    stubber.add_client_error("get_item", service_error_code="ProvisionedThroughputExceededException", http_status_code=400)
+
+    with stubber:
+        response = world.decide(token, "approve")
+
+    stubber.assert_no_pending_responses()
+    assert response["statusCode"] == 503
+    assert "The ledger could not be reached" in response["body"]
+    assert_security_headers(response)
+    assert world.record() == before
+    assert world.execution(execution, settle=False)["status"] == "RUNNING"
+
+
 # --- keys ---------------------------------------------------------------------------------------
 def test_links_signed_before_a_rotation_still_work_and_new_ones_verify_at_once(pending: tuple[World, str, str]) -> None:
     world, execution, _ = pending
