@@ -18,7 +18,6 @@ import logging
 import os
 import platform
 import shutil
-import socket
 import threading
 import urllib.request
 from contextlib import AbstractContextManager
@@ -72,12 +71,6 @@ def release_policy(kind: str, pem: str) -> str:
 def local_architecture() -> str:
     """The Lambda architecture this machine can run the build of (`make build-local` builds for it)."""
     return "arm64" if platform.machine() in ("aarch64", "arm64") else "x86_64"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class FunctionUrls:
@@ -135,15 +128,17 @@ class LocalRuntime(AbstractContextManager["LocalRuntime"]):
         if work_dir.exists():
             shutil.rmtree(work_dir)
         work_dir.mkdir(parents=True)
-        port = _free_port()
-        os.environ["MOTO_PORT"] = str(port)  # moto's ASL engine calls services at localhost:$MOTO_PORT
         for key, value in {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": REGION}.items():
             os.environ.setdefault(key, value)
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no request log lines in the timeline
         # moto's ASL engine logs every failed state with its internals; the timeline says it better.
         logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        # Port 0: the server binds a free port itself. (Picking one first and binding it later raced
+        # with every other process on the machine for it.)
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         server.start()
+        port = server.get_host_and_port()[1]
+        os.environ["MOTO_PORT"] = str(port)  # moto's ASL engine calls services at localhost:$MOTO_PORT
         endpoint = f"http://127.0.0.1:{port}"
         # moto's settings are process-wide: keep a copy to put back on stop (tests share the process).
         saved_config = copy.deepcopy(dict(default_user_config))

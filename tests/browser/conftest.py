@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 try:
-    from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+    from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 except ImportError as exc:  # pragma: no cover - only without `make install`
     raise ImportError("the browser tier needs the `playwright` package: run `make install`") from exc
 
@@ -37,10 +37,16 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--metrics-recording-only",
 ]
-#: Every wait of a page action or navigation: the handler answers in well under a second.
-PAGE_TIMEOUT_MS = 20_000
-#: The approval window of the module's releases: longer than the module ever needs, never waited for.
-APPROVAL_WINDOW_SECONDS = 300
+#: The deadline of every wait on the page (an action, a navigation, an `expect` assertion): the handler
+#: answers in well under a second on a quiet machine; the deadline is for a loaded one (each request
+#: crosses the local Function URL, the Lambda worker process and moto), and only a failure waits it out.
+PAGE_TIMEOUT_MS = 60_000
+#: Starting Chromium on a loaded machine.
+LAUNCH_TIMEOUT_MS = 120_000
+expect.set_options(timeout=PAGE_TIMEOUT_MS)  # playwright's default for assertions is 5 s
+#: The approval window of the module's releases: far longer than the module needs even on a loaded
+#: machine (the second release waits through every forgery test), never waited for.
+APPROVAL_WINDOW_SECONDS = 1800
 
 
 def chromium_path() -> str:
@@ -64,7 +70,9 @@ def chromium_executable() -> str:
 def browser(chromium_executable: str) -> Iterator[Browser]:
     playwright = sync_playwright().start()
     try:
-        launched = playwright.chromium.launch(executable_path=chromium_executable, headless=True, args=CHROMIUM_ARGS)
+        launched = playwright.chromium.launch(
+            executable_path=chromium_executable, headless=True, args=CHROMIUM_ARGS, timeout=LAUNCH_TIMEOUT_MS
+        )
         try:
             yield launched
         finally:

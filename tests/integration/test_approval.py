@@ -25,8 +25,8 @@ from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.sns.models import sns_backends
 
-from podrelease.approval import links as approval
-from podrelease.approval.links import mint_token
+from podrelease.approval.store import ApprovalStore, iso
+from podrelease.approval.tokens import mint_token, verify_token
 from podrelease.core import obs
 from podrelease.core.errors import MalformedEvent
 
@@ -125,7 +125,7 @@ class World:
         return self.ddb.get_item(TableName=TABLE, Key={"pk": {"S": f"approval#{release_id}"}}, ConsistentRead=True).get("Item")
 
     def ledger(self, release_id: str = RELEASE_ID) -> dict[str, Any]:
-        found = approval.get_record(self.ddb, TABLE, release_id)
+        found = ApprovalStore(boto3.resource("dynamodb", region_name=REGION).Table(TABLE)).get(release_id)
         assert found is not None
         return found
 
@@ -160,7 +160,7 @@ class World:
             "rawPath": "/",
             "rawQueryString": urlencode(query or {}),
             "headers": {"content-type": "application/x-www-form-urlencoded"} if body is not None else {},
-            "requestContext": {"http": {"method": method, "path": "/"}},
+            "requestContext": {"stage": "$default", "http": {"method": method, "path": "/"}},
             "isBase64Encoded": base64_body,
         }
         if query:
@@ -188,7 +188,6 @@ def world(monkeypatch: pytest.MonkeyPatch, load_handler: Callable[[str], ModuleT
         "APPROVAL_TTL_SECONDS": "3600",
     }.items():
         monkeypatch.setenv(name, value)
-    approval.clear_key_cache()
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
         ddb = boto3.client("dynamodb", region_name=REGION)
         ledger_table(TABLE)
@@ -217,7 +216,6 @@ def world(monkeypatch: pytest.MonkeyPatch, load_handler: Callable[[str], ModuleT
             request_app=load_handler("approval_request"),
             page_app=load_handler("approval_page"),
         )
-    approval.clear_key_cache()
 
 
 @pytest.fixture
@@ -268,7 +266,7 @@ def test_one_email_per_approver_with_link_and_correlation_id_but_no_task_token(w
         assert task_token not in body
         assert task_token not in subject
         assert task_token not in json.dumps(attrs)
-        assert approval.verify_token(links[approver], {"k1": SIGNING_KEY}).apr == approver
+        assert verify_token(links[approver], {"k1": SIGNING_KEY}).apr == approver
         assert summary["message_ids"][approver] == message_id
     assert links["alice@example.com"] != links["bob@example.com"]
 
@@ -386,7 +384,7 @@ def test_post_approve_records_the_decision_and_resumes_the_release(pending: tupl
     assert described["status"] == "SUCCEEDED"
     assert json.loads(described["output"]) == {
         "approved_by": "alice@example.com",
-        "decided_at": approval._iso(record["decided_at"]),
+        "decided_at": iso(record["decided_at"]),
     }
 
 
@@ -553,6 +551,62 @@ def test_malformed_form_is_400(pending: tuple[World, str, str], raw_body: str) -
     before = world.record()
     response = world.page("POST", raw_body=raw_body)
     assert response["statusCode"] == 400
+    assert world.record() == before
+    assert world.execution(execution, settle=False)["status"] == "RUNNING"
+
+
+def test_a_base64_body_that_is_not_utf8_is_400(pending: tuple[World, str, str]) -> None:
+    world, execution, _ = pending
+    before = world.record()
+    event = {
+        "version": "2.0",
+        "rawPath": "/",
+        "rawQueryString": "",
+        "headers": {"content-type": "application/x-www-form-urlencoded"},
+        "requestContext": {"stage": "$default", "http": {"method": "POST", "path": "/"}},
+        "isBase64Encoded": True,
+        "body": base64.b64encode(b"t=\xff\xfe&decision=approve").decode(),
+    }
+
+    response = world.page_app.handler(event, Context())
+
+    assert response["statusCode"] == 400
+    assert "The form could not be read" in response["body"]
+    assert_security_headers(response)
+    assert world.record() == before
+    assert world.execution(execution, settle=False)["status"] == "RUNNING"
+
+
+# --- the service failing ------------------------------------------------------------------------
+def test_an_unreadable_signing_key_is_500_and_decides_nothing(pending: tuple[World, str, str]) -> None:
+    world, execution, _ = pending
+    token = world.links()["alice@example.com"]
+    before = world.record()
+    boto3.client("secretsmanager", region_name=REGION).delete_secret(SecretId=world.secret_arn, ForceDeleteWithoutRecovery=True)
+
+    response = world.decide(token, "approve")  # the page has not read the key yet: it reads it now
+
+    assert response["statusCode"] == 500
+    assert "The approval service is misconfigured" in response["body"]
+    assert_security_headers(response)
+    assert world.record() == before
+    assert world.execution(execution, settle=False)["status"] == "RUNNING"
+
+
+def test_an_unreachable_ledger_is_503_and_decides_nothing(pending: tuple[World, str, str]) -> None:
+    world, execution, _ = pending
+    token = world.links()["alice@example.com"]
+    before = world.record()
+    stubber = Stubber(world.page_app.approvals.store.table.meta.client)
+    stubber.add_client_error("get_item", service_error_code="ProvisionedThroughputExceededException", http_status_code=400)
+
+    with stubber:
+        response = world.decide(token, "approve")
+
+    stubber.assert_no_pending_responses()
+    assert response["statusCode"] == 503
+    assert "The ledger could not be reached" in response["body"]
+    assert_security_headers(response)
     assert world.record() == before
     assert world.execution(execution, settle=False)["status"] == "RUNNING"
 

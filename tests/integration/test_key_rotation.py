@@ -19,8 +19,8 @@ from moto import mock_aws
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.secretsmanager.models import secretsmanager_backends
 
-from podrelease.approval import links as approval
-from podrelease.approval.links import mint_token, parse_key_secret, verify_token
+from podrelease.approval.keys import KEY_CACHE_SECONDS, KeyRing, parse_key_secret
+from podrelease.approval.tokens import mint_token, verify_token
 from podrelease.core import obs
 from podrelease.core.errors import TokenExpired, TokenInvalid
 from podrelease.rotation import approval_key as keyrotation
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from types import ModuleType
 
 TTL = 3600
-GRACE = TTL + approval.KEY_CACHE_SECONDS
+GRACE = TTL + KEY_CACHE_SECONDS
 STEPS = keyrotation.STEPS
 FACTS: dict[str, Any] = {
     "release_id": "podinfo-rot-1",
@@ -72,11 +72,11 @@ def _rotate(sm: Any, token: str, now: float, *, twice: bool = False) -> None:
             rotate(sm, {"SecretId": SECRET, "ClientRequestToken": token, "Step": step}, ttl_seconds=TTL, now=now)
 
 
-def _ring(sm: Any) -> approval.KeyRing:
+def _ring(sm: Any) -> KeyRing:
     return parse_key_secret(sm.get_secret_value(SecretId=SECRET, VersionStage="AWSCURRENT")["SecretString"])
 
 
-def _link(ring: approval.KeyRing, expires_at: float) -> str:
+def _link(ring: KeyRing, expires_at: float) -> str:
     return mint_token(ring.signing_key, ring.current, expires_at=int(expires_at), **FACTS)
 
 

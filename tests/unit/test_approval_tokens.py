@@ -7,16 +7,10 @@ import json
 from typing import TYPE_CHECKING
 
 import pytest
+from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
-from podrelease.approval.links import (
-    MAX_TOKEN_BYTES,
-    Claims,
-    KeyRing,
-    load_keys,
-    mint_token,
-    parse_key_secret,
-    verify_token,
-)
+from podrelease.approval.keys import KeyRing, SigningKeys, parse_key_secret
+from podrelease.approval.tokens import MAX_TOKEN_BYTES, Claims, mint_token, verify_token
 from podrelease.core.errors import ConfigurationError, TokenExpired, TokenInvalid
 
 if TYPE_CHECKING:
@@ -188,21 +182,62 @@ def test_bad_key_secret_is_a_configuration_error(secret: str) -> None:
 
 
 class FakeSecrets:
-    """Counts reads, to show the cache."""
+    """A Secrets Manager client that counts reads, to show the cache."""
 
     def __init__(self, secret: str) -> None:
-        self.secret, self.reads = secret, 0
+        self.secret, self.reads, self.stages = secret, 0, []
 
     def get_secret_value(self, SecretId: str, VersionStage: str = "AWSCURRENT") -> dict[str, str]:
         self.reads += 1
+        self.stages.append(VersionStage)
         return {"SecretString": self.secret}
 
 
-def test_load_keys_caches_for_max_age() -> None:
+def signing_keys(client: FakeSecrets, max_age: int = 300) -> SigningKeys:
+    return SigningKeys(SecretsProvider(boto3_client=client), "cache-test", max_age=max_age)  # type: ignore[arg-type]
+
+
+def test_signing_keys_are_cached_for_max_age() -> None:
     client = FakeSecrets(secret_json("v1", KEY_V1))
-    first = load_keys(client, "cache-test", now=1000.0)
-    client.secret = secret_json("v2", KEY_V2, ("v1", KEY_V1))
-    assert load_keys(client, "cache-test", now=1200.0) == first
+    keys = signing_keys(client)
+    first = keys.ring()
+    client.secret = secret_json("v2", KEY_V2, ("v1", KEY_V1))  # rotated meanwhile
+
+    assert keys.ring() == first == KeyRing(current="v1", keys={"v1": KEY_V1})
     assert client.reads == 1
-    assert load_keys(client, "cache-test", now=1301.0) == KeyRing(current="v2", keys={"v2": KEY_V2, "v1": KEY_V1})
+    assert keys.ring(force_fetch=True) == KeyRing(current="v2", keys={"v2": KEY_V2, "v1": KEY_V1})
     assert client.reads == 2
+    assert client.stages == ["AWSCURRENT", "AWSCURRENT"]
+
+
+def test_signing_keys_without_cache_read_every_time() -> None:
+    client = FakeSecrets(secret_json("v1", KEY_V1))
+    keys = signing_keys(client, max_age=0)
+    keys.ring()
+    client.secret = secret_json("v2", KEY_V2, ("v1", KEY_V1))
+    assert keys.ring().current == "v2"
+    assert client.reads == 2
+
+
+def test_a_token_of_a_key_rotated_after_the_cache_is_verified_after_one_fresh_read() -> None:
+    client = FakeSecrets(secret_json("v1", KEY_V1))
+    keys = signing_keys(client)
+    assert keys.verify(mint(KEY_V1, "v1"), NOW).kid == "v1"
+    client.secret = secret_json("v2", KEY_V2, ("v1", KEY_V1))  # rotated: v2 signs, v1 is previous
+
+    assert keys.verify(mint(KEY_V1, "v1"), NOW).kid == "v1"  # known kid: from the cache
+    assert client.reads == 1
+    assert keys.verify(mint(KEY_V2, "v2"), NOW).kid == "v2"  # unknown kid: read once more
+    assert client.reads == 2
+    with pytest.raises(TokenInvalid, match="unknown key version 'v9'"):
+        keys.verify(mint(OTHER_KEY, "v9"), NOW)  # still unknown after the fresh read: refused
+    assert client.reads == 3
+
+
+def test_an_unreadable_key_secret_is_a_configuration_error() -> None:
+    class Denied(FakeSecrets):
+        def get_secret_value(self, SecretId: str, VersionStage: str = "AWSCURRENT") -> dict[str, str]:
+            raise RuntimeError("AccessDeniedException")
+
+    with pytest.raises(ConfigurationError, match="cannot be read"):
+        signing_keys(Denied("")).ring()

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from podrelease.approval.links import mint_token
+from podrelease.approval.tokens import mint_token
 from podrelease.core import obs
 from tests.log_scan import LOG_SCAN
 

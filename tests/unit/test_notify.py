@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from podrelease.approval import links as approval
+from podrelease.approval.request import email_subject
 from podrelease.core.notify import sns_subject
 from podrelease.release.summary import summarize
 
@@ -66,7 +66,7 @@ APPROVALS: list[tuple[str, str, str]] = [
 
 @pytest.mark.parametrize(("release_id", "expected"), [c[1:] for c in APPROVALS], ids=[c[0] for c in APPROVALS])
 def test_approval_request_subjects(release_id: str, expected: str) -> None:
-    subject = approval._subject({"digest": DIGEST, "release_id": release_id})
+    subject = email_subject({"digest": DIGEST, "release_id": release_id})
     assert subject == expected
     assert acceptable(subject), subject
 

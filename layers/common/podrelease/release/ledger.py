@@ -6,7 +6,7 @@ Items (hash key `pk`, TTL attribute `expires_at`):
   One release in flight per environment; a crashed release's lease runs out instead of blocking
   forever.
 - `release#<release id>`: the outcome of a release, its digest, the stage it stopped at and why.
-- `approval#<release id>`: the pending approval (see `approval.py`).
+- `approval#<release id>`: the pending approval (see `podrelease.approval.store`).
 """
 
 from __future__ import annotations

@@ -2,10 +2,10 @@
 
 The secret is `{"kid", "key", "previous": {"kid", "key"}}`. A rotation puts a fresh random key in
 front and keeps the key it replaces as `previous`, so every link already in an inbox still verifies
-after the rotation (`approval.parse_key_secret` accepts both); the key before that is dropped.
+after the rotation (`approval.keys.parse_key_secret` accepts both); the key before that is dropped.
 
-Grace period: a link lives at most APPROVAL_TTL_SECONDS, and `approval.load_keys` may keep signing
-with a key for KEY_CACHE_SECONDS after it was replaced. A key stays `previous` for one rotation
+Grace period: a link lives at most APPROVAL_TTL_SECONDS, and `approval.keys.SigningKeys` may keep
+signing with a key for KEY_CACHE_SECONDS after it was replaced. A key stays `previous` for one rotation
 interval, so a rotation is refused (`createSecret` raises RotationTooSoon, nothing is written)
 while the current version is younger than TTL + cache: the key it would drop may still sign links
 that have not expired. The template's schedule (`ApprovalKeyRotationDays`, at least 8 days, over
@@ -27,7 +27,8 @@ import time
 from datetime import datetime
 from typing import Any
 
-from podrelease.approval.links import KEY_CACHE_SECONDS, MIN_KEY_BYTES, KeyRing, mint_token, parse_key_secret, verify_token
+from podrelease.approval.keys import KEY_CACHE_SECONDS, KeyRing, parse_key_secret
+from podrelease.approval.tokens import MIN_KEY_BYTES, mint_token, verify_token
 from podrelease.core.errors import ReleaseError, RotationError, RotationTooSoon
 from podrelease.core.errors import SecretTestFailed as RotationTestFailed
 from podrelease.core.obs import get_logger, register_secret
@@ -100,7 +101,7 @@ def create_secret(sm: Any, secret_id: str, token: str, *, ttl_seconds: int, now:
     key = base64.b64encode(secrets.token_bytes(NEW_KEY_BYTES)).decode("ascii")
     register_secret(key)
     pending = {"kid": new_kid(token), "key": key, "previous": {"kid": current_value["kid"], "key": current_value["key"]}}
-    parse_key_secret(json.dumps(pending))  # never store a value approval.py cannot read
+    parse_key_secret(json.dumps(pending))  # never store a value the approval functions cannot read
     sm.put_secret_value(SecretId=secret_id, ClientRequestToken=token, SecretString=json.dumps(pending), VersionStages=[PENDING])
     logger.info("createSecret: pending key stored", extra={"version": token, "kid": pending["kid"]})
 

@@ -1,0 +1,181 @@
+"""The approval records in the ledger table, on a DynamoDB `Table` resource (injected), as
+`podrelease.release.ledger` keeps locks and release records in the same table.
+
+`approval#<release id>`: task_token, execution_arn, digest, repository, image_uri, approvers,
+evidence, dev, status (pending | approved | rejected | superseded), decided_by, decided_at,
+decision_jti, callback (sending | delivered | task_gone | failed), callback_error, notified
+(approver -> SNS message id), created_at, updated_at, expires_at (also the table's TTL attribute).
+
+`approval-waiting#<repository>`: the release of the repository that waits for approval (the newest
+to ask), so a newer one can supersede it.
+
+Every decision is a conditional update on `status = pending`: the first wins, later ones change nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from podrelease.approval.tokens import Claims
+
+PK_PREFIX = "approval#"
+WAITING_PREFIX = "approval-waiting#"
+PENDING, APPROVED, REJECTED, SUPERSEDED = "pending", "approved", "rejected", "superseded"
+# Step Functions' answers to SendTask* when the waiting task no longer exists.
+TASK_GONE_ERRORS = frozenset({"TaskTimedOut", "InvalidToken", "TaskDoesNotExist"})
+
+
+def _conditional_failed(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+def _storable(values: Mapping[str, Any]) -> dict[str, Any]:
+    # DynamoDB wants Decimal, not float: round-trip through JSON once.
+    return dict(json.loads(json.dumps(values, default=str), parse_float=Decimal))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, set, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _key(release_id: str) -> dict[str, str]:
+    return {"pk": PK_PREFIX + release_id}
+
+
+class ApprovalStore:
+    """Approval records on the ledger's `Table` resource."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+
+    def get(self, release_id: str) -> dict[str, Any] | None:
+        """The approval record of a release, read consistently, or None."""
+        item = self.table.get_item(Key=_key(release_id), ConsistentRead=True).get("Item")
+        return _plain(item) if item else None
+
+    def create(self, record: Mapping[str, Any]) -> bool:
+        """Store a new pending record; False when the release already has one."""
+        try:
+            self.table.put_item(Item=_storable({**record, "pk": PK_PREFIX + record["release_id"]}),
+                                ConditionExpression="attribute_not_exists(pk)")
+        except ClientError as exc:
+            if not _conditional_failed(exc):
+                raise
+            return False
+        return True
+
+    def refresh_task_token(
+        self, release_id: str, execution_arn: str, digest: str, task_token: str, now: float
+    ) -> dict[str, Any] | None:
+        """Give a pending record of this execution and digest a new task token (the Task was retried);
+        None when the record is decided or belongs to another execution or digest."""
+        try:
+            out = self.table.update_item(
+                Key=_key(release_id),
+                UpdateExpression="SET task_token = :t, updated_at = :now",
+                ConditionExpression="#s = :pending AND execution_arn = :exe AND digest = :dig",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={":t": task_token, ":now": int(now), ":pending": PENDING, ":exe": execution_arn,
+                                           ":dig": digest},
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if not _conditional_failed(exc):
+                raise
+            return None
+        return dict(_plain(out["Attributes"]))
+
+    def mark_notified(self, release_id: str, approver: str, message_id: str) -> None:
+        """Remember one approver's email, so a retry after a crash does not email them twice."""
+        self.table.update_item(
+            Key=_key(release_id),
+            UpdateExpression="SET notified.#a = :m",
+            ExpressionAttributeNames={"#a": approver},
+            ExpressionAttributeValues={":m": message_id},
+        )
+
+    def decide(self, claims: Claims, status: str, now: float) -> dict[str, Any] | None:
+        """Record the decision of `claims.apr` if the record is still pending, unexpired and bound to the
+        token's execution and digest; the decided record, or None when any of that no longer holds."""
+        try:
+            out = self.table.update_item(
+                Key=_key(claims.rid),
+                UpdateExpression="SET #s = :s, decided_by = :by, decided_at = :now, decision_jti = :jti, "
+                "#c = :sending, updated_at = :now",
+                ConditionExpression="#s = :pending AND expires_at > :now AND execution_arn = :exe AND digest = :dig",
+                ExpressionAttributeNames={"#s": "status", "#c": "callback"},
+                ExpressionAttributeValues={":s": status, ":by": claims.apr, ":now": int(now), ":jti": claims.jti,
+                                           ":sending": "sending", ":pending": PENDING, ":exe": claims.exe, ":dig": claims.dig},
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if not _conditional_failed(exc):
+                raise
+            return None
+        return dict(_plain(out["Attributes"]))
+
+    def supersede(self, release_id: str, by: str, now: float) -> dict[str, Any] | None:
+        """End a pending record as superseded by `by`; the record, or None when it was not pending."""
+        try:
+            out = self.table.update_item(
+                Key=_key(release_id),
+                UpdateExpression="SET #s = :sup, decided_by = :by, decided_at = :now, #c = :sending, updated_at = :now",
+                ConditionExpression="#s = :pending",
+                ExpressionAttributeNames={"#s": "status", "#c": "callback"},
+                ExpressionAttributeValues={":sup": SUPERSEDED, ":by": by, ":now": int(now), ":sending": "sending",
+                                           ":pending": PENDING},
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if not _conditional_failed(exc):
+                raise
+            return None
+        return dict(_plain(out["Attributes"]))
+
+    def set_callback(self, release_id: str, state: str, error: str | None, now: float) -> None:
+        """What became of telling Step Functions the decision (sending | delivered | task_gone | failed)."""
+        values: dict[str, Any] = {":c": state, ":now": int(now)}
+        expression = "SET #c = :c, updated_at = :now"
+        if error:
+            expression += ", callback_error = :e"
+            values[":e"] = error
+        self.table.update_item(
+            Key=_key(release_id),
+            UpdateExpression=expression,
+            ExpressionAttributeNames={"#c": "callback"},
+            ExpressionAttributeValues=values,
+        )
+
+    def waiting(self, repository: str) -> str | None:
+        """The release of `repository` that waits for approval, if any."""
+        item = self.table.get_item(Key={"pk": WAITING_PREFIX + repository}, ConsistentRead=True).get("Item") or {}
+        release_id = item.get("release_id")
+        return release_id if isinstance(release_id, str) else None
+
+    def set_waiting(self, repository: str, release_id: str, now: float, expires_at: int) -> None:
+        self.table.put_item(Item={"pk": WAITING_PREFIX + repository, "release_id": release_id, "updated_at": int(now),
+                                  "expires_at": expires_at})
+
+
+def callback_state(error_code: str) -> str:
+    """The record's callback state after Step Functions refused a SendTask* call with `error_code`."""
+    return "task_gone" if error_code in TASK_GONE_ERRORS else "failed"
+
+
+def iso(ts: float) -> str:
+    """A record's timestamp as the page and the email show it."""
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
