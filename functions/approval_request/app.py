@@ -7,22 +7,19 @@ Returns a summary without tokens; the release continues when someone decides on 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import boto3
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
 from podrelease.approval.keys import SigningKeys
-from podrelease.approval.request import RequestSettings, request_approval
+from podrelease.approval.request import ApprovalRequest, RequestSettings, request_approval
 from podrelease.approval.store import ApprovalStore
-from podrelease.core.edge import field, mapping
 from podrelease.core.obs import bind_release, get_logger, get_tracer, release_id_of
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
-WHERE = "approval request"
 logger = get_logger()
 tracer = get_tracer()
 settings = RequestSettings.from_env()
@@ -30,20 +27,6 @@ store = ApprovalStore(boto3.resource("dynamodb").Table(settings.table))
 sns = boto3.client("sns")
 keys = SigningKeys(SecretsProvider(boto3_client=boto3.client("secretsmanager")), settings.key_secret_id)
 sfn = boto3.client("stepfunctions")
-
-
-@dataclass(frozen=True)
-class ApprovalRequest:
-    task_token: str
-    release: dict[str, Any]
-    evidence: dict[str, Any]
-    dev: dict[str, Any]
-
-    @classmethod
-    def parse(cls, event: Any) -> ApprovalRequest:
-        body = mapping(event, WHERE)
-        return cls(field(body, "task_token", str, WHERE), field(body, "release", dict, WHERE),
-                   field(body, "evidence", dict, WHERE, {}), field(body, "dev", dict, WHERE, {}))
 
 
 @logger.inject_lambda_context(log_event=False, clear_state=True)  # the event carries the task token: never log it

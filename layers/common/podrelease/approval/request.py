@@ -19,6 +19,7 @@ from botocore.exceptions import ClientError
 from podrelease.approval.store import PENDING, callback_state, iso
 from podrelease.approval.tokens import mint_token
 from podrelease.core import config
+from podrelease.core.edge import field, mapping
 from podrelease.core.errors import AlreadyDecided, ApprovalSuperseded, ConfigurationError, MalformedEvent
 from podrelease.core.notify import sns_subject
 from podrelease.core.obs import get_logger, register_secret
@@ -227,6 +228,25 @@ def supersede_waiting(store: ApprovalStore, sfn: Any, facts: ReleaseFacts, expir
             logger.info("older release superseded at approval", extra={"superseded": older})
     store.set_waiting(facts.repository, facts.release_id, now, expires_at)
     return superseded
+
+
+WHERE = "approval request"
+
+
+@dataclass(frozen=True)
+class ApprovalRequest:
+    """The RequestApproval task's event: the task token, the release, the gate's evidence, dev's outcome."""
+
+    task_token: str
+    release: dict[str, Any]
+    evidence: dict[str, Any]
+    dev: dict[str, Any]
+
+    @classmethod
+    def parse(cls, event: Any) -> ApprovalRequest:
+        body = mapping(event, WHERE)
+        return cls(field(body, "task_token", str, WHERE), field(body, "release", dict, WHERE),
+                   field(body, "evidence", dict, WHERE, {}), field(body, "dev", dict, WHERE, {}))
 
 
 def request_approval(
