@@ -83,16 +83,19 @@ class ApprovalStore:
     ) -> dict[str, Any] | None:
         """Give a pending record of this execution and digest a new task token (the Task was retried);
         None when the record is decided or belongs to another execution or digest."""
+        return self._update_if(
+            Key=_key(release_id),
+            UpdateExpression="SET task_token = :t, updated_at = :now",
+            ConditionExpression="#s = :pending AND execution_arn = :exe AND digest = :dig",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":t": task_token, ":now": int(now), ":pending": PENDING, ":exe": execution_arn,
+                                       ":dig": digest},
+        )
+
+    def _update_if(self, **update: Any) -> dict[str, Any] | None:
+        """A conditional update returning the new record, or None when its condition did not hold."""
         try:
-            out = self.table.update_item(
-                Key=_key(release_id),
-                UpdateExpression="SET task_token = :t, updated_at = :now",
-                ConditionExpression="#s = :pending AND execution_arn = :exe AND digest = :dig",
-                ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={":t": task_token, ":now": int(now), ":pending": PENDING, ":exe": execution_arn,
-                                           ":dig": digest},
-                ReturnValues="ALL_NEW",
-            )
+            out = self.table.update_item(**update, ReturnValues="ALL_NEW")
         except ClientError as exc:
             if not _conditional_failed(exc):
                 raise
@@ -111,40 +114,26 @@ class ApprovalStore:
     def decide(self, claims: Claims, status: str, now: float) -> dict[str, Any] | None:
         """Record the decision of `claims.apr` if the record is still pending, unexpired and bound to the
         token's execution and digest; the decided record, or None when any of that no longer holds."""
-        try:
-            out = self.table.update_item(
-                Key=_key(claims.rid),
-                UpdateExpression="SET #s = :s, decided_by = :by, decided_at = :now, decision_jti = :jti, "
-                "#c = :sending, updated_at = :now",
-                ConditionExpression="#s = :pending AND expires_at > :now AND execution_arn = :exe AND digest = :dig",
-                ExpressionAttributeNames={"#s": "status", "#c": "callback"},
-                ExpressionAttributeValues={":s": status, ":by": claims.apr, ":now": int(now), ":jti": claims.jti,
-                                           ":sending": "sending", ":pending": PENDING, ":exe": claims.exe, ":dig": claims.dig},
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as exc:
-            if not _conditional_failed(exc):
-                raise
-            return None
-        return dict(_plain(out["Attributes"]))
+        return self._update_if(
+            Key=_key(claims.rid),
+            UpdateExpression="SET #s = :s, decided_by = :by, decided_at = :now, decision_jti = :jti, "
+            "#c = :sending, updated_at = :now",
+            ConditionExpression="#s = :pending AND expires_at > :now AND execution_arn = :exe AND digest = :dig",
+            ExpressionAttributeNames={"#s": "status", "#c": "callback"},
+            ExpressionAttributeValues={":s": status, ":by": claims.apr, ":now": int(now), ":jti": claims.jti,
+                                       ":sending": "sending", ":pending": PENDING, ":exe": claims.exe, ":dig": claims.dig},
+        )
 
     def supersede(self, release_id: str, by: str, now: float) -> dict[str, Any] | None:
         """End a pending record as superseded by `by`; the record, or None when it was not pending."""
-        try:
-            out = self.table.update_item(
-                Key=_key(release_id),
-                UpdateExpression="SET #s = :sup, decided_by = :by, decided_at = :now, #c = :sending, updated_at = :now",
-                ConditionExpression="#s = :pending",
-                ExpressionAttributeNames={"#s": "status", "#c": "callback"},
-                ExpressionAttributeValues={":sup": SUPERSEDED, ":by": by, ":now": int(now), ":sending": "sending",
-                                           ":pending": PENDING},
-                ReturnValues="ALL_NEW",
-            )
-        except ClientError as exc:
-            if not _conditional_failed(exc):
-                raise
-            return None
-        return dict(_plain(out["Attributes"]))
+        return self._update_if(
+            Key=_key(release_id),
+            UpdateExpression="SET #s = :sup, decided_by = :by, decided_at = :now, #c = :sending, updated_at = :now",
+            ConditionExpression="#s = :pending",
+            ExpressionAttributeNames={"#s": "status", "#c": "callback"},
+            ExpressionAttributeValues={":sup": SUPERSEDED, ":by": by, ":now": int(now), ":sending": "sending",
+                                       ":pending": PENDING},
+        )
 
     def set_callback(self, release_id: str, state: str, error: str | None, now: float) -> None:
         """What became of telling Step Functions the decision (sending | delivered | task_gone | failed)."""
