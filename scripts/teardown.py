@@ -36,6 +36,7 @@ from typing import Any, TextIO
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from scripts.deploy_checks import caller_account
 from scripts.installation import Installation, InstallationError, load_installation
 
 RETAINING = ("Retain", "RetainExceptOnCreate", "Snapshot")
@@ -324,8 +325,6 @@ def _ask() -> Callable[[str], str] | None:
 
 def teardown(inst: Installation, session: Any, out: TextIO, *, purge_all: bool, force_secrets: bool, dry_run: bool,
              confirm: str | None, ask: Callable[[str], str] | None) -> int:
-    from scripts.deploy import caller_account  # noqa: PLC0415
-
     account = caller_account(session)
     cf = session.client("cloudformation", region_name=inst.region)
     found = find_stack(cf, inst.stack_name)

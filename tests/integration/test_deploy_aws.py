@@ -23,7 +23,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from podrelease.verify.policy import keys_document
-from scripts import deploy, teardown
+from scripts import deploy, deploy_checks, teardown
 from scripts.installation import load_installation
 from scripts.teardown import Leftover
 
@@ -52,8 +52,8 @@ def test_no_credentials_is_refused_with_how_to_sign_in(monkeypatch: pytest.Monke
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    with pytest.raises(deploy.CredentialsMissing) as refused:
-        deploy.caller_account(boto3.session.Session(region_name=REGION))
+    with pytest.raises(deploy_checks.CredentialsMissing) as refused:
+        deploy_checks.caller_account(boto3.session.Session(region_name=REGION))
     assert _refusal(refused) == (
         "CredentialsMissing: no usable AWS credentials (NoCredentialsError: Unable to locate credentials). Sign in first "
         "(for example `aws sso login --profile NAME` and `export AWS_PROFILE=NAME`, or `aws configure`), then check with "
@@ -62,8 +62,8 @@ def test_no_credentials_is_refused_with_how_to_sign_in(monkeypatch: pytest.Monke
 
 def test_a_missing_repository_is_refused_with_the_command_that_creates_it(session: Any) -> None:
     inst = load_installation("dev")
-    with pytest.raises(deploy.RepositoryMissing) as refused:
-        deploy.check_repositories(session, inst, ["podinfo-staging", "podinfo-staging-prod"])
+    with pytest.raises(deploy_checks.RepositoryMissing) as refused:
+        deploy_checks.check_repositories(session, inst, ["podinfo-staging", "podinfo-staging-prod"])
     assert _refusal(refused) == (
         "RepositoryMissing: ECR repository podinfo-staging does not exist in us-east-1; create it (README, Deploying to "
         "AWS): aws ecr create-repository --repository-name podinfo-staging --image-tag-mutability IMMUTABLE "
@@ -75,15 +75,15 @@ def test_a_repository_lambda_cannot_pull_from_is_refused_until_its_policy_allows
     ecr = session.client("ecr")
     for name in ("podinfo-staging", "podinfo-staging-prod"):
         ecr.create_repository(repositoryName=name)
-    with pytest.raises(deploy.RepositoryMissing) as refused:
-        deploy.check_repositories(session, inst, ["podinfo-staging", "podinfo-staging-prod"])
+    with pytest.raises(deploy_checks.RepositoryMissing) as refused:
+        deploy_checks.check_repositories(session, inst, ["podinfo-staging", "podinfo-staging-prod"])
     assert _refusal(refused) == (
         "RepositoryMissing: ECR repository podinfo-staging does not let Lambda pull its images (the functions run them): "
         "aws ecr set-repository-policy --repository-name podinfo-staging --region us-east-1 --policy-text "
-        "'" + json.dumps(deploy.LAMBDA_PULL_POLICY, separators=(",", ":")) + "'")
+        "'" + json.dumps(deploy_checks.LAMBDA_PULL_POLICY, separators=(",", ":")) + "'")
     for name in ("podinfo-staging", "podinfo-staging-prod"):
-        ecr.set_repository_policy(repositoryName=name, policyText=json.dumps(deploy.LAMBDA_PULL_POLICY))
-    deploy.check_repositories(session, inst, ["podinfo-staging", "podinfo-staging-prod"])
+        ecr.set_repository_policy(repositoryName=name, policyText=json.dumps(deploy_checks.LAMBDA_PULL_POLICY))
+    deploy_checks.check_repositories(session, inst, ["podinfo-staging", "podinfo-staging-prod"])
 
 
 def test_the_bootstrap_image_must_be_in_the_repository_and_the_account(session: Any) -> None:
@@ -96,15 +96,15 @@ def test_the_bootstrap_image_must_be_in_the_repository_and_the_account(session: 
     digest = ecr.put_image(repositoryName="podinfo-staging", imageManifest=json.dumps(manifest),
                            imageTag="bootstrap")["image"]["imageId"]["imageDigest"]
     uri = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/podinfo-staging@"
-    deploy.check_bootstrap_image(session, inst, ACCOUNT, uri + digest)
+    deploy_checks.check_bootstrap_image(session, inst, ACCOUNT, uri + digest)
     other = "sha256:" + "1" * 64
-    with pytest.raises(deploy.DeployRefused) as refused:
-        deploy.check_bootstrap_image(session, inst, ACCOUNT, uri + other)
+    with pytest.raises(deploy_checks.DeployRefused) as refused:
+        deploy_checks.check_bootstrap_image(session, inst, ACCOUNT, uri + other)
     assert _refusal(refused) == (
         f"DeployRefused: BootstrapImageUri names podinfo-staging@{other}, which is not in ECR (ImageNotFoundException): "
         "push the first image and use the digest the push printed (README, Deploying to AWS, step 2)")
-    with pytest.raises(deploy.DeployRefused) as refused:
-        deploy.check_bootstrap_image(session, inst, "210987654321", uri + digest)
+    with pytest.raises(deploy_checks.DeployRefused) as refused:
+        deploy_checks.check_bootstrap_image(session, inst, "210987654321", uri + digest)
     assert _refusal(refused) == (
         "DeployRefused: BootstrapImageUri is in account 123456789012; the stack deploys to account 210987654321: push the "
         "first image to 210987654321.dkr.ecr.us-east-1.amazonaws.com/podinfo-staging")
@@ -124,31 +124,31 @@ def test_the_policy_is_written_to_ssm_exactly_and_overwritten(session: Any, tmp_
 
 def test_a_policy_parameter_that_is_missing_or_invalid_is_refused(session: Any) -> None:
     inst = load_installation("dev")
-    with pytest.raises(deploy.PolicyRefused) as refused:
-        deploy.check_policy_parameter(session, inst, "/podinfo-release-dev/release-policy")
+    with pytest.raises(deploy_checks.PolicyRefused) as refused:
+        deploy_checks.check_policy_parameter(session, inst, "/podinfo-release-dev/release-policy")
     assert _refusal(refused) == (
         "PolicyRefused: ReleasePolicyParameter names /podinfo-release-dev/release-policy, which does not exist in "
         "us-east-1: make deploy ENV=dev POLICY=policy.json (or KEYS=cosign.pub) writes one")
     ssm = session.client("ssm")
     ssm.put_parameter(Name="/podinfo-release-dev/release-policy", Value='{"version": 1, "environments": {}}', Type="String")
-    with pytest.raises(deploy.PolicyRefused) as refused:
-        deploy.check_policy_parameter(session, inst, "/podinfo-release-dev/release-policy")
+    with pytest.raises(deploy_checks.PolicyRefused) as refused:
+        deploy_checks.check_policy_parameter(session, inst, "/podinfo-release-dev/release-policy")
     assert _refusal(refused) == (
         "PolicyRefused: the release policy in /podinfo-release-dev/release-policy would stop every release: "
         "release policy environments: missing required field(s) 'dev', 'prod'; fix it with make deploy ENV=dev "
         "POLICY=policy.json")
     ssm.put_parameter(Name="/podinfo-release-dev/release-policy", Value=keys_document(PEM), Type="String", Overwrite=True)
-    deploy.check_policy_parameter(session, inst, "/podinfo-release-dev/release-policy")
+    deploy_checks.check_policy_parameter(session, inst, "/podinfo-release-dev/release-policy")
 
 
 def test_data_an_earlier_stack_of_the_same_name_retained_is_refused(session: Any, ledger_table: Callable[..., Any]) -> None:
     inst = load_installation("dev")
     template = deploy.load_template()
-    deploy.check_leftovers(session, inst, template)
+    deploy_checks.check_leftovers(session, inst, template)
     ledger_table("podinfo-release-dev-ledger", session=session)
     session.client("secretsmanager").create_secret(Name="podinfo-release-dev/podinfo-jwt-dev", SecretString="{}")
-    with pytest.raises(deploy.DeployRefused) as refused:
-        deploy.check_leftovers(session, inst, template)
+    with pytest.raises(deploy_checks.DeployRefused) as refused:
+        deploy_checks.check_leftovers(session, inst, template)
     assert _refusal(refused) == (
         "DeployRefused: stack podinfo-release-dev does not exist, but what an earlier stack of that name retained does: "
         "podinfo-release-dev-ledger (AWS::DynamoDB::Table), podinfo-release-dev/podinfo-jwt-dev "
@@ -352,7 +352,7 @@ def _ready_account(session: Any) -> str:
     ecr = session.client("ecr")
     for name in ("podinfo-staging", "podinfo-staging-prod"):
         ecr.create_repository(repositoryName=name)
-        ecr.set_repository_policy(repositoryName=name, policyText=json.dumps(deploy.LAMBDA_PULL_POLICY))
+        ecr.set_repository_policy(repositoryName=name, policyText=json.dumps(deploy_checks.LAMBDA_PULL_POLICY))
     manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
                 "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": "sha256:" + "0" * 64, "size": 1},
                 "layers": []}

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from podrelease.verify.policy import build_identity, default_document, keys_document
-from scripts import deploy
+from scripts import deploy, deploy_checks
 from scripts.installation import (
     BadParameter,
     Installation,
@@ -159,10 +159,10 @@ def test_a_policy_file_is_checked_by_the_gates_parser_keyless_and_kms_signers_in
     assert plan.policy_document == policy.read_text()
     assert plan.policy_kms_keys == [kms]
     values = deploy.offline_checks(template, plan, None)
-    assert deploy.check_kms_signers(None, plan, values) == []
+    assert deploy_checks.check_kms_signers(None, plan, values) == []
     unlisted = replace(plan, parameters={k: v for k, v in plan.parameters.items() if k != "SigningKmsKeyArns"})
-    with pytest.raises(deploy.PolicyRefused) as refused:
-        deploy.check_kms_signers(None, unlisted, deploy.effective_values(template, unlisted, None))
+    with pytest.raises(deploy_checks.PolicyRefused) as refused:
+        deploy_checks.check_kms_signers(None, unlisted, deploy.effective_values(template, unlisted, None))
     assert str(refused.value) == (
         f"PolicyRefused: the release policy names KMS keys that SigningKmsKeyArns does not list ({kms}): the verify "
         f"function could read none of them; pass SigningKmsKeyArns={kms}")
@@ -211,7 +211,7 @@ def test_a_policy_the_gate_would_refuse_is_refused_before_anything_is_written(te
     document = json.loads(keys_document(pem_keys(1)))
     document["environments"]["prod"]["require_sbom"] = "yes"
     policy.write_text(json.dumps(document))
-    with pytest.raises(deploy.PolicyRefused) as refused:
+    with pytest.raises(deploy_checks.PolicyRefused) as refused:
         deploy.make_plan("dev", FIRST, policy=str(policy), template=template)
     assert str(refused.value) == (f"PolicyRefused: POLICY={policy} is not a release policy the gate would accept: release "
                                   "policy environments.prod.require_sbom: must be true or false, not a string")
@@ -222,7 +222,7 @@ def test_a_policy_larger_than_an_ssm_parameter_is_refused(template: dict[str, An
     keys.write_text(pem_keys(16, ec.SECP521R1()))
     size = len(keys_document(keys.read_text()).encode())
     assert size > deploy.SSM_MAX_VALUE_BYTES
-    with pytest.raises(deploy.PolicyRefused) as refused:
+    with pytest.raises(deploy_checks.PolicyRefused) as refused:
         deploy.make_plan("dev", FIRST, keys=str(keys), template=template)
     assert str(refused.value) == (
         f"PolicyRefused: KEYS={keys}: the policy document is {size} bytes; an SSM parameter holds at most 8192 (advanced "
@@ -232,7 +232,7 @@ def test_a_policy_larger_than_an_ssm_parameter_is_refused(template: dict[str, An
 # --- what a new stack needs -----------------------------------------------------------------------
 def test_a_new_stack_without_its_required_parameters_is_refused(template: dict[str, Any]) -> None:
     plan = deploy.make_plan("dev", ["GitHubOrg=acme", "GitHubRepo=podinfo-release"], template=template)
-    with pytest.raises(deploy.DeployRefused) as refused:
+    with pytest.raises(deploy_checks.DeployRefused) as refused:
         deploy.offline_checks(template, plan, None)
     assert str(refused.value) == (
         "DeployRefused: a new stack needs BootstrapImageUri, ApproverEmails, NotifyEmail (no default in template.yaml): "
@@ -245,7 +245,7 @@ def test_a_new_stack_without_its_required_parameters_is_refused(template: dict[s
 
 def test_a_stack_without_a_release_policy_is_refused_with_the_templates_rule(template: dict[str, Any]) -> None:
     plan = deploy.make_plan("dev", FIRST, template=template)
-    with pytest.raises(deploy.DeployRefused) as refused:
+    with pytest.raises(deploy_checks.DeployRefused) as refused:
         deploy.offline_checks(template, plan, None)
     assert str(refused.value) == (
         "DeployRefused: Template rule ReleasePolicySource failed: Set ReleasePolicyParameter (an SSM parameter holding the "
@@ -264,7 +264,7 @@ def test_a_first_image_the_functions_and_the_fleet_cannot_pull_is_refused(templa
                                                                         expected: str) -> None:
     plan = deploy.make_plan("dev", [f"BootstrapImageUri={uri}", *FIRST[1:], "GitHubOrg=acme", "GitHubRepo=r"],
                             template=template)
-    with pytest.raises(deploy.DeployRefused) as refused:
+    with pytest.raises(deploy_checks.DeployRefused) as refused:
         deploy.offline_checks(template, plan, None)
     assert str(refused.value) == f"DeployRefused: {expected}"
 
@@ -306,17 +306,17 @@ def test_what_the_stack_reserves_and_when_lambda_refuses_it(template: dict[str, 
     inst = load_installation("dev")
     assert reserved_concurrency(template, deploy.defaults(template), inst) == 0
     assert reserved_concurrency(template, {**deploy.defaults(template), "ReservedConcurrencyBudget": "50"}, inst) == 50
-    assert deploy.concurrency_error(50, 0, 150, 1000, "us-east-1") is None
-    assert deploy.concurrency_error(50, 40, 110, 1000, "us-east-1") is None  # 10 more, 100 stay unreserved
-    assert deploy.concurrency_error(50, 0, 120, 1000, "us-east-1") == (
+    assert deploy_checks.concurrency_error(50, 0, 150, 1000, "us-east-1") is None
+    assert deploy_checks.concurrency_error(50, 40, 110, 1000, "us-east-1") is None  # 10 more, 100 stay unreserved
+    assert deploy_checks.concurrency_error(50, 0, 120, 1000, "us-east-1") == (
         "this installation reserves 50 concurrent Lambda executions (50 more than now); the account has 120 unreserved of "
         "1000 in us-east-1, and Lambda keeps 100 unreserved. Ask for more (Service Quotas, AWS Lambda, Concurrent "
         "executions) or lower ReservedConcurrencyBudget (docs/ENVIRONMENT.md, Two installations in one account)")
-    assert deploy.concurrency_error(0, 0, 10, 10, "us-east-1") is None  # a new account's quota: nothing reserved
+    assert deploy_checks.concurrency_error(0, 0, 10, 10, "us-east-1") is None  # a new account's quota: nothing reserved
 
 
 def test_what_a_deleted_stack_of_the_same_name_leaves_behind(template: dict[str, Any]) -> None:
-    assert deploy.retained_names(template, "podinfo-release-dev") == [
+    assert deploy_checks.retained_names(template, "podinfo-release-dev") == [
         ("AWS::DynamoDB::Table", "podinfo-release-dev-ledger", "TableName"),
         ("AWS::SecretsManager::Secret", "podinfo-release-dev/approval-signing-key", "Name"),
         ("AWS::SecretsManager::Secret", "podinfo-release-dev/podinfo-jwt-dev", "Name"),
@@ -340,10 +340,10 @@ def test_what_a_deleted_stack_of_the_same_name_leaves_behind(template: dict[str,
 def test_a_stack_that_cannot_be_updated_now_is_refused(status: str, expected: str | None) -> None:
     inst: Installation = load_installation("dev")
     if expected is None:
-        deploy.check_stack_status(inst, status)
+        deploy_checks.check_stack_status(inst, status)
         return
-    with pytest.raises(deploy.DeployRefused) as refused:
-        deploy.check_stack_status(inst, status)
+    with pytest.raises(deploy_checks.DeployRefused) as refused:
+        deploy_checks.check_stack_status(inst, status)
     assert str(refused.value) == expected
 
 
