@@ -34,8 +34,10 @@ from werkzeug.wrappers import Request, Response
 from local import iam, signing
 from local.emulation import Emulation
 from local.images import Pusher
+from local.provision import create_stack
 from local.sigstore_local import LocalSigstore
-from local.stack import Stack, built_template, create_stack
+from local.stack import Stack
+from local.template import built_template
 from local.xray import XRayDaemon
 from podrelease.release import podinfo
 from podrelease.verify.policy import keys_document

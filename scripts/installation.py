@@ -116,7 +116,7 @@ def load_installation(env: str, config: dict[str, Any] | None = None) -> Install
 
 
 def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
-    from local.stack import load_template as load  # noqa: PLC0415 - samtranslator's YAML loader, only when needed
+    from local.template import load_template as load  # noqa: PLC0415 - samtranslator's YAML loader, only when needed
 
     return load(path)
 
@@ -235,15 +235,15 @@ def _typed(template: dict[str, Any], values: dict[str, str]) -> dict[str, Any]:
 def rule_errors(template: dict[str, Any], values: dict[str, str], installation: Installation) -> list[str]:
     """The template's Rules on these parameter values, evaluated by the local runtime's own rule
     checker: the AssertDescription of each rule CloudFormation would refuse the deploy for."""
-    from local.stack import Provisioner, Stack  # noqa: PLC0415
+    from local.stack import Stack  # noqa: PLC0415
+    from local.template import Resolver  # noqa: PLC0415
 
     stack = Stack(installation.stack_name, installation.region, "000000000000", _typed(template, values), {})
-    provisioner = Provisioner(None, stack, {"Rules": template.get("Rules", {})}, {}, template)
+    resolver = Resolver(stack)
     errors: list[str] = []
     for name, rule in template.get("Rules", {}).items():
-        provisioner.translated = {"Rules": {name: rule}}
         try:
-            provisioner.check_rules()
+            resolver.check_rules({name: rule})
         except ValueError as exc:
             errors.append(str(exc))
     return errors
@@ -253,7 +253,8 @@ def reserved_concurrency(template: dict[str, Any], values: dict[str, str], insta
     """How many concurrent executions the stack reserves with these parameter values: every
     function's ReservedConcurrentExecutions (SAM functions inherit the Globals one), conditions and
     references resolved with the local runtime's resolver."""
-    from local.stack import Resolver, Stack  # noqa: PLC0415
+    from local.stack import Stack  # noqa: PLC0415
+    from local.template import Resolver  # noqa: PLC0415
 
     stack = Stack(installation.stack_name, installation.region, "000000000000", _typed(template, values), {})
     resolver = Resolver(stack)
@@ -320,7 +321,8 @@ NAME_LIMITS: dict[tuple[str, str], int] = {
 def name_length_errors(template: dict[str, Any], values: dict[str, str], installation: Installation) -> list[str]:
     """Names the template derives from the stack name that would be too long with this stack name
     (only resources these parameter values create)."""
-    from local.stack import Resolver, Stack  # noqa: PLC0415
+    from local.stack import Stack  # noqa: PLC0415
+    from local.template import Resolver  # noqa: PLC0415
 
     stack = Stack(installation.stack_name, installation.region, "000000000000", _typed(template, values), {})
     resolver = Resolver(stack)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 
-from local.stack import translate
+from local.template import translate
 
 SAMPLE_PARAMETERS = {
     "BootstrapImageUri": "123456789012.dkr.ecr.us-east-1.amazonaws.com/podinfo@sha256:" + "0" * 64,

@@ -48,7 +48,7 @@ def copy_of_the_build(target: Path, edit_template: Callable[[dict[str, Any]], No
 
     import yaml
 
-    from local.stack import BUILD_DIR
+    from local.template import BUILD_DIR
 
     shutil.copytree(BUILD_DIR, target, copy_function=os.link, symlinks=True)
     template_path = target / "template.yaml"
@@ -124,7 +124,8 @@ def create_ledger_table(name: str = "ledger", *, session: Any = None, endpoint_u
     the AWS it is made in."""
     import boto3
 
-    from local.stack import create_table, load_template
+    from local.provision import create_table
+    from local.template import load_template
 
     properties = {**load_template()["Resources"]["Ledger"]["Properties"], "TableName": name}
     dynamodb = (session or boto3).resource("dynamodb", endpoint_url=endpoint_url)

@@ -27,7 +27,7 @@ from moto.elbv2.models import ELBv2Backend, FakeTargetGroup, elbv2_backends
 from local import standin
 from local.emulation.base import Current, Patches, Timeline
 from local.emulation.ecr import EcrExtension
-from local.stack import ROOT
+from local.template import ROOT
 from podrelease.release import podinfo
 
 

@@ -28,7 +28,8 @@ from moto.awslambda_simple.models import LambdaSimpleBackend
 from local import standin
 from local.emulation.base import Current, Patches, Timeline
 from local.emulation.ecr import EcrExtension
-from local.stack import ROOT, LocalFunction, Stack
+from local.stack import LocalFunction, Stack
+from local.template import ROOT
 
 WORKER = Path(__file__).resolve().parent.parent / "lambda_worker.py"
 READY = b'{"ready": true}\n'  # lambda_worker.READY

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from local.stack import BUILD_DIR, load_template
+from local.template import BUILD_DIR, load_template
 from tests.conftest import build_with_the_layer_one_folder_too_deep, build_without_a_grant
 
 ROOT = Path(__file__).resolve().parents[2]

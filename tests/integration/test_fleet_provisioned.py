@@ -18,8 +18,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
-import local.stack as local_stack
-from local.stack import Stack, create_stack, references
+from local import provision
+from local.provision import create_stack
+from local.stack import Stack
+from local.template import references
 from tests.conftest import FAKE_CREDENTIALS
 
 REGION = "us-east-1"
@@ -56,13 +58,13 @@ def network(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
         table = ec2.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"]
         for subnet in private:
             ec2.associate_route_table(RouteTableId=table, SubnetId=subnet)
-        original = local_stack.translate
+        original = provision.translate
 
         def translate_fleet_only(*args: Any, **kwargs: Any) -> tuple[dict[str, Any], dict[str, str], dict[str, Any]]:
             translated, paths, source = original(*args, **kwargs)
             return fleet_only(translated), paths, source
 
-        monkeypatch.setattr(local_stack, "translate", translate_fleet_only)
+        monkeypatch.setattr(provision, "translate", translate_fleet_only)
         parameters = {
             "BootstrapImageUri": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/podinfo@sha256:{'a' * 64}",
             "ReleasePolicyParameter": "/podrel/release-policy", "ApproverEmails": "approver@example.com", "NotifyEmail": "releases@example.com",

@@ -13,7 +13,7 @@ import pytest
 
 from local.demo import approval_link, decide
 from local.runtime import APPROVERS, WORKLOAD_REPOSITORY, LocalRuntime
-from local.stack import BUILD_DIR
+from local.template import BUILD_DIR
 from podrelease.release.events import execution_name
 from tests.statemachine.conftest import module_runtime, wait_for, wait_for_state
 

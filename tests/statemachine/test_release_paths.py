@@ -13,7 +13,8 @@ import time
 import pytest
 
 from local import signing
-from local.demo import approval_link, decide, fleet_problems, fleet_view
+from local.demo import approval_link, decide
+from local.demo_report import fleet_problems, fleet_view
 from local.runtime import APPROVERS, PROD_REPOSITORY, WORKLOAD_REPOSITORY, LocalRuntime
 from podrelease.release.events import execution_name, fallback_execution_name
 from tests.statemachine.conftest import execution_arn, history, ledger_item, live_image, wait_for, wait_for_state

@@ -1,6 +1,6 @@
 """docs/ENVIRONMENT.md's parameter table is the template's parameters, with the template's defaults.
 
-GIVEN template.yaml (read with the local runtime's loader, `local.stack.load_template`) and the
+GIVEN template.yaml (read with the local runtime's loader, `local.template.load_template`) and the
 table under "## Template parameters" in docs/ENVIRONMENT.md WHEN they are compared THEN every
 parameter has exactly one row, no row names a parameter the template lacks, and every documented
 default is the template's (`required` for a parameter without one, `""` for an empty default).
@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from local.stack import load_template
+from local.template import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "ENVIRONMENT.md"

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from local.stack import ROOT, load_template
+from local.template import ROOT, load_template
 
 PACKAGE = ROOT / "layers" / "common" / "podrelease"
 

@@ -154,7 +154,7 @@ def test_without_a_parameter_the_default_is_the_build_workflow_in_both_environme
 def test_the_template_derives_the_build_identity_as_the_code_does() -> None:
     # the template's BUILD_IDENTITY (a Sub over GitHubOrg/GitHubRepo/GitHubBuildBranch) and
     # build_identity() must agree, or the default policy would trust a workflow that never signs
-    from local.stack import load_template
+    from local.template import load_template
 
     variables = load_template()["Resources"]["VerifyFunction"]["Properties"]["Environment"]["Variables"]
     derivation = variables["BUILD_IDENTITY"]["Fn::If"][1]["Fn::Sub"]
@@ -434,7 +434,7 @@ def test_the_default_policy_trusts_what_the_shipped_build_workflow_signs() -> No
     # only). GIVEN the shipped workflow and the template's defaults
     import yaml
 
-    from local.stack import ROOT, load_template
+    from local.template import ROOT, load_template
 
     workflow_path = ROOT / ".github" / "workflows" / "build.yml"
     workflow = yaml.safe_load(workflow_path.read_text())
