@@ -236,6 +236,7 @@ class Provisioner:
         self.stack.functions[logical_id] = LocalFunction(
             logical_id, name, created["FunctionArn"], code_dir, handler, env, image_uri,
             [self.layer_dirs[arn] for arn in props.get("Layers", [])],
+            props.get("DeadLetterConfig", {}).get("TargetArn"),
         )
 
     def create_Lambda_Version(self, logical_id: str, props: dict[str, Any]) -> None:

@@ -21,6 +21,7 @@ class LocalFunction:
     environment: dict[str, str]
     image_uri: str | None = None
     layers: list[Path] = field(default_factory=list)  # each layer's folder in sam build's output (Lambda's /opt)
+    dead_letter_arn: str | None = None  # DeadLetterConfig.TargetArn: where Lambda puts an async event it gave up on
 
 
 @dataclass

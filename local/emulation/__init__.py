@@ -55,6 +55,7 @@ class Emulation:
         self.ecr = EcrExtension(account, region, self.timeline)
         self.runtime: LambdaRuntime | None = None
         self.events = EventBridgeDelivery(account, region, lambda: self.runtime, self.timeline)
+        self.minute_seconds = minute_seconds
         self.codedeploy = CodeDeployLifecycle(account, region, lambda: self.runtime, self.timeline, minute_seconds)
         self.outbox = EmailOutbox(work_dir / "outbox", self.timeline)
         self.rotation = SecretsRotation(self.timeline)
@@ -65,6 +66,7 @@ class Emulation:
 
     def attach(self, stack: Stack, endpoint: str) -> None:
         self.runtime = LambdaRuntime(stack, endpoint, self.work_dir / "logs", self.timeline, self.ecr)
+        self.runtime.async_retry_delays = (self.minute_seconds, 2 * self.minute_seconds)
         # Functions reach the fleet's load balancers through the emulated ALB (their HTTP_PROXY).
         self.runtime.http_proxy = self.fleet.serve()
         rotation = stack.functions.get("RotateWorkloadSecretFunction")

@@ -17,6 +17,7 @@ import select
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,10 @@ class LambdaRuntime:
         self.secret_caches: dict[str, standin.StagedSource] = {}
         self.role_credentials: dict[str, dict[str, str]] = {}
         self.async_failures: list[tuple[str, dict[str, Any]]] = []  # (function name, error) of failed asynchronous invocations
+        # Lambda retries a failed asynchronous invocation twice, about a minute and then two minutes later
+        # ("Asynchronous invocation", Lambda Developer Guide); Emulation.attach scales them to its minute.
+        self.async_retry_delays: tuple[float, ...] = (60.0, 120.0)
+        self.stopping = threading.Event()
         self.secrets_extensions: list[standin.SecretsExtension] = []  # one per podinfo function, started on its first secret read
         logs_dir.mkdir(parents=True, exist_ok=True)
 
@@ -180,6 +185,7 @@ class LambdaRuntime:
                     self.idle[function.name].append(worker)
 
     def stop(self) -> None:
+        self.stopping.set()
         with self.lock:
             workers, self.all_workers, self.idle = self.all_workers, [], {}
             extensions, self.secrets_extensions, self.secret_caches = self.secrets_extensions, [], {}
@@ -209,15 +215,53 @@ class LambdaRuntime:
         return json.dumps(reply["result"]).encode()
 
     def run_async(self, function: LocalFunction, qualifier: str | None, event: Any) -> None:
-        """An asynchronous invocation (EventBridge, Secrets Manager): nobody waits for its reply, so a
-        failure is kept and told (on AWS it ends in the function's dead-letter queue after retries)."""
+        """An asynchronous invocation (EventBridge, Secrets Manager), as Lambda runs one: a function error
+        or timeout is retried after each of `async_retry_delays`; when the last attempt fails too, the
+        event goes to the function's dead-letter queue (sent with its role, with Lambda's RequestID,
+        ErrorCode and ErrorMessage attributes) and the failure is kept and told."""
         reply = self.run(function, qualifier, event)
+        for attempt, delay in enumerate(self.async_retry_delays, start=2):
+            if "error" not in reply or reply["error"].get("errorType") == "ResourceNotFoundException":
+                break
+            self.timeline.add("lambda", f"{function.name}: asynchronous invocation failed ({reply['error'].get('errorType')}); "
+                                        f"attempt {attempt} in {delay:g} s")
+            if self.stopping.wait(delay):
+                break
+            reply = self.run(function, qualifier, event)
         if "error" in reply:
             error = reply["error"]
             with self.lock:
                 self.async_failures.append((function.name, error))
             self.timeline.add("lambda", f"{function.name}: asynchronous invocation failed: {error.get('errorType')}: "
                                         f"{str(error.get('errorMessage', ''))[:200]}")
+            self._dead_letter(function, event, error)
+
+    def _dead_letter(self, function: LocalFunction, event: Any, error: dict[str, Any]) -> None:
+        if not function.dead_letter_arn or self.stopping.is_set():
+            return
+        import boto3
+        from botocore.exceptions import ClientError
+
+        queue = function.dead_letter_arn.split(":")[-1]
+        credentials = self.credentials(function)
+        sqs = boto3.client("sqs", region_name=self.stack.region, endpoint_url=self.endpoint,
+                           aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
+                           aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
+                           aws_session_token=credentials["AWS_SESSION_TOKEN"])
+        attributes = {"RequestID": str(uuid.uuid4()), "ErrorCode": "200",
+                      "ErrorMessage": f"{error.get('errorType')}: {str(error.get('errorMessage', ''))[:200]}"}
+        # Lambda sends to the queue's ARN; its URL is the emulator's lookup, not a call of the role.
+        operator = boto3.client("sqs", region_name=self.stack.region, endpoint_url=self.endpoint,
+                                aws_access_key_id="local", aws_secret_access_key="local")  # noqa: S106
+        try:
+            url = operator.get_queue_url(QueueName=queue, QueueOwnerAWSAccountId=function.dead_letter_arn.split(":")[4])["QueueUrl"]
+            sqs.send_message(QueueUrl=url, MessageBody=json.dumps(event), MessageAttributes={
+                name: {"DataType": "String", "StringValue": value} for name, value in attributes.items()})
+        except ClientError as exc:
+            self.timeline.add("lambda", f"{function.name}: the event could not reach its dead-letter queue: "
+                                        f"{exc.response['Error']['Code']}")
+            return
+        self.timeline.add("lambda", f"{function.name}: the event is in its dead-letter queue {queue}")
 
     def run(self, function: LocalFunction, qualifier: str | None, event: Any) -> dict[str, Any]:
         if function.code_dir is None:

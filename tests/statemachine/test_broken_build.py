@@ -38,6 +38,22 @@ def test_a_layer_built_one_folder_too_deep_fails_every_function(tmp_path: Path) 
         failures = [e for name, e in list(runtime.async_failures) if name == starter]
         assert failures, "the starter was never invoked"
         assert failures[0]["errorType"] == "Runtime.ImportModuleError"
+        # AND, after Lambda's two retries, the push event is kept in the starter's dead-letter queue
+        def dead_lettered() -> list[str]:
+            return [e[3] for e in list(runtime.timeline.entries) if starter in e[3] and "dead-letter queue" in e[3]]
+        while not dead_lettered() and time.time() < deadline:
+            time.sleep(0.2)
+        assert dead_lettered() == [f"{starter}: the event is in its dead-letter queue {broken.stack.name}-starter-dead-letters"]
+        sqs = broken.client("sqs")
+        queue = sqs.get_queue_url(QueueName=f"{broken.stack.name}-starter-dead-letters")["QueueUrl"]
+        messages = sqs.receive_message(QueueUrl=queue, MessageAttributeNames=["All"], WaitTimeSeconds=1)["Messages"]
+        assert len(messages) == 1
+        kept = json.loads(messages[0]["Body"])
+        assert kept["detail-type"] == "ECR Image Action"
+        assert kept["detail"]["image-digest"] == image.digest
+        attributes = {name: value["StringValue"] for name, value in messages[0]["MessageAttributes"].items()}
+        assert attributes["ErrorMessage"].startswith("Runtime.ImportModuleError: ")
+        assert [e for e in list(runtime.timeline.entries) if starter in e[3] and "attempt 3 in" in e[3]]
         sfn = broken.client("stepfunctions")
         assert sfn.list_executions(stateMachineArn=broken.stack.outputs["ReleaseStateMachineArn"])["executions"] == []
         # AND nothing was deployed
