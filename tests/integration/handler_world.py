@@ -45,11 +45,7 @@ REPOSITORY = "podinfo"
 Context = FakeLambdaContext
 
 # --- moto alone: starter, normalize, lock, record ---------------------------------------------------
-
-
 STATE_MACHINE_ARN = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{STACK}-release"
-
-
 DIGEST = "sha256:" + "7e" * 32
 RELEASE_ID = execution_name(REPOSITORY, DIGEST)
 EXECUTION_ARN = f"arn:aws:states:{REGION}:{ACCOUNT}:execution:{STACK}-release:{RELEASE_ID}"
@@ -117,8 +113,6 @@ class Starter:
 
 
 # --- moto with local.emulation: verify, promote, deploy, traffic_hook -----------------------------
-
-
 REGISTRY = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
 PROD_REPOSITORY = "podinfo-prod"
 DEV_FUNCTION = f"{STACK}-podinfo-dev"
