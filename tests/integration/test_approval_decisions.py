@@ -1,0 +1,234 @@
+"""The approval page's decisions against moto (see approval_world.py): what a link shows, what a
+decision records and how it resumes the release, links across a key rotation, and the logs of a
+whole approval holding no secret."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import logging
+import time
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from podrelease.approval.store import iso
+from podrelease.approval.tokens import mint_token
+from podrelease.core import obs
+from tests.integration.approval_world import (
+    DIGEST,
+    REGION,
+    RELEASE_ID,
+    REPOSITORY,
+    SIGNING_KEY_B64,
+    World,
+    assert_security_headers,
+)
+
+
+# --- GET ----------------------------------------------------------------------------------------
+def test_get_renders_the_facts_and_changes_nothing(pending: tuple[World, str, str]) -> None:
+    world, execution, _ = pending
+    token = world.links()["bob@example.com"]
+    before = world.record()
+
+    responses = [world.page("GET", {"t": token}) for _ in range(2)]  # a link scanner, then the person
+
+    assert world.record() == before
+    assert world.execution(execution, settle=False)["status"] == "RUNNING"
+    for response in responses:
+        assert response["statusCode"] == 200
+        assert_security_headers(response)
+        page = response["body"]
+        for fact in (RELEASE_ID, REPOSITORY, DIGEST, execution, "bob@example.com", "cosign-2025", "green"):
+            assert fact in page
+        assert "spdx &lt;b&gt;ok&lt;/b&gt;" in page  # evidence is escaped, not markup
+        assert "<b>ok</b>" not in page
+        assert '<form method="post"' in page
+        assert f'<input type="hidden" name="t" value="{token}">' in page
+        assert 'name="decision" value="approve"' in page
+        assert 'name="decision" value="reject"' in page
+
+
+def test_get_without_token_is_400(pending: tuple[World, str, str]) -> None:
+    world, _, _ = pending
+    response = world.page("GET")
+    assert response["statusCode"] == 400
+    assert "full link from the approval email" in response["body"]
+    assert_security_headers(response)
+
+
+def test_other_methods_are_405(pending: tuple[World, str, str]) -> None:
+    world, _, _ = pending
+    before = world.record()
+    response = world.page("PUT", {"t": world.links()["alice@example.com"]}, {"decision": "approve"})
+    assert response["statusCode"] == 405
+    assert response["headers"]["Allow"] == "GET, POST"
+    assert world.record() == before
+
+
+# --- POST ---------------------------------------------------------------------------------------
+def test_post_approve_records_the_decision_and_resumes_the_release(pending: tuple[World, str, str]) -> None:
+    world, execution, _ = pending
+
+    response = world.decide(world.links()["alice@example.com"], "approve")
+
+    assert response["statusCode"] == 200, response["body"]
+    assert_security_headers(response)
+    assert "Release approved" in response["body"]
+    record = world.ledger()
+    assert record["status"] == "approved"
+    assert record["decided_by"] == "alice@example.com"
+    assert record["callback"] == "delivered"
+    assert abs(record["decided_at"] - time.time()) < 10
+    described = world.execution(execution)
+    assert described["status"] == "SUCCEEDED"
+    assert json.loads(described["output"]) == {
+        "approved_by": "alice@example.com",
+        "decided_at": iso(record["decided_at"]),
+    }
+
+
+def test_post_reject_fails_the_release_with_approval_rejected(pending: tuple[World, str, str]) -> None:
+    world, execution, _ = pending
+
+    response = world.page("POST", form={"t": world.links()["bob@example.com"], "decision": "reject"}, base64_body=True)
+
+    assert response["statusCode"] == 200, response["body"]
+    assert "Release rejected" in response["body"]
+    record = world.ledger()
+    assert record["status"] == "rejected"
+    assert record["decided_by"] == "bob@example.com"
+    assert record["callback"] == "delivered"
+    described = world.execution(execution)
+    assert described["status"] == "FAILED"
+    assert described["error"] == "ApprovalRejected"
+
+
+@pytest.mark.parametrize(
+    ("first", "second_approver", "second"),
+    [
+        ("approve", "alice@example.com", "approve"),  # replay of the same form
+        ("approve", "bob@example.com", "reject"),  # another approver's valid link
+        ("reject", "alice@example.com", "approve"),
+    ],
+)
+def test_second_decision_is_410_and_changes_nothing(
+    pending: tuple[World, str, str], first: str, second_approver: str, second: str
+) -> None:
+    world, execution, _ = pending
+    links = world.links()
+    assert world.decide(links["alice@example.com"], first)["statusCode"] == 200
+    status_after_first = world.execution(execution)["status"]
+    before = world.record()
+
+    response = world.decide(links[second_approver], second)
+
+    assert response["statusCode"] == 410
+    assert "already" in response["body"]
+    assert "alice@example.com" in response["body"]  # says who decided
+    assert world.record() == before
+    assert world.execution(execution)["status"] == status_after_first
+    # and the page no longer offers the buttons
+    assert world.page("GET", {"t": links[second_approver]})["statusCode"] == 410
+
+
+def test_decision_after_the_release_timed_out_says_so(pending: tuple[World, str, str]) -> None:
+    world, _, _ = pending
+    # Step Functions answers TaskTimedOut for a task that stopped waiting (moto does not model this).
+    stubber = Stubber(world.page_app.sfn)
+    stubber.add_client_error("send_task_success", service_error_code="TaskTimedOut", http_status_code=400)
+
+    with stubber:
+        response = world.decide(world.links()["bob@example.com"], "approve")
+
+    stubber.assert_no_pending_responses()
+    assert response["statusCode"] == 410
+    assert "no longer waiting" in response["body"]
+    record = world.ledger()
+    assert record["status"] == "approved"
+    assert record["callback"] == "task_gone"
+    assert record["callback_error"] == "TaskTimedOut"
+
+
+def test_failed_delivery_can_be_retried_with_the_same_decision(pending: tuple[World, str, str]) -> None:
+    world, execution, _ = pending
+    token = world.links()["alice@example.com"]
+    stubber = Stubber(world.page_app.sfn)
+    stubber.add_client_error("send_task_success", service_error_code="ThrottlingException", http_status_code=400)
+    with stubber:
+        assert world.decide(token, "approve")["statusCode"] == 503
+    assert world.ledger()["callback"] == "failed"
+    assert world.execution(execution, settle=False)["status"] == "RUNNING"
+
+    assert world.decide(world.links()["bob@example.com"], "reject")["statusCode"] == 410  # not another decision
+    response = world.decide(token, "approve")
+
+    assert response["statusCode"] == 200
+    assert world.ledger()["callback"] == "delivered"
+    assert world.execution(execution)["status"] == "SUCCEEDED"
+
+
+# --- keys ---------------------------------------------------------------------------------------
+def test_links_signed_before_a_rotation_still_work_and_new_ones_verify_at_once(pending: tuple[World, str, str]) -> None:
+    world, execution, _ = pending
+    old_link = world.links()["alice@example.com"]
+    assert world.page("GET", {"t": old_link})["statusCode"] == 200  # the page has cached key k1
+    new_key = bytes(range(50, 82))
+    boto3.client("secretsmanager", region_name=REGION).put_secret_value(
+        SecretId=world.secret_arn,
+        SecretString=json.dumps(
+            {"kid": "k2", "key": base64.b64encode(new_key).decode(), "previous": {"kid": "k1", "key": SIGNING_KEY_B64}}
+        ),
+    )
+    new_link = mint_token(
+        new_key,
+        "k2",
+        release_id=RELEASE_ID,
+        execution_arn=execution,
+        digest=DIGEST,
+        approver="bob@example.com",
+        expires_at=int(time.time()) + 600,
+    )
+
+    assert world.page("GET", {"t": new_link})["statusCode"] == 200  # unknown kid: the page re-reads the secret
+    assert world.decide(old_link, "approve")["statusCode"] == 200  # previous key still verifies
+    assert world.ledger()["decided_by"] == "alice@example.com"
+
+
+# --- logs ---------------------------------------------------------------------------------------
+def test_no_secret_or_token_reaches_a_log_line(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    # Capture exactly what the functions print: the Powertools handlers' formatted JSON lines.
+    printed = io.StringIO()
+    service_logger = logging.getLogger(obs.SERVICE)
+    handlers = [h for h in service_logger.handlers if isinstance(h, logging.StreamHandler)]
+    assert handlers, "the handler modules set up the service logger"
+    previous = [h.setStream(printed) for h in handlers]
+    caplog.set_level("INFO")  # botocore DEBUG dumps whole requests; it is off in Lambda
+    try:
+        execution, task_token = world.start_release()
+        world.request(world.event(execution, task_token))
+        links = world.links()
+        world.page("GET", {"t": links["alice@example.com"]})
+        world.page("GET", {"t": "forged." + links["bob@example.com"]})
+        world.decide(links["alice@example.com"], "approve")
+        world.decide(links["bob@example.com"], "reject")
+    finally:
+        for handler, stream in zip(handlers, previous, strict=True):
+            handler.setStream(stream)
+
+    logs = printed.getvalue() + caplog.text
+    lines = [json.loads(line) for line in printed.getvalue().splitlines()]
+    assert [line["message"] for line in lines] == [
+        "approval requested",
+        "approval page refused",
+        "decision recorded",
+        "decision delivered",
+        "approval page refused",
+    ]
+    assert all(line["correlation_id"] == RELEASE_ID for line in lines if line["message"] != "approval page refused")
+    for secret in (SIGNING_KEY_B64, task_token, *links.values()):
+        assert secret not in logs
+    assert world.execution(execution)["status"] == "SUCCEEDED"
