@@ -8,11 +8,18 @@ GitHub workflow, with no network:
   1.3.6.1.4.1.57264.1.1 and .1.8);
 - a log like Rekor v1 (an ECDSA P-256 key, an append-only Merkle tree in memory) that returns, for
   each entry, a signed entry timestamp (SET) and an inclusion proof with a signed checkpoint;
-- `trusted_root_json()`: a sigstore `trusted_root.json` naming the CA and the log.
+- a log like Rekor v2 (an Ed25519 key, a tree of its own) whose entries (`hashedrekord` 0.0.2, a
+  DSSE envelope logged over its PAE) carry no integrated time and no SET, only an inclusion proof
+  with a signed checkpoint; the signing time then comes from
+- a timestamp authority (`local.timestamp_local`), whose certificate chains to a TSA root named in
+  the trusted root's `timestampAuthorities`;
+- `trusted_root_json()`: a sigstore `trusted_root.json` naming the CA, both logs and the TSA.
 
 `keyless_bundle` signs an image digest as cosign v3 does (`cosign sign`, new bundle format): a DSSE
 envelope over the in-toto statement with predicate `https://sigstore.dev/cosign/sign/v1`, logged as
-a `dsse` 0.0.1 entry, in a v0.3 bundle with the certificate; `keyless_referrer_artifact` wraps it in
+a `dsse` 0.0.1 entry (or, with `rekor_v2=True`, as cosign v3 does when its signing config names a
+Rekor v2 log: a `hashedrekord` 0.0.2 entry over the PAE plus an RFC 3161 timestamp over the
+signature), in a v0.3 bundle with the certificate; `keyless_referrer_artifact` wraps it in
 the OCI 1.1 referrer manifest (`local.signing.bundle_referrer_manifest`).
 
 The certificates carry no SCT (there is no CT log here), so sigstore-python's verifier, which
@@ -33,10 +40,11 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from local.signing import bundle_referrer_manifest, cosign_sign_statement
+from local.timestamp_local import LocalTimestampAuthority
 from podrelease.verify.attachments import BUNDLE_MEDIA_TYPE
 from podrelease.verify.certificates import GITHUB_ACTIONS_ISSUER, OID_ISSUER_V1, OID_ISSUER_V2, Identity
 from podrelease.verify.envelopes import INTOTO_PAYLOAD_TYPE, dsse_pae
@@ -124,6 +132,13 @@ class LocalSigstore:
     log_key: ec.EllipticCurvePrivateKey
     origin: str
     leaves: list[bytes] = field(default_factory=list)
+    #: The Rekor v2 log and the timestamp authority (made by `create`).
+    log2_key: ed25519.Ed25519PrivateKey = field(default_factory=ed25519.Ed25519PrivateKey.generate)
+    leaves2: list[bytes] = field(default_factory=list)
+    tsa: LocalTimestampAuthority | None = None
+    #: The TSA's `validFor` in the trusted root (its certificates are valid for longer, from 30 days back).
+    tsa_valid_from: datetime | None = None
+    tsa_valid_until: datetime | None = None
 
     @classmethod
     def create(cls, *, now: datetime | None = None, name: str = "podrelease-local") -> LocalSigstore:
@@ -133,11 +148,38 @@ class LocalSigstore:
         intermediate_key = ec.generate_private_key(ec.SECP384R1())
         intermediate = _ca_certificate(f"{name}-intermediate", intermediate_key, root, root_key, start, 0)
         log_key = ec.generate_private_key(ec.SECP256R1())
-        return cls(root_key, root, intermediate_key, intermediate, log_key, origin=f"{name}-rekor")
+        tsa = LocalTimestampAuthority.create(start=start - timedelta(days=29), name=name)
+        return cls(root_key, root, intermediate_key, intermediate, log_key, origin=f"{name}-rekor", tsa=tsa,
+                   tsa_valid_from=start)
 
     @property
     def log_id(self) -> bytes:
         return hashlib.sha256(_spki(self.log_key.public_key())).digest()
+
+    @property
+    def origin2(self) -> str:
+        return f"{self.origin}-v2"
+
+    @property
+    def log2_id(self) -> bytes:
+        """A Rekor v2 log's ID: its signed-note key hash (name, newline, 0x01 for Ed25519, the raw key)."""
+        raw = self.log2_key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return hashlib.sha256(self.origin2.encode() + b"\n\x01" + raw).digest()
+
+    def _timestamp_authorities(self) -> list[dict[str, Any]]:
+        if self.tsa is None or self.tsa_valid_from is None:
+            return []
+        valid_for = {"start": self.tsa_valid_from.strftime("%Y-%m-%dT%H:%M:%SZ")}
+        if self.tsa_valid_until is not None:
+            valid_for["end"] = self.tsa_valid_until.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return [
+            {
+                "subject": {"organization": "podrelease.local", "commonName": f"{self.origin}-tsa"},
+                "uri": "http://127.0.0.1/local-tsa",
+                "certChain": {"certificates": [{"rawBytes": _b64(der)} for der in self.tsa.chain_der()]},
+                "validFor": valid_for,
+            }
+        ]
 
     # -- trusted root --
 
@@ -155,7 +197,21 @@ class LocalSigstore:
                         "validFor": {"start": since},
                     },
                     "logId": {"keyId": _b64(self.log_id)},
-                }
+                },
+                {
+                    "baseUrl": "http://127.0.0.1/local-rekor-v2",
+                    "hashAlgorithm": "SHA2_256",
+                    "publicKey": {
+                        "rawBytes": _b64(
+                            self.log2_key.public_key().public_bytes(
+                                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+                            )
+                        ),
+                        "keyDetails": "PKIX_ED25519",
+                        "validFor": {"start": since},
+                    },
+                    "logId": {"keyId": _b64(self.log2_id)},
+                },
             ],
             "certificateAuthorities": [
                 {
@@ -170,7 +226,7 @@ class LocalSigstore:
                 }
             ],
             "ctlogs": [],
-            "timestampAuthorities": [],
+            "timestampAuthorities": self._timestamp_authorities(),
         }
 
     def trusted_root_json(self) -> bytes:
@@ -279,6 +335,35 @@ class LocalSigstore:
             "canonicalizedBody": _b64(body),
         }
 
+    def log_v2(self, body: bytes) -> dict[str, Any]:
+        """Append `body` to the Rekor v2 log: a `tlogEntries` item with an inclusion proof and a
+        checkpoint signed with the Ed25519 log key; no integrated time, no SET."""
+        self.leaves2.append(hashlib.sha256(b"\x00" + body).digest())
+        index, size = len(self.leaves2) - 1, len(self.leaves2)
+        root = self._tree_root(self.leaves2)
+        note = f"{self.origin2}\n{size}\n{_b64(root)}\n"
+        line = _b64(self.log2_id[:4] + self.log2_key.sign(note.encode()))
+        return {
+            "logIndex": str(index),
+            "logId": {"keyId": _b64(self.log2_id)},
+            "kindVersion": {"kind": "hashedrekord", "version": "0.0.2"},
+            "inclusionProof": {
+                "logIndex": str(index),
+                "rootHash": _b64(root),
+                "treeSize": str(size),
+                "hashes": [_b64(h) for h in self._path(index, self.leaves2)],
+                "checkpoint": {"envelope": f"{note}\n\u2014 {self.origin2} {line}\n"},
+            },
+            "canonicalizedBody": _b64(body),
+        }
+
+    def timestamp(self, signature: bytes, *, at: datetime | None = None) -> str:
+        """A base64 RFC 3161 timestamp over `signature` from the local TSA."""
+        if self.tsa is None:
+            msg = "this local sigstore has no timestamp authority"
+            raise ValueError(msg)
+        return _b64(self.tsa.timestamp(signature, at=at))
+
     # -- cosign sign (keyless, v3 bundle) --
 
     def keyless_bundle(
@@ -290,9 +375,16 @@ class LocalSigstore:
         statement: bytes | None = None,
         certificate_authority: LocalSigstore | None = None,
         integrated_time: int | None = None,
+        rekor_v2: bool = False,
+        timestamped: bool | None = None,
+        timestamp_at: datetime | None = None,
+        timestamp_over: bytes | None = None,
     ) -> bytes:
         """A v0.3 bundle: DSSE over cosign's sign statement for `digest`, certificate for
-        (identity, issuer) from `certificate_authority` (default: this instance), logged here."""
+        (identity, issuer) from `certificate_authority` (default: this instance), logged here:
+        a `dsse` 0.0.1 entry in the Rekor v1 log, or with `rekor_v2` a `hashedrekord` 0.0.2 entry over
+        the PAE in the Rekor v2 log. `timestamped` (default: `rekor_v2`) adds an RFC 3161 timestamp
+        over the signature (or over `timestamp_over`), at `timestamp_at` (default now)."""
         key, certificate = (certificate_authority or self).issue(identity, issuer)
         payload = statement if statement is not None else cosign_sign_statement(digest)
         signature = key.sign(dsse_pae(INTOTO_PAYLOAD_TYPE, payload), ec.ECDSA(hashes.SHA256()))
@@ -301,8 +393,41 @@ class LocalSigstore:
             "payloadType": INTOTO_PAYLOAD_TYPE,
             "signatures": [{"sig": _b64(signature), "keyid": ""}],
         }
+        der = certificate.public_bytes(serialization.Encoding.DER)
+        material: dict[str, Any] = {"certificate": {"rawBytes": _b64(der)}}
+        if rekor_v2:
+            material["tlogEntries"] = [self.log_v2(self.hashedrekord_v2(dsse_pae(INTOTO_PAYLOAD_TYPE, payload), signature, der))]
+        else:
+            material["tlogEntries"] = [self.log(self._dsse_body(envelope, payload, signature, certificate), "dsse",
+                                                integrated_time=integrated_time)]
+        if rekor_v2 if timestamped is None else timestamped:
+            stamp = self.timestamp(timestamp_over if timestamp_over is not None else signature, at=timestamp_at)
+            material["timestampVerificationData"] = {"rfc3161Timestamps": [{"signedTimestamp": stamp}]}
+        return _compact({"mediaType": BUNDLE_MEDIA_TYPE, "verificationMaterial": material, "dsseEnvelope": envelope})
+
+    @staticmethod
+    def hashedrekord_v2(signed: bytes, signature: bytes, certificate_der: bytes) -> bytes:
+        """A Rekor v2 `hashedrekord` 0.0.2 body: SHA-256 of what was signed, the signature, the certificate."""
+        return _compact(
+            {
+                "apiVersion": "0.0.2",
+                "kind": "hashedrekord",
+                "spec": {
+                    "hashedRekordV002": {
+                        "data": {"algorithm": "SHA2_256", "digest": _b64(hashlib.sha256(signed).digest())},
+                        "signature": {
+                            "content": _b64(signature),
+                            "verifier": {"x509Certificate": {"rawBytes": _b64(certificate_der)}, "keyDetails": "PKIX_ECDSA_P256_SHA_256"},
+                        },
+                    }
+                },
+            }
+        )
+
+    @staticmethod
+    def _dsse_body(envelope: dict[str, Any], payload: bytes, signature: bytes, certificate: x509.Certificate) -> bytes:
         pem = certificate.public_bytes(serialization.Encoding.PEM)
-        body = _compact(
+        return _compact(
             {
                 "apiVersion": "0.0.1",
                 "kind": "dsse",
@@ -311,17 +436,6 @@ class LocalSigstore:
                     "payloadHash": {"algorithm": "sha256", "value": hashlib.sha256(payload).hexdigest()},
                     "signatures": [{"signature": _b64(signature), "verifier": _b64(pem)}],
                 },
-            }
-        )
-        entry = self.log(body, "dsse", integrated_time=integrated_time)
-        return _compact(
-            {
-                "mediaType": BUNDLE_MEDIA_TYPE,
-                "verificationMaterial": {
-                    "certificate": {"rawBytes": _b64(certificate.public_bytes(serialization.Encoding.DER))},
-                    "tlogEntries": [entry],
-                },
-                "dsseEnvelope": envelope,
             }
         )
 

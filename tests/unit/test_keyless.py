@@ -131,6 +131,7 @@ def test_legacy_fulcio_rekor_vector_verifies_with_integrated_time() -> None:
         "identity": "mitr@redhat.com",
         "issuer": "https://github.com/login/oauth",
         "signed_at": "2023-01-20T20:51:33+00:00",
+        "time_source": "transparency log",
         "log_index": 11605770,
         "log_id": "c0d23d6ad406973f9559f3ba2d1ca01f84147d8ffc5b8445c224f98b9591801d",
         "certificate_sha256": "e3149dd0d9210b862d10b5bda58eb79e38507f831c9a54a1e0a2cc933de556ac",
@@ -295,10 +296,10 @@ REFUSALS: list[Case] = [
         "without transparency-log evidence",
     ),
     (
-        "no signed entry timestamp",
+        "no signed entry timestamp: integratedTime unauthenticated, no verified time",
         lambda s: _mutate(s.keyless_bundle(IMAGE), _no_set),
         SignatureInvalid,
-        "no signed entry timestamp",
+        "no verified time",
     ),
     (
         "forged integrated time",

@@ -252,6 +252,7 @@ def verify_dsse(envelope: Any, policy: TrustPolicy, *, material: Mapping[str, An
             raw,
             keyless_material=keyless_material,
             signed_sha256=hashlib.sha256(payload).hexdigest(),
+            pae_sha256=hashlib.sha256(pae).hexdigest(),
         )
         signer = next((k for k in keys if verifies(k, raw, pae)), None)
         if signer is not None:

@@ -4,15 +4,18 @@ A keyless signature is made with a short-lived key whose certificate Fulcio issu
 identity (a person's email, a CI workflow's URI), and logged in Rekor. It is trusted when, and only
 when, all of these hold (`FulcioVerifier.signing_key`):
 
-1. **Signing time.** The transparency-log entry's `integratedTime`, authenticated by the log's
-   signed entry timestamp (SET, the "inclusion promise"), made with a log key from the trusted root.
-   An inclusion proof with a signed checkpoint is checked too when present (bundles v0.2+ carry
-   one), but a proof alone does not authenticate a time: without a SET the signature is refused.
-2. **Log entry binding.** The entry body (hashedrekord 0.0.1 or dsse 0.0.1) names this signature,
-   this certificate and the SHA-256 of what was signed, so an entry for something else counts for
-   nothing.
+1. **Signing time.** At least one verified time: the transparency-log entry's `integratedTime`
+   authenticated by the log's signed entry timestamp (SET, Rekor v1), and/or RFC 3161 timestamps
+   over the signature from a timestamp authority of the trusted root (`podrelease.verify.timestamp`;
+   Rekor v2 entries carry no time at all). No verified time is a refusal (`NO_VERIFIED_TIME`), and
+   a timestamp that does not verify is a refusal too. The log entry is authenticated by its SET or,
+   without one, by its inclusion proof and signed checkpoint (checked whenever present).
+2. **Log entry binding.** The entry body (hashedrekord 0.0.1/0.0.2, dsse 0.0.1/0.0.2, intoto
+   0.0.2) names this signature, this certificate and the digest of what was signed (for a DSSE
+   envelope in a Rekor v2 hashedrekord entry: of its PAE), so an entry for something else counts
+   for nothing.
 3. **Certificate chain.** The certificate chains to a Fulcio CA of the trusted root (issuer name and
-   signature, each CA a CA, every certificate and the CA's `validFor` covering the signing time), has
+   signature, each CA a CA, every certificate and the CA's `validFor` covering every verified time), has
    key usage digitalSignature and extended key usage codeSigning. Fulcio certificates live ten
    minutes, so "valid" means valid *at the signing time*, never now.
 4. **Identity.** One of the policy's `Identity` rules matches: the OIDC issuer (Fulcio extension
@@ -34,7 +37,11 @@ For bundles, `check_bundle` additionally runs sigstore-python's `Verifier` over 
 with the same pinned root and identity rules (it also checks the certificate's SCT against the CT
 logs of the root); sigstore is imported there, only then, because its import costs hundreds of
 milliseconds of cold start. A root without CT logs (the local demo instance) skips that step; the
-checks above still run.
+checks above still run. sigstore-python 4.5.1 refuses two things the specification accepts: log
+entries of kind `dsse` 0.0.2 and `intoto` 0.0.2 (it reads `hashedrekord` and `dsse` 0.0.1 only),
+and a timestamp at the very end of its authority's validity (it treats the end as exclusive). When
+it refuses a bundle that has one of these (`sigstore_gaps`), its refusal is set aside and the
+checks above decide alone; every other refusal of sigstore-python stands.
 
 The trusted root is a sigstore `trusted_root.json` shipped with the function
 (`podrelease/verify/trust/trusted_root.json`, see the README beside it); it is never fetched here.
@@ -68,6 +75,7 @@ from podrelease.verify.certificates import (
 )
 from podrelease.verify.decoding import base64_bytes
 from podrelease.verify.kms import kms_trusted_key
+from podrelease.verify.timestamp import material_timestamps, timestamp_time, verified_timestamps
 from podrelease.verify.transparency_log import (
     BUNDLE_ANNOTATION,
     LogEntry,
@@ -78,6 +86,11 @@ from podrelease.verify.transparency_log import (
 )
 from podrelease.verify.trust_policy import TrustedKey, TrustPolicy
 from podrelease.verify.trusted_root import SigstoreTrustRoot
+
+#: The named reason of a certificate-based signature with no verified time.
+NO_VERIFIED_TIME = "no verified time"
+#: Log entry kinds sigstore-python 4.5.1 reads.
+SIGSTORE_PYTHON_KINDS = frozenset({("hashedrekord", "0.0.1"), ("hashedrekord", "0.0.2"), ("dsse", "0.0.1")})
 
 #: Legacy layers' certificate chain annotation: ignored, only the trusted root's CAs are trusted.
 CHAIN_ANNOTATION = "dev.sigstore.cosign/chain"
@@ -149,15 +162,31 @@ class FulcioVerifier:
         )
         raise SignatureInvalid(msg)
 
-    def signing_key(self, verification_material: Mapping[str, Any], signature: bytes, *, signed_sha256: str) -> TrustedKey:
+    def signing_key(
+        self,
+        verification_material: Mapping[str, Any],
+        signature: bytes,
+        *,
+        signed_sha256: str,
+        pae_sha256: str | None = None,
+    ) -> TrustedKey:
         certificate, entries = material_certificate_and_entries(verification_material)
         if not entries:
             msg = "keyless signature without transparency-log evidence (no Rekor entry): refused"
             raise SignatureInvalid(msg)
         entry = entries[0]
-        check_entry_binding(entry.body, certificate, signature, signed_sha256)
-        when = verify_log_entry(entry, self.root)
-        verify_chain(certificate, self.root, when)
+        check_entry_binding(entry.body, certificate, signature, signed_sha256, pae_sha256=pae_sha256)
+        stamped = verified_timestamps(material_timestamps(verification_material), signature, self.root)
+        logged = verify_log_entry(entry, self.root, stamped)
+        times = ([logged] if logged is not None else []) + stamped
+        if not times:
+            msg = (
+                f"{NO_VERIFIED_TIME}: the log entry has no integrated time (a Rekor v2 entry) and the signature "
+                "carries no RFC 3161 timestamp, so nothing says when the short-lived certificate was used"
+            )
+            raise SignatureInvalid(msg)
+        for when in times:
+            verify_chain(certificate, self.root, when)
         check_code_signing(certificate)
         subject, issuer = self._identity(certificate)
         key = TrustedKey.from_public_key(certificate.public_key())
@@ -167,7 +196,8 @@ class FulcioVerifier:
             signer={
                 "identity": subject,
                 "issuer": issuer,
-                "signed_at": when.isoformat(),
+                "signed_at": min(times).isoformat(),
+                "time_source": "transparency log" if logged is not None else "timestamp authority",
                 "log_index": entry.log_index,
                 "log_id": entry.log_id,
                 "certificate_sha256": certificate.fingerprint(hashes.SHA256()).hex(),
@@ -209,8 +239,35 @@ class FulcioVerifier:
         except (SigstoreError, ValueError) as exc:
             if isinstance(exc.__cause__, SignatureInvalid):
                 raise exc.__cause__ from exc
+            if sigstore_gaps(bundle_json, self.root):
+                return  # a case sigstore-python does not implement: the gate's own checks decide
             msg = f"sigstore-python refused the bundle: {str(exc)[:300]}"
             raise SignatureInvalid(msg) from exc
+
+
+def sigstore_gaps(bundle_json: bytes, root: SigstoreTrustRoot) -> list[str]:
+    """What in a bundle sigstore-python 4.5.1 refuses though the specification accepts it: a log
+    entry kind it does not read, a timestamp at the (inclusive) end of its authority's validity.
+    Read without verifying: only to decide whether sigstore-python's refusal is final."""
+    from podrelease.verify.decoding import json_object  # noqa: PLC0415
+    from podrelease.verify.envelopes import MAX_SIGNATURE_BYTES  # noqa: PLC0415
+
+    gaps: list[str] = []
+    try:
+        material = json_object(bundle_json, "the sigstore bundle", limit=MAX_SIGNATURE_BYTES).get("verificationMaterial") or {}
+        for entry in material.get("tlogEntries") or []:
+            kind = (entry.get("kindVersion") or {}) if isinstance(entry, Mapping) else {}
+            if (kind.get("kind"), kind.get("version")) not in SIGSTORE_PYTHON_KINDS:
+                gaps.append(f"log entry kind {kind.get('kind')} {kind.get('version')}")
+        ends = {tsa.validity.end for tsa in root.timestamp_authorities if tsa.validity.end is not None}
+        gaps += [
+            "timestamp at its authority's validity end"
+            for token in material_timestamps(material)
+            if timestamp_time(token) in ends
+        ]
+    except (MalformedSignature, AttributeError, TypeError):
+        return []
+    return gaps
 
 
 class _SigstorePolicy:

@@ -1,11 +1,21 @@
 """Transparency-log (Rekor) evidence of a keyless signature: the signing time, and what was logged.
 
-1. **Signing time.** The entry's `integratedTime`, authenticated by the log's signed entry
-   timestamp (SET, the "inclusion promise"), made with a log key from the trusted root. An
-   inclusion proof with a signed checkpoint is checked too when present (bundles v0.2+ carry one),
-   but a proof alone does not authenticate a time: without a SET the signature is refused.
-2. **Entry binding.** The entry body (hashedrekord 0.0.1 or dsse 0.0.1) names this signature, this
-   certificate and the SHA-256 of what was signed, so an entry for something else counts for nothing.
+1. **Signing time.** Rekor v1: the entry's `integratedTime`, authenticated by the log's signed entry
+   timestamp (SET, the "inclusion promise"), made with a log key from the trusted root. Rekor v2
+   entries have neither: the time comes from an RFC 3161 timestamp (`podrelease.verify.timestamp`),
+   and the entry itself is authenticated by its inclusion proof and the log's signed checkpoint.
+   An entry with neither a SET nor an inclusion proof is refused; an inclusion proof present is
+   always checked.
+2. **Entry binding.** The entry body names this signature, this certificate and the digest of what
+   was signed, so an entry for something else counts for nothing. Kinds: `hashedrekord` 0.0.1 and
+   0.0.2 (the SHA-256 of the artifact, or, for a DSSE envelope logged by Rekor v2, of the envelope's
+   PAE), `dsse` 0.0.1 and 0.0.2 (the payload's SHA-256 and the envelope's signatures), `intoto`
+   0.0.2 (the payload's SHA-256; signatures stored base64 twice, verifier a base64 PEM).
+
+Checkpoints are signed notes (`origin`, tree size, root hash, then signature lines); the log's
+line is found by its key hint and verified with the trusted root's key (ECDSA or Ed25519). Other
+lines, such as witness cosignatures, are read as well-formed signature lines but not trusted: the
+trusted root names no witness keys.
 
 Entries come from a legacy layer's `dev.sigstore.cosign/bundle` annotation (JSON
 `{"SignedEntryTimestamp", "Payload": {"body", "integratedTime", "logIndex", "logID"}}`; the SET is the
@@ -49,7 +59,7 @@ class LogEntry:
     """A transparency-log entry as either format carries it (unverified until `verify_log_entry`)."""
 
     body: bytes
-    integrated_time: int
+    integrated_time: int | None
     log_index: int
     log_id: str
     set_signature: bytes | None
@@ -64,6 +74,14 @@ class LogEntry:
             "logIndex": self.log_index,
         }
         return json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _optional_time(value: Any) -> int | None:
+    """integratedTime: absent (proto3 JSON omits a zero) or zero means none (Rekor v2)."""
+    if value is None:
+        return None
+    when = _int(value, "integratedTime")
+    return when or None
 
 
 def _int(value: Any, what: str) -> int:
@@ -115,7 +133,7 @@ def bundle_log_entry(entry: Any) -> LogEntry:
     proof = entry.get("inclusionProof")
     return LogEntry(
         body=_b64(entry.get("canonicalizedBody"), "tlog entry canonicalizedBody", MAX_LOG_BODY_BYTES),
-        integrated_time=_int(entry.get("integratedTime"), "integratedTime"),
+        integrated_time=_optional_time(entry.get("integratedTime")),
         log_index=_int(entry.get("logIndex"), "logIndex"),
         log_id=log_id.hex(),
         set_signature=set_signature,
@@ -173,19 +191,24 @@ def verify_checkpoint(note: str, log: LogKey) -> tuple[int, bytes]:
         raise MalformedSignature(msg)
     size = _int(lines[1], "checkpoint tree size")
     root = _b64(lines[2], "checkpoint root hash", 64)
-    hint = hashlib.sha256(
-        log.key.key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    ).digest()[:4]
+    hints = {
+        hashlib.sha256(
+            log.key.key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        ).digest()[:4],
+        bytes.fromhex(log.declared_id)[:4] if log.declared_id else b"",
+    }
     for line in signatures.splitlines():
         parts = line.split(" ")
         if len(parts) != 3 or parts[0] != "\u2014":
-            continue
+            msg = "checkpoint has a malformed signature line"
+            raise MalformedSignature(msg)
         try:
             raw = base64.b64decode(parts[2], validate=True)
-        except (binascii.Error, ValueError):
-            continue
-        if raw[:4] != hint:
-            continue
+        except (binascii.Error, ValueError) as exc:
+            msg = "checkpoint has a signature line that is not base64"
+            raise MalformedSignature(msg) from exc
+        if len(raw) < 5 or raw[:4] not in hints:
+            continue  # another signer's line (a witness cosignature): not trusted here
         try:
             check_signature(log.key, raw[4:], body)
         except SignatureInvalid:
@@ -219,27 +242,35 @@ def verify_inclusion_proof(entry: LogEntry, log: LogKey) -> None:
         raise SignatureInvalid(msg)
 
 
-def verify_log_entry(entry: LogEntry, root: SigstoreTrustRoot) -> datetime:
-    """Authenticate the entry with the trusted root's log key; returns its integrated time.
+def verify_log_entry(entry: LogEntry, root: SigstoreTrustRoot, other_times: Sequence[datetime] = ()) -> datetime | None:
+    """Authenticate the entry with the trusted root's log key; returns its integrated time when a
+    SET vouches for one (Rekor v1), else None (Rekor v2: the caller's `other_times`, verified
+    timestamps, are then the times the log must have been trusted at).
 
-    The SET is required (it is what authenticates integratedTime); an inclusion proof, when
-    present, must verify as well."""
+    A SET must verify when present (an integratedTime without one is refused); an inclusion proof
+    must verify when present, and is required when there is no SET."""
     log = root.tlog(entry.log_id)
     if log is None:
         msg = f"the log entry is from log {entry.log_id[:16]}, which the trusted root does not name"
         raise SignatureInvalid(msg)
-    when = datetime.fromtimestamp(entry.integrated_time, tz=UTC)
-    if not log.validity.covers(when):
-        msg = f"log {entry.log_id[:16]} was not trusted at the entry's time {when.isoformat()}"
+    when: datetime | None = None
+    if entry.set_signature is not None:
+        if entry.integrated_time is None:
+            msg = "the log entry has a signed entry timestamp but no integratedTime"
+            raise MalformedSignature(msg)
+        when = datetime.fromtimestamp(entry.integrated_time, tz=UTC)
+        try:
+            check_signature(log.key, entry.set_signature, entry.canonical_payload())
+        except SignatureInvalid as exc:
+            msg = f"the log entry's signed entry timestamp does not verify with log {entry.log_id[:16]}"
+            raise SignatureInvalid(msg) from exc
+    elif entry.inclusion_proof is None:
+        msg = "the log entry has neither a signed entry timestamp (SET) nor an inclusion proof: it is not authenticated"
         raise SignatureInvalid(msg)
-    if entry.set_signature is None:
-        msg = "the log entry has no signed entry timestamp (SET): the signing time is not authenticated"
-        raise SignatureInvalid(msg)
-    try:
-        check_signature(log.key, entry.set_signature, entry.canonical_payload())
-    except SignatureInvalid as exc:
-        msg = f"the log entry's signed entry timestamp does not verify with log {entry.log_id[:16]}"
-        raise SignatureInvalid(msg) from exc
+    for moment in [when] if when is not None else other_times:
+        if not log.validity.covers(moment):
+            msg = f"log {entry.log_id[:16]} was not trusted at the entry's time {moment.isoformat()}"
+            raise SignatureInvalid(msg)
     if entry.inclusion_proof is not None:
         verify_inclusion_proof(entry, log)
     return when
@@ -253,40 +284,131 @@ def _same_certificate(pem_b64: Any, certificate: x509.Certificate) -> bool:
     return logged == certificate
 
 
-def check_entry_binding(body: bytes, certificate: x509.Certificate, signature: bytes, signed_sha256: str) -> None:
-    """The entry must be about this signature, this certificate and this content (hashedrekord or
-    dsse 0.0.1); anything else is refused."""
-    doc = json_object(body, "the log entry body", limit=MAX_LOG_BODY_BYTES)
-    kind, version, spec = doc.get("kind"), doc.get("apiVersion"), doc.get("spec")
-    if not isinstance(spec, dict):
-        msg = "the log entry body has no spec"
-        raise MalformedSignature(msg)
-    signature_b64 = base64.b64encode(signature).decode()
+def _same_der_certificate(verifier: Any, certificate: x509.Certificate) -> bool:
+    """A Rekor v2 `verifier`: `{"x509Certificate": {"rawBytes": base64 DER}, "keyDetails": ...}`."""
+    raw = (verifier.get("x509Certificate") or {}).get("rawBytes") if isinstance(verifier, Mapping) else None
+    try:
+        logged = x509.load_der_x509_certificate(base64.b64decode(str(raw), validate=True))
+    except (binascii.Error, ValueError):
+        return False
+    return logged == certificate
+
+
+def _b64_of_hex(value: str) -> str:
+    return base64.b64encode(bytes.fromhex(value)).decode()
+
+
+def _intoto_signature(entry: Any, signature_b64: str, certificate: x509.Certificate) -> bool:
+    """intoto 0.0.2 stores each signature base64 twice and its verifier as a base64 PEM."""
+    if not isinstance(entry, Mapping):
+        return False
+    try:
+        sig = base64.b64decode(str(entry.get("sig")), validate=True).decode()
+    except (binascii.Error, ValueError):
+        return False
+    return sig == signature_b64 and _same_certificate(entry.get("publicKey"), certificate)
+
+
+def _binds(
+    kind: Any, version: Any, spec: Mapping[str, Any], certificate: x509.Certificate, signature_b64: str, digests: _Digests
+) -> bool:
     if (kind, version) == ("hashedrekord", "0.0.1"):
         logged_signature = spec.get("signature") or {}
         logged_hash = (spec.get("data") or {}).get("hash") or {}
-        same = (
-            logged_signature.get("content") == signature_b64
+        return (
+            digests.hashed is not None
+            and logged_signature.get("content") == signature_b64
             and _same_certificate((logged_signature.get("publicKey") or {}).get("content"), certificate)
             and logged_hash.get("algorithm") == "sha256"
-            and logged_hash.get("value") == signed_sha256
+            and logged_hash.get("value") == digests.hashed
         )
-    elif (kind, version) == ("dsse", "0.0.1"):
-        payload_hash = spec.get("payloadHash") or {}
-        signatures = spec.get("signatures") or []
-        same = (
+    if (kind, version) == ("hashedrekord", "0.0.2"):
+        inner = spec.get("hashedRekordV002") or {}
+        data, logged_signature = inner.get("data") or {}, inner.get("signature") or {}
+        return (
+            digests.hashed is not None
+            and data.get("algorithm") == "SHA2_256"
+            and data.get("digest") == _b64_of_hex(digests.hashed)
+            and logged_signature.get("content") == signature_b64
+            and _same_der_certificate(logged_signature.get("verifier"), certificate)
+        )
+    if (kind, version) == ("dsse", "0.0.1"):
+        payload_hash, signatures = spec.get("payloadHash") or {}, spec.get("signatures") or []
+        return (
             payload_hash.get("algorithm") == "sha256"
-            and payload_hash.get("value") == signed_sha256
+            and payload_hash.get("value") == digests.payload
             and isinstance(signatures, list)
             and any(
                 isinstance(s, dict) and s.get("signature") == signature_b64 and _same_certificate(s.get("verifier"), certificate)
                 for s in signatures
             )
         )
-    else:
-        msg = f"log entry kind {str(kind)[:40]} {str(version)[:20]} is not supported (hashedrekord or dsse 0.0.1)"
+    if (kind, version) == ("dsse", "0.0.2"):
+        inner = spec.get("dsseV002") or {}
+        payload_hash, signatures = inner.get("payloadHash") or {}, inner.get("signatures") or []
+        return (
+            payload_hash.get("algorithm") == "SHA2_256"
+            and payload_hash.get("digest") == _b64_of_hex(digests.payload)
+            and isinstance(signatures, list)
+            and any(
+                isinstance(s, dict)
+                and s.get("content") == signature_b64
+                and _same_der_certificate(s.get("verifier"), certificate)
+                for s in signatures
+            )
+        )
+    if (kind, version) == ("intoto", "0.0.2"):
+        content = spec.get("content") or {}
+        payload_hash = content.get("payloadHash") or {}
+        signatures = (content.get("envelope") or {}).get("signatures") or []
+        return (
+            payload_hash.get("algorithm") == "sha256"
+            and payload_hash.get("value") == digests.payload
+            and isinstance(signatures, list)
+            and any(_intoto_signature(s, signature_b64, certificate) for s in signatures)
+        )
+    msg = (
+        f"log entry kind {str(kind)[:40]} {str(version)[:20]} is not supported "
+        "(hashedrekord 0.0.1/0.0.2, dsse 0.0.1/0.0.2, intoto 0.0.2)"
+    )
+    raise MalformedSignature(msg)
+
+
+@dataclass(frozen=True)
+class _Digests:
+    """Hex SHA-256 digests an entry may name: `payload` (what was signed: a simple-signing payload,
+    a DSSE payload, or the artifact of a message signature) and `hashed` (what a hashedrekord entry
+    names: the artifact, or for a DSSE envelope its PAE; None where hashedrekord does not apply)."""
+
+    payload: str
+    hashed: str | None
+
+
+def check_entry_binding(
+    body: bytes,
+    certificate: x509.Certificate,
+    signature: bytes,
+    signed_sha256: str,
+    *,
+    pae_sha256: str | None = None,
+) -> None:
+    """The entry must be about this signature, this certificate and this content; anything else is
+    refused. `pae_sha256`: for a DSSE signature, the SHA-256 of its PAE (what a Rekor v2 hashedrekord
+    entry of a DSSE envelope names); a DSSE signature is never bound by a hashedrekord entry over
+    its payload alone."""
+    doc = json_object(body, "the log entry body", limit=MAX_LOG_BODY_BYTES)
+    kind, version, spec = doc.get("kind"), doc.get("apiVersion"), doc.get("spec")
+    if not isinstance(spec, dict):
+        msg = "the log entry body has no spec"
         raise MalformedSignature(msg)
+    digests = _Digests(payload=signed_sha256, hashed=pae_sha256 if pae_sha256 is not None else signed_sha256)
+    try:
+        same = _binds(kind, version, spec, certificate, base64.b64encode(signature).decode(), digests)
+    except (AttributeError, TypeError, ValueError) as exc:  # a field of the wrong shape
+        if isinstance(exc, MalformedSignature):
+            raise
+        msg = f"the log entry body ({str(kind)[:40]} {str(version)[:20]}) has a field of the wrong type"
+        raise MalformedSignature(msg) from exc
     if not same:
         msg = "the log entry is about another signature, certificate or content"
         raise SignatureInvalid(msg)
-

@@ -74,17 +74,24 @@ class KeylessVerifier(Protocol):
     `signing_key` is given a signature's verification material (a bundle's `verificationMaterial`,
     or a legacy layer's annotations), the raw signature, and `signed_sha256`: the hex SHA-256 of
     what the transparency-log entry must name (the simple-signing payload, the DSSE payload, or the
-    artifact of a message signature). It checks the certificate chain, the log entry (and that the
-    entry is about this signature, certificate and content) and the identity, and returns the
-    certificate's key, or raises SignatureInvalid. The signature itself is then checked by the same
-    code as key-based signatures.
+    artifact of a message signature), and for a DSSE signature `pae_sha256`, the hex SHA-256 of its
+    pre-authentication encoding (what a Rekor v2 hashedrekord entry names). It checks the
+    certificate chain, the log entry (and that the entry is about this signature, certificate and
+    content), a verified signing time and the identity, and returns the certificate's key, or
+    raises SignatureInvalid. The signature itself is then checked by the same code as key-based
+    signatures.
 
     `check_bundle` is given a whole sigstore bundle with certificate material first, so that a
     complete bundle verifier (sigstore-python) can check it end to end; it raises SignatureInvalid
     or MalformedSignature, or returns None."""
 
     def signing_key(
-        self, verification_material: Mapping[str, Any], signature: bytes, *, signed_sha256: str
+        self,
+        verification_material: Mapping[str, Any],
+        signature: bytes,
+        *,
+        signed_sha256: str,
+        pae_sha256: str | None = None,
     ) -> TrustedKey: ...
 
     def check_bundle(self, bundle_json: bytes, expected_digest: str) -> None: ...
@@ -190,13 +197,20 @@ def candidate_keys(
     *,
     keyless_material: bool,
     signed_sha256: str,
+    pae_sha256: str | None = None,
 ) -> tuple[TrustedKey, ...]:
     """The keys that may have made `signature`: the policy's keys, plus, for certificate-based
     material and a configured keyless verifier, the certificate's key once it is vouched for
     (`signed_sha256`: see `KeylessVerifier`)."""
     keys = policy.keys
     if keyless_material and policy.keyless is not None:
-        keys = (*keys, policy.keyless.signing_key(material, signature, signed_sha256=signed_sha256))
+        vouch = policy.keyless.signing_key
+        key = (
+            vouch(material, signature, signed_sha256=signed_sha256, pae_sha256=pae_sha256)
+            if pae_sha256 is not None
+            else vouch(material, signature, signed_sha256=signed_sha256)
+        )
+        keys = (*keys, key)
     return keys
 
 

@@ -1,10 +1,12 @@
-"""The sigstore trusted root keyless verification runs under: Fulcio CAs and transparency-log keys.
+"""The sigstore trusted root keyless verification runs under: Fulcio CAs, transparency-log keys and
+RFC 3161 timestamp authorities.
 
 The root is a sigstore `trusted_root.json` shipped with the function
 (`podrelease/verify/trust/trusted_root.json`, see the README beside it; refreshed by
 `scripts/refresh-trusted-root.py`); it is never fetched at verification time. `from_pems` builds one
-from PEM files (the local demo's sigstore instance). Each CA and log key is trusted only within its
-`validFor` range; a root that cannot be read, or names no CA or no log, is a PolicyError.
+from PEM files (the local demo's sigstore instance). Each CA, log key and timestamp authority is
+trusted only within its `validFor` range, both ends included (a missing end is open); a root that
+cannot be read, or names no CA or no log, is a PolicyError.
 """
 
 from __future__ import annotations
@@ -68,6 +70,21 @@ class LogKey:
     key: TrustedKey = field(repr=False)
     validity: Validity
     base_url: str = ""
+    #: The root's own `logId.keyId` (hex) when it differs from `log_id`: Rekor v2 logs (Ed25519
+    #: keys) are named by their signed-note key hash, not by the SPKI's SHA-256.
+    declared_id: str = ""
+
+    def named(self, log_id: str) -> bool:
+        return log_id in (self.log_id, self.declared_id)
+
+
+@dataclass(frozen=True)
+class TimestampAuthority:
+    """An RFC 3161 timestamp authority: its chain, signing (leaf) certificate first, root last."""
+
+    chain: tuple[x509.Certificate, ...] = field(repr=False)
+    validity: Validity
+    uri: str = ""
 
 
 @dataclass(frozen=True)
@@ -107,15 +124,46 @@ def _log_keys(entries: Any, what: str) -> tuple[LogKey, ...]:
             raise PolicyError(msg)
         public = entry["publicKey"]
         key = _der_public_key(_b64_field(public.get("rawBytes"), f"{label}.publicKey.rawBytes"), label)
+        declared = (entry.get("logId") or {}).get("keyId") if isinstance(entry.get("logId"), Mapping) else None
         keys.append(
             LogKey(
                 log_id=key.key_id,
                 key=key,
                 validity=Validity.parse(public.get("validFor"), label),
                 base_url=str(entry.get("baseUrl", "")),
+                declared_id=_b64_field(declared, f"{label}.logId.keyId").hex() if declared is not None else "",
             )
         )
     return tuple(keys)
+
+
+def _certificate_chain(value: Any, label: str) -> tuple[x509.Certificate, ...]:
+    certificates = (value.get("certChain") or {}).get("certificates") if isinstance(value, Mapping) else None
+    if not isinstance(certificates, list) or not certificates:
+        msg = f"{label} has no certificate chain"
+        raise PolicyError(msg)
+    chain = []
+    for entry in certificates:
+        der = _b64_field(entry.get("rawBytes") if isinstance(entry, Mapping) else None, f"{label} certificate")
+        try:
+            chain.append(x509.load_der_x509_certificate(der))
+        except ValueError as exc:
+            msg = f"{label}: a certificate cannot be parsed"
+            raise PolicyError(msg) from exc
+    return tuple(chain)
+
+
+def _timestamp_authorities(entries: Any) -> tuple[TimestampAuthority, ...]:
+    if not isinstance(entries, list):
+        return ()
+    return tuple(
+        TimestampAuthority(
+            chain=_certificate_chain(tsa, f"timestampAuthorities[{number}]"),
+            validity=Validity.parse(tsa.get("validFor") if isinstance(tsa, Mapping) else None, f"timestampAuthorities[{number}]"),
+            uri=str(tsa.get("uri", "")) if isinstance(tsa, Mapping) else "",
+        )
+        for number, tsa in enumerate(entries)
+    )
 
 
 @dataclass(frozen=True)
@@ -126,6 +174,7 @@ class SigstoreTrustRoot:
     certificate_authorities: tuple[CertificateAuthority, ...]
     tlogs: tuple[LogKey, ...]
     ctlogs: tuple[LogKey, ...] = ()
+    timestamp_authorities: tuple[TimestampAuthority, ...] = ()
     raw: bytes = field(default=b"", repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -148,27 +197,15 @@ class SigstoreTrustRoot:
         authorities = []
         for number, ca in enumerate(doc.get("certificateAuthorities") or []):
             label = f"certificateAuthorities[{number}]"
-            certificates = (ca.get("certChain") or {}).get("certificates") if isinstance(ca, dict) else None
-            if not isinstance(certificates, list) or not certificates:
-                msg = f"{label} has no certificate chain"
-                raise PolicyError(msg)
-            chain = []
-            for entry in certificates:
-                der = _b64_field(entry.get("rawBytes") if isinstance(entry, dict) else None, f"{label} certificate")
-                try:
-                    chain.append(x509.load_der_x509_certificate(der))
-                except ValueError as exc:
-                    msg = f"{label}: a certificate cannot be parsed"
-                    raise PolicyError(msg) from exc
+            chain = _certificate_chain(ca, label)
             authorities.append(
-                CertificateAuthority(
-                    chain=tuple(chain), validity=Validity.parse(ca.get("validFor"), label), uri=str(ca.get("uri", ""))
-                )
+                CertificateAuthority(chain=chain, validity=Validity.parse(ca.get("validFor"), label), uri=str(ca.get("uri", "")))
             )
         return cls(
             certificate_authorities=tuple(authorities),
             tlogs=_log_keys(doc.get("tlogs"), "tlogs"),
             ctlogs=_log_keys(doc.get("ctlogs"), "ctlogs"),
+            timestamp_authorities=_timestamp_authorities(doc.get("timestampAuthorities")),
             raw=bytes(raw),
         )
 
@@ -213,5 +250,5 @@ class SigstoreTrustRoot:
         return cls(certificate_authorities=tuple(authorities), tlogs=tuple(tlogs))
 
     def tlog(self, log_id: str) -> LogKey | None:
-        return next((log for log in self.tlogs if log.log_id == log_id), None)
+        return next((log for log in self.tlogs if log.named(log_id)), None)
 
