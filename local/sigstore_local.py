@@ -43,6 +43,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from local.rekor_entries import KINDS, entry_body
 from local.signing import bundle_referrer_manifest, cosign_sign_statement
 from local.timestamp_local import LocalTimestampAuthority
 from podrelease.verify.attachments import BUNDLE_MEDIA_TYPE
@@ -309,7 +310,7 @@ class LocalSigstore:
         hint = hashlib.sha256(_spki(self.log_key.public_key())).digest()[:4]
         return f"{body}\n\u2014 {self.origin} {_b64(hint + signature)}\n"
 
-    def log(self, body: bytes, kind: str, *, integrated_time: int | None = None) -> dict[str, Any]:
+    def log(self, body: bytes, kind: str, *, integrated_time: int | None = None, version: str = "0.0.1") -> dict[str, Any]:
         """Append `body` and return its bundle `tlogEntries` item (SET + inclusion proof)."""
         self.leaves.append(hashlib.sha256(b"\x00" + body).digest())
         index = len(self.leaves) - 1
@@ -322,7 +323,7 @@ class LocalSigstore:
         return {
             "logIndex": str(index),
             "logId": {"keyId": _b64(self.log_id)},
-            "kindVersion": {"kind": kind, "version": "0.0.1"},
+            "kindVersion": {"kind": kind, "version": version},
             "integratedTime": str(when),
             "inclusionPromise": {"signedEntryTimestamp": _b64(set_signature)},
             "inclusionProof": {
@@ -335,7 +336,7 @@ class LocalSigstore:
             "canonicalizedBody": _b64(body),
         }
 
-    def log_v2(self, body: bytes) -> dict[str, Any]:
+    def log_v2(self, body: bytes, kind: str = "hashedrekord", version: str = "0.0.2") -> dict[str, Any]:
         """Append `body` to the Rekor v2 log: a `tlogEntries` item with an inclusion proof and a
         checkpoint signed with the Ed25519 log key; no integrated time, no SET."""
         self.leaves2.append(hashlib.sha256(b"\x00" + body).digest())
@@ -346,7 +347,7 @@ class LocalSigstore:
         return {
             "logIndex": str(index),
             "logId": {"keyId": _b64(self.log2_id)},
-            "kindVersion": {"kind": "hashedrekord", "version": "0.0.2"},
+            "kindVersion": {"kind": kind, "version": version},
             "inclusionProof": {
                 "logIndex": str(index),
                 "rootHash": _b64(root),
@@ -376,6 +377,7 @@ class LocalSigstore:
         certificate_authority: LocalSigstore | None = None,
         integrated_time: int | None = None,
         rekor_v2: bool = False,
+        entry: tuple[str, str] | None = None,
         timestamped: bool | None = None,
         timestamp_at: datetime | None = None,
         timestamp_over: bytes | None = None,
@@ -383,8 +385,10 @@ class LocalSigstore:
         """A v0.3 bundle: DSSE over cosign's sign statement for `digest`, certificate for
         (identity, issuer) from `certificate_authority` (default: this instance), logged here:
         a `dsse` 0.0.1 entry in the Rekor v1 log, or with `rekor_v2` a `hashedrekord` 0.0.2 entry over
-        the PAE in the Rekor v2 log. `timestamped` (default: `rekor_v2`) adds an RFC 3161 timestamp
-        over the signature (or over `timestamp_over`), at `timestamp_at` (default now)."""
+        the PAE in the Rekor v2 log; `entry` names another (kind, version) of
+        `local.rekor_entries.KINDS` (its log follows). `timestamped` (default: a Rekor v2 entry) adds
+        an RFC 3161 timestamp over the signature (or over `timestamp_over`), at `timestamp_at`
+        (default now)."""
         key, certificate = (certificate_authority or self).issue(identity, issuer)
         payload = statement if statement is not None else cosign_sign_statement(digest)
         signature = key.sign(dsse_pae(INTOTO_PAYLOAD_TYPE, payload), ec.ECDSA(hashes.SHA256()))
@@ -393,51 +397,18 @@ class LocalSigstore:
             "payloadType": INTOTO_PAYLOAD_TYPE,
             "signatures": [{"sig": _b64(signature), "keyid": ""}],
         }
-        der = certificate.public_bytes(serialization.Encoding.DER)
-        material: dict[str, Any] = {"certificate": {"rawBytes": _b64(der)}}
-        if rekor_v2:
-            material["tlogEntries"] = [self.log_v2(self.hashedrekord_v2(dsse_pae(INTOTO_PAYLOAD_TYPE, payload), signature, der))]
-        else:
-            material["tlogEntries"] = [self.log(self._dsse_body(envelope, payload, signature, certificate), "dsse",
-                                                integrated_time=integrated_time)]
-        if rekor_v2 if timestamped is None else timestamped:
+        kind, version = entry or (("hashedrekord", "0.0.2") if rekor_v2 else ("dsse", "0.0.1"))
+        body = entry_body(kind, version, envelope, payload, signature, certificate)
+        in_v2 = KINDS[(kind, version)] == "v2"
+        logged = self.log_v2(body, kind, version) if in_v2 else self.log(body, kind, integrated_time=integrated_time, version=version)
+        material: dict[str, Any] = {
+            "certificate": {"rawBytes": _b64(certificate.public_bytes(serialization.Encoding.DER))},
+            "tlogEntries": [logged],
+        }
+        if in_v2 if timestamped is None else timestamped:
             stamp = self.timestamp(timestamp_over if timestamp_over is not None else signature, at=timestamp_at)
             material["timestampVerificationData"] = {"rfc3161Timestamps": [{"signedTimestamp": stamp}]}
         return _compact({"mediaType": BUNDLE_MEDIA_TYPE, "verificationMaterial": material, "dsseEnvelope": envelope})
-
-    @staticmethod
-    def hashedrekord_v2(signed: bytes, signature: bytes, certificate_der: bytes) -> bytes:
-        """A Rekor v2 `hashedrekord` 0.0.2 body: SHA-256 of what was signed, the signature, the certificate."""
-        return _compact(
-            {
-                "apiVersion": "0.0.2",
-                "kind": "hashedrekord",
-                "spec": {
-                    "hashedRekordV002": {
-                        "data": {"algorithm": "SHA2_256", "digest": _b64(hashlib.sha256(signed).digest())},
-                        "signature": {
-                            "content": _b64(signature),
-                            "verifier": {"x509Certificate": {"rawBytes": _b64(certificate_der)}, "keyDetails": "PKIX_ECDSA_P256_SHA_256"},
-                        },
-                    }
-                },
-            }
-        )
-
-    @staticmethod
-    def _dsse_body(envelope: dict[str, Any], payload: bytes, signature: bytes, certificate: x509.Certificate) -> bytes:
-        pem = certificate.public_bytes(serialization.Encoding.PEM)
-        return _compact(
-            {
-                "apiVersion": "0.0.1",
-                "kind": "dsse",
-                "spec": {
-                    "envelopeHash": {"algorithm": "sha256", "value": hashlib.sha256(_compact(envelope)).hexdigest()},
-                    "payloadHash": {"algorithm": "sha256", "value": hashlib.sha256(payload).hexdigest()},
-                    "signatures": [{"signature": _b64(signature), "verifier": _b64(pem)}],
-                },
-            }
-        )
 
     def keyless_referrer_artifact(
         self, digest: str, subject_descriptor: dict[str, Any], **options: Any
