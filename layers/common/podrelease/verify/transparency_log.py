@@ -197,18 +197,18 @@ def verify_checkpoint(note: str, log: LogKey) -> tuple[int, bytes]:
         ).digest()[:4],
         bytes.fromhex(log.declared_id)[:4] if log.declared_id else b"",
     }
-    lines = []
+    signed_lines: list[bytes] = []
     for line in signatures.splitlines():
         parts = line.split(" ")
         if len(parts) != 3 or parts[0] != "\u2014":
             msg = "checkpoint has a malformed signature line"
             raise MalformedSignature(msg)
         try:
-            lines.append(base64.b64decode(parts[2], validate=True))
+            signed_lines.append(base64.b64decode(parts[2], validate=True))
         except (binascii.Error, ValueError) as exc:
             msg = "checkpoint has a signature line that is not base64"
             raise MalformedSignature(msg) from exc
-    for raw in lines:
+    for raw in signed_lines:
         if len(raw) < 5 or raw[:4] not in hints:
             continue  # another signer's line (a witness cosignature): not trusted here
         try:
