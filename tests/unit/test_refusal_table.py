@@ -7,9 +7,11 @@ for the demo build workflow on a local sigstore instance), SBOM required, block 
 says the exact error class and a fragment of the reason; a baseline row passes, so every refusal
 is caused by its one deviation.
 
-Keyless rows (wrong identity, wrong issuer, certificate used outside its validity) run when
+Keyless rows (wrong identity, wrong issuer, certificate used outside its validity; Rekor v2 entries
+with a timestamp over another signature, outside the TSA's validity, or none) run when
 `podrelease.verify.keyless` and `local.sigstore_local` are importable; `tests/unit/test_keyless.py` has
-the full keyless table (chain, log, SET, inclusion proof).
+the full keyless table (chain, log, SET, inclusion proof), `tests/unit/test_rekor_v2.py` the Rekor v2
+and timestamp one.
 """
 
 from __future__ import annotations
@@ -238,6 +240,25 @@ def non_json_payload(s: Scene) -> None:
     s.clean_scan()
 
 
+def duplicated_digest(first: str, last: str) -> Callable[[Scene], None]:
+    """A simple-signing payload naming `docker-manifest-digest` twice ("target" or "other" image
+    first), signed by the trusted key: a last-key-wins reader (Go's, Python's default) and a
+    first-key-wins one would disagree about which image it signs."""
+
+    def build(s: Scene) -> None:
+        pick = {"target": s.digest, "other": s.other}
+        payload = signing.simple_signing_payload(REFERENCE, pick[last]).replace(
+            b'"image":{', b'"image":{"docker-manifest-digest":"' + pick[first].encode() + b'",'
+        )
+        assert payload.count(b"docker-manifest-digest") == 2
+        signature = base64.b64encode(signing.sign(s.key, payload)).decode()
+        signing.publish_legacy(s.registry, REPOSITORY, s.digest, signing.legacy_signature_manifest([(payload, signature)]))
+        s.attest()
+        s.clean_scan()
+
+    return build
+
+
 def high_finding(s: Scene) -> None:
     s.sign()
     s.attest()
@@ -341,6 +362,18 @@ ROWS: list[Any] = [
         "podinfo@{target} has 1 HIGH finding(s), at or above HIGH (CVE-2024-9999)",
     ),
     ("no scan", no_scan, ScanUnavailable, "the policy blocks on scan findings but podinfo@{target} has no scan"),
+    (
+        "docker-manifest-digest twice, this image last",
+        duplicated_digest("other", "target"),
+        MalformedSignature,
+        NONE_ACCEPTED + "MalformedSignature: the simple-signing payload has the key 'docker-manifest-digest' more than once",
+    ),
+    (
+        "docker-manifest-digest twice, this image first",
+        duplicated_digest("target", "other"),
+        MalformedSignature,
+        NONE_ACCEPTED + "MalformedSignature: the simple-signing payload has the key 'docker-manifest-digest' more than once",
+    ),
     pytest.param(
         "wrong identity",
         keyless_signed(identity=EVIL),
@@ -360,6 +393,27 @@ ROWS: list[Any] = [
         keyless_signed(integrated_time=_in(20)),
         SignatureInvalid,
         "not valid at the signing time",
+        marks=KEYLESS_SKIP,
+    ),
+    pytest.param(
+        "Rekor v2: TSA timestamp over another signature",
+        keyless_signed(rekor_v2=True, timestamp_over=b"another signature"),
+        SignatureInvalid,
+        NONE_ACCEPTED + "SignatureInvalid: the RFC 3161 timestamp is over another signature",
+        marks=KEYLESS_SKIP,
+    ),
+    pytest.param(
+        "Rekor v2: timestamp outside the TSA's validity",
+        keyless_signed(rekor_v2=True, timestamp_at=datetime.now(UTC) - timedelta(days=3)),
+        SignatureInvalid,
+        "is outside its timestamp authority's validity",
+        marks=KEYLESS_SKIP,
+    ),
+    pytest.param(
+        "Rekor v2: no verified time at all",
+        keyless_signed(rekor_v2=True, timestamped=False),
+        SignatureInvalid,
+        NONE_ACCEPTED + "SignatureInvalid: no verified time: the log entry has no integrated time",
         marks=KEYLESS_SKIP,
     ),
 ]
