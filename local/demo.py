@@ -45,7 +45,7 @@ class Scenario:
     expect_error: str | None
     decision: str | None = "approve"  # what the (simulated) approver does; None = nobody decides
     fault: str = ""
-    signing: str = "legacy+bundle"  # legacy+bundle | none | tampered | wrong-key
+    signing: str = "legacy+bundle"  # legacy+bundle | none | tampered | wrong-key | keyless | keyless-rekor-v2
     duplicate_events: bool = False
     approval_timeout: int = 300
     event_only: bool = False  # deliver a digest-less push event instead of pushing an image
@@ -71,6 +71,9 @@ SCENARIOS = {s.name: s for s in [
              duplicate_events=True),
     Scenario("keyless", "signed and SBOM-attested keyless as the build workflow (local sigstore): the default policy trusts exactly that",
              "SUCCEEDED", None, signing="keyless", sbom="spdx", policy="default"),
+    Scenario("keyless-rekor-v2", "signed and SBOM-attested keyless, logged in a Rekor v2 log (no integrated time) and "
+             "timestamped by a TSA of the trusted root, as cosign v3 signs with a Rekor v2 signing config",
+             "SUCCEEDED", None, signing="keyless-rekor-v2", sbom="spdx", policy="default"),
     Scenario("missing-sbom", "signed, but no SBOM attestation while the policy requires one", "FAILED", "SbomMissing", None,
              policy="keys+sbom"),
     Scenario("sbom-other-digest", "the only SBOM attestation is about another image: it counts for nothing", "FAILED",
@@ -181,16 +184,38 @@ def push_for(env: LocalRuntime, scenario: Scenario) -> Pushed:
     elif scenario.signing == "wrong-key":
         other, _ = signing.generate_key()
         env.pusher.sign_legacy(other, image)
-    elif scenario.signing == "keyless":
-        env.pusher.sign_keyless(env.sigstore, image, identity=env.build_identity)
-    if scenario.sbom == "spdx" and scenario.signing == "keyless":
-        env.pusher.attest_sbom_keyless(env.sigstore, image, identity=env.build_identity)
+    elif scenario.signing in ("keyless", "keyless-rekor-v2"):
+        env.pusher.sign_keyless(env.sigstore, image, identity=env.build_identity,
+                                rekor_v2=scenario.signing == "keyless-rekor-v2")
+    if scenario.sbom == "spdx" and scenario.signing in ("keyless", "keyless-rekor-v2"):
+        env.pusher.attest_sbom_keyless(env.sigstore, image, identity=env.build_identity,
+                                       rekor_v2=scenario.signing == "keyless-rekor-v2")
     elif scenario.sbom == "spdx":
         env.pusher.attest_sbom(env.signing_key, image)
     elif scenario.sbom == "other-digest":
         other_image = env.pusher.push_podinfo(WORKLOAD_REPOSITORY, "6.9.0-other", tag="other")
         env.pusher.attest_sbom(env.signing_key, image, other_digest=other_image.digest)
     return image
+
+
+def _time_sources(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        found = [str(value["time_source"])] if "time_source" in value else []
+        return found + [t for v in value.values() for t in _time_sources(v)]
+    if isinstance(value, list):
+        return [t for v in value for t in _time_sources(v)]
+    return []
+
+
+def _time_source_problems(scenario: Scenario, execution: dict[str, Any]) -> list[str]:
+    """keyless-rekor-v2: every keyless signature the gate accepted got its time from the TSA (its
+    Rekor v2 entries carry none)."""
+    if scenario.signing != "keyless-rekor-v2" or execution.get("status") != "SUCCEEDED":
+        return []
+    sources = _time_sources(json.loads(execution.get("output") or "{}"))
+    if not sources or set(sources) != {"timestamp authority"}:
+        return [f"keyless evidence time sources {sorted(set(sources))}, expected only 'timestamp authority'"]
+    return []
 
 
 def tag_only_event(env: LocalRuntime) -> dict[str, Any]:
@@ -255,6 +280,7 @@ def run(scenario: Scenario, manual: bool, minute_seconds: float, work_dir: Path)
         # The newer release of the superseded scenario runs on after this one ended: its outcome first.
         newer_problems = _newer_outcome(env, newer, printer) if scenario.superseded else []
         problems = approval_failures + check_outcome(env, scenario, image, execution) + newer_problems
+        problems += _time_source_problems(scenario, execution)
         # The demo's own (local, throw-away) secrets, for the e2e tier's log scan: a separate process
         # cannot otherwise know them. Never written anywhere but this local work directory.
         (work_dir / "known-secrets.json").write_text(json.dumps(env.known_secrets()))
