@@ -102,7 +102,7 @@ e2e: $(VENV)/.installed build build-local ## the demo scenarios
 browser: $(VENV)/.installed build-local ## the approval page in headless Chromium, on a real release of the local runtime
 	$(PY) -m pytest tests/browser
 
-conformance: $(VENV)/.installed ## the sigstore-conformance client on the bundle vectors
+conformance: $(VENV)/.installed ## the sigstore-conformance client on every shipped bundle vector; prints the suite cases covered (build/conformance/coverage.json)
 	$(PY) -m pytest tests/conformance
 
 bench: $(VENV)/.installed ## verification latency, cold import time, the secret gate's cost; each beside a baseline from the same run
