@@ -7,6 +7,7 @@ Rows:
   (dir-img-cosign-valid) vs a bare `cryptography` ECDSA P-256 verify of the same signature;
 - keyless verify: `verify_bundle` on the sigstore-conformance happy-path-v0.3 bundle with the pinned
   production root, through sigstore-python + our checks, and through our checks alone (builtin);
+  and on its rekor2-happy-path bundle (Rekor v2 entry, RFC 3161 timestamp; the case's own root);
 - cold import: `import podrelease.verify.signatures` (what a key-only verify function loads), and
   `podrelease.verify.keyless` + `sigstore.verify` (what a keyless one loads on first use), each in fresh
   interpreters, median of N, vs bare `import boto3`.
@@ -102,6 +103,13 @@ def main() -> None:
     )
     with_sigstore = keyless_policy([identity], use_sigstore=True)
     builtin = keyless_policy([identity], use_sigstore=False)
+    # Rekor v2: hashedrekord 0.0.2 entry, time from an RFC 3161 timestamp (the case's staging root)
+    from podrelease.verify.trusted_root import SigstoreTrustRoot  # noqa: PLC0415
+
+    rekor2 = conformance / "rekor2-happy-path"
+    rekor2_bundle = (rekor2 / "bundle.sigstore.json").read_bytes()
+    rekor2_root = SigstoreTrustRoot.from_file(rekor2 / "trusted_root.json")
+    rekor2_sigstore = keyless_policy([identity], root=rekor2_root, use_sigstore=True)
 
     rows: list[tuple[str, float, str, float]] = []
     base = per_call(bare_ecdsa, args.runs)
@@ -118,6 +126,14 @@ def main() -> None:
         (
             "keyless verify_bundle (ours only)",
             per_call(lambda: verify_bundle(bundle, builtin, artifact, predicate_type=None), args.runs),
+            "bare cryptography ECDSA verify",
+            base,
+        )
+    )
+    rows.append(
+        (
+            "keyless Rekor v2 + TSA (sigstore-python + ours)",
+            per_call(lambda: verify_bundle(rekor2_bundle, rekor2_sigstore, artifact, predicate_type=None), args.runs),
             "bare cryptography ECDSA verify",
             base,
         )
