@@ -15,7 +15,8 @@ from aws_lambda_powertools.utilities import parameters
 
 from podrelease.core import edge
 from podrelease.core.obs import get_logger
-from podrelease.verify.policy import ReleasePolicy, enforce
+from podrelease.verify.gate import enforce
+from podrelease.verify.policy import ReleasePolicy
 from podrelease.verify.registry import Registry
 
 logger = get_logger(__name__)
@@ -58,7 +59,7 @@ def gate_release(
     *,
     grace_seconds: float,
 ) -> dict[str, Any]:
-    """Everything `environment` requires of repository@digest (`podrelease.verify.policy.enforce`):
+    """Everything `environment` requires of repository@digest (`podrelease.verify.gate.enforce`):
     the combined evidence, or the first refusal, a named VerificationFailed."""
     section = policy.environment(environment)
     evidence = enforce(registry, ecr_client, repository, digest, section, grace_seconds)
