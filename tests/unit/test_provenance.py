@@ -225,10 +225,9 @@ def test_a_bad_provenance_section_is_a_policy_error_naming_the_place(prod: dict[
     assert str(refused.value).startswith(f"release policy {message}")
 
 
-def test_the_default_policy_requires_the_build_workflows_provenance_in_prod() -> None:
+def test_the_default_policy_requires_the_build_workflows_provenance() -> None:
     identity = build_identity("acme", "podinfo", "main")
     policy = parse_policy(default_document(identity), keyless_factory=lambda identities: LocalSigstore.create().verifier())
-    assert policy.environment("prod").provenance == MAIN
-    assert policy.environment("dev").provenance is None
+    assert policy.environment("prod").provenance == policy.environment("dev").provenance == MAIN
     assert policy.environment("prod").attestation_wait_seconds == policy.environment("dev").attestation_wait_seconds == 120
 

@@ -78,6 +78,7 @@ def enforce(
     grace_seconds: float,
     *,
     attestation_wait: float | None = None,
+    scan_repository: str | None = None,
     sleep: Callable[[float], Any] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> dict[str, Any]:
@@ -85,7 +86,8 @@ def enforce(
     required), provenance (if required), scan (if configured); return the combined evidence: the
     signature gate's, plus `sbom`, `provenance` and `scan`. Raises the first refusal (each a
     VerificationFailed subclass with a name). `attestation_wait` overrides the policy's wait (the
-    command line passes 0)."""
+    command line passes 0); `scan_repository` is where the scan result is read (default:
+    `repository`)."""
     started = clock()
     evidence: dict[str, Any] = verify_with_grace(
         registry, repository, digest, policy.trust, grace_seconds, sleep=sleep, clock=clock
@@ -104,5 +106,5 @@ def enforce(
             ProvenanceMissing, deadline, sleep, clock,
         )
     if policy.scan is not None:
-        evidence["scan"] = check_scan(ecr_client, repository, digest, policy.scan, sleep=sleep, clock=clock)
+        evidence["scan"] = check_scan(ecr_client, scan_repository or repository, digest, policy.scan, sleep=sleep, clock=clock)
     return evidence

@@ -454,17 +454,16 @@ def build_identity(owner: str, repository: str, branch: str) -> str:
 
 def default_document(identity: str) -> str:
     """The policy a stack runs without a policy parameter: both environments accept what the
-    shipped build workflow signs (its keyless identity, GitHub's issuer) and require its signed SBOM;
-    prod also requires its signed provenance (that workflow as builder, its repository and ref)."""
+    shipped build workflow signs (its keyless identity, GitHub's issuer) and require its signed SBOM
+    and its signed provenance (that workflow as builder, its repository and ref; required in dev
+    too, so the approval page, which shows dev's evidence, names the build and who triggered it)."""
     section: dict[str, Any] = {"signers": {"keyless": [{"identity": identity, "issuer": BUILD_ISSUER}]},
                                "require_sbom": True, "attestation_wait_seconds": DEFAULT_ATTESTATION_WAIT_SECONDS}
-    environments = dict.fromkeys(ENVIRONMENTS, section)
     workflow = re.fullmatch(r"(?P<repository>https://github\.com/[^/]+/[^/]+)/\.github/workflows/[^@]+@(?P<ref>refs/.+)",
                             identity)
     if workflow is not None:
-        provenance = {"builder": identity, "repository": workflow["repository"], "ref": workflow["ref"]}
-        environments["prod"] = {**section, "require_provenance": provenance}
-    return json.dumps({"version": POLICY_VERSION, "environments": environments})
+        section["require_provenance"] = {"builder": identity, "repository": workflow["repository"], "ref": workflow["ref"]}
+    return json.dumps({"version": POLICY_VERSION, "environments": dict.fromkeys(ENVIRONMENTS, section)})
 
 
 def load_policy(
