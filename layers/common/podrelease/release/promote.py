@@ -7,8 +7,9 @@ What is copied, each manifest byte for byte:
 2. cosign's legacy tags of the digest, `sha256-<hex>.sig` (signatures) and `sha256-<hex>.att`
    (attestations), under the same tags;
 3. every OCI 1.1 referrer of the digest (cosign v3's signature, SBOM and provenance bundles), listed
-   with the OCI referrers API (`podrelease.verify.registry.EcrRegistry.list_referrers`, which needs
-   `ecr:GetAuthorizationToken` and `ecr:BatchGetImage` on the source). A referrer keeps its
+   with the OCI referrers API by the `referrers` reader the caller gives (the promote function
+   gives `podrelease.verify.registry.EcrRegistry`, which needs `ecr:GetAuthorizationToken` and
+   `ecr:BatchGetImage` on the source; this stage does not import the verify stage). A referrer keeps its
    `subject`, so the prod repository's referrers API lists it for the same digest; it is put
    untagged, after its subject, as a registry client pushes one.
 
@@ -23,12 +24,11 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from typing import Any
+from typing import Any, Protocol
 
 from botocore.exceptions import ClientError
 
 from podrelease.core.errors import PromotionFailed
-from podrelease.verify.registry import EcrRegistry, referrers_tag
 
 ACCEPTED = [
     "application/vnd.oci.image.manifest.v1+json",
@@ -42,6 +42,12 @@ MAX_BLOB_BYTES = 512 * 1024 * 1024
 MAX_PART_BYTES = 10 * 1024 * 1024
 #: cosign's legacy tags of a digest: signatures and attestations.
 EVIDENCE_TAG_SUFFIXES = (".sig", ".att")
+
+
+class Referrers(Protocol):
+    """Lists the OCI 1.1 referrers (descriptors with `digest`, `artifactType`) of repository@digest."""
+
+    def list_referrers(self, repository: str, digest: str) -> list[dict[str, Any]]: ...
 
 
 def _find(ecr: Any, repository: str, image_id: dict[str, str]) -> tuple[str, str, str] | None:
@@ -120,11 +126,11 @@ def _copy(ecr: Any, source: str, target: str, digest: str, opener: Any, depth: i
     return raw
 
 
-def _carry_evidence(ecr: Any, registry: Any, source: str, target: str, digest: str, opener: Any) -> dict[str, Any]:
+def _carry_evidence(ecr: Any, registry: Referrers, source: str, target: str, digest: str, opener: Any) -> dict[str, Any]:
     """Copy the digest's legacy `.sig`/`.att` tags and its referrers; what was carried."""
     tags: dict[str, str] = {}
     for suffix in EVIDENCE_TAG_SUFFIXES:
-        tag = referrers_tag(digest) + suffix
+        tag = digest.replace(":", "-", 1) + suffix  # cosign's sha256-<hex>.sig / .att
         found = _find(ecr, source, {"imageTag": tag})
         if found is not None:
             _copy(ecr, source, target, found[2], opener, tag=tag)
@@ -138,15 +144,15 @@ def _carry_evidence(ecr: Any, registry: Any, source: str, target: str, digest: s
 
 
 def promote(
-    ecr: Any, source: str, target: str, digest: str, opener: Any = urllib.request.urlopen, registry: Any = None
+    ecr: Any, source: str, target: str, digest: str, registry: Referrers, opener: Any = urllib.request.urlopen
 ) -> dict[str, Any]:
     """Copy `source@digest` and its evidence (see the module docstring) to `target`, each manifest
-    read back and compared. `registry` lists the referrers (default: an `EcrRegistry` over `ecr`).
+    read back and compared; `registry` lists the digest's referrers.
     Returns what was carried. PromotionFailed names what could not be copied; a registry that
     cannot be read now is RegistryError (the state retries)."""
     try:
         _copy(ecr, source, target, digest, opener)
-        carried = _carry_evidence(ecr, registry or EcrRegistry(ecr), source, target, digest, opener)
+        carried = _carry_evidence(ecr, registry, source, target, digest, opener)
     except ClientError as exc:
         msg = f"could not copy {source}@{digest} to {target}: {exc}"
         raise PromotionFailed(msg) from exc
