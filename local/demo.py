@@ -53,6 +53,7 @@ class Scenario:
     sbom: str = ""  # "" | "spdx" | "other-digest": the signed SBOM attestation pushed with the image
     secret_rotation: bool = False  # no release: rotate the dev workload secret under live traffic (run_rotation)
     superseded: bool = False  # while the release waits for approval, a newer image is pushed and approved
+    provenance: str = ""  # "" | the git ref the signed SLSA provenance pushed with the image says it was built from
 
 
 SCENARIOS = {s.name: s for s in [
@@ -69,11 +70,12 @@ SCENARIOS = {s.name: s for s in [
              approval_timeout=8),
     Scenario("duplicate-event", "EventBridge delivers the push event twice: one release only", "SUCCEEDED", None,
              duplicate_events=True),
-    Scenario("keyless", "signed and SBOM-attested keyless as the build workflow (local sigstore): the default policy trusts exactly that",
-             "SUCCEEDED", None, signing="keyless", sbom="spdx", policy="default"),
-    Scenario("keyless-rekor-v2", "signed and SBOM-attested keyless, logged in a Rekor v2 log (no integrated time) and "
+    Scenario("keyless", "signed, SBOM- and provenance-attested keyless as the build workflow (local sigstore): the default policy "
+             "trusts exactly that", "SUCCEEDED", None, signing="keyless", sbom="spdx", policy="default", provenance="refs/heads/main"),
+    Scenario("keyless-rekor-v2", "signed, SBOM- and provenance-attested keyless, logged in a Rekor v2 log (no integrated time) and "
              "timestamped by a TSA of the trusted root, as cosign v3 signs with a Rekor v2 signing config",
-             "SUCCEEDED", None, signing="keyless-rekor-v2", sbom="spdx", policy="default"),
+             "SUCCEEDED", None, signing="keyless-rekor-v2", sbom="spdx", policy="default",
+             provenance="refs/heads/main"),
     Scenario("missing-sbom", "signed, but no SBOM attestation while the policy requires one", "FAILED", "SbomMissing", None,
              policy="keys+sbom"),
     Scenario("sbom-other-digest", "the only SBOM attestation is about another image: it counts for nothing", "FAILED",
@@ -82,6 +84,9 @@ SCENARIOS = {s.name: s for s in [
              "MalformedEvent", None, event_only=True),
     Scenario("superseded", "a newer image reaches approval while this one waits: this one ends, the newer one is promoted",
              "FAILED", "ApprovalSuperseded", None, superseded=True),
+    Scenario("provenance", "prod requires provenance from the build workflow on main; this image was built from another ref: "
+             "dev runs it, prod refuses it after approval", "FAILED", "ProvenanceMismatch", policy="keys+provenance",
+             provenance="refs/heads/feature"),
     Scenario("rotation", "the dev JWT secret rotates in the middle of authenticated traffic (Lambda and fleet): zero failed requests",
              "SUCCEEDED", None, None, secret_rotation=True),
 ]}
@@ -195,6 +200,11 @@ def push_for(env: LocalRuntime, scenario: Scenario) -> Pushed:
     elif scenario.sbom == "other-digest":
         other_image = env.pusher.push_podinfo(WORKLOAD_REPOSITORY, "6.9.0-other", tag="other")
         env.pusher.attest_sbom(env.signing_key, image, other_digest=other_image.digest)
+    if scenario.provenance and scenario.signing in ("keyless", "keyless-rekor-v2"):
+        env.pusher.attest_provenance_keyless(env.sigstore, image, identity=env.build_identity, ref=scenario.provenance,
+                                             rekor_v2=scenario.signing == "keyless-rekor-v2")
+    elif scenario.provenance:
+        env.pusher.attest_provenance(env.signing_key, image, ref=scenario.provenance)
     return image
 
 

@@ -75,6 +75,10 @@ def _cause(cause: str) -> str:
         return cause
 
 
+#: Refusals that come after dev was deployed (at or after the approval): dev keeps the new digest.
+DEV_RUNS_AFTER = ("ApprovalRejected", "ApprovalTimedOut", "ProvenanceMismatch")
+
+
 def check_outcome(env: LocalRuntime, scenario: Scenario, image: Pushed, execution: dict[str, Any]) -> list[str]:
     """What is wrong with the end state for this scenario (empty when all is as expected)."""
     problems = []
@@ -93,7 +97,7 @@ def check_outcome(env: LocalRuntime, scenario: Scenario, image: Pushed, executio
         alias = lam.get_alias(FunctionName=outputs[key], Name="live")
         code = lam.get_function(FunctionName=outputs[key], Qualifier=alias["FunctionVersion"])["Code"]
         live = code["ImageUri"].endswith(image.digest)
-        should = scenario.expect_status == "SUCCEEDED" or (environment == "dev" and scenario.expect_error in ("ApprovalRejected", "ApprovalTimedOut"))
+        should = scenario.expect_status == "SUCCEEDED" or (environment == "dev" and scenario.expect_error in DEV_RUNS_AFTER)
         if (alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights"):
             problems.append(f"{environment} alias is left mid-shift: {alias['RoutingConfig']}")
         if live != should:

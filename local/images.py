@@ -101,6 +101,21 @@ class Pusher:
         manifest, blobs = signing.bundle_referrer_manifest(bundle, image.descriptor(), predicate_type=signing.SBOM_PREDICATES[fmt])
         return self.put(image.repository, manifest, blobs)
 
+    def attest_provenance(self, key: Any, image: Pushed, **fields: Any) -> Pushed:
+        """Push a key-signed SLSA provenance attestation of `image` (a cosign v3 bundle referrer);
+        `fields` go to `signing.provenance_predicate` (e.g. `ref="refs/heads/feature"`)."""
+        manifest, blobs = signing.provenance_attestation_artifact(key, image.digest, image.descriptor(), **fields)
+        return self.put(image.repository, manifest, blobs)
+
+    def attest_provenance_keyless(
+        self, sigstore: Any, image: Pushed, identity: str, *, rekor_v2: bool = False, **fields: Any
+    ) -> Pushed:
+        """Push SLSA provenance signed keyless as `identity` (the build workflow's certificate)."""
+        bundle = sigstore.keyless_bundle(image.digest, statement=signing.provenance_statement(image.digest, **fields),
+                                         identity=identity, rekor_v2=rekor_v2)
+        manifest, blobs = signing.bundle_referrer_manifest(bundle, image.descriptor(), predicate_type=signing.SLSA_PROVENANCE_V1)
+        return self.put(image.repository, manifest, blobs)
+
     def sign_bundle(self, key: Any, image: Pushed) -> Pushed:
         """Push a cosign v3 sigstore bundle as an OCI 1.1 referrer of the image."""
         manifest, blobs = signing.bundle_referrer_artifact(key, image.digest, image.descriptor())

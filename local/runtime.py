@@ -40,7 +40,7 @@ from local.stack import Stack
 from local.template import built_template
 from local.xray import XRayDaemon
 from podrelease.release import podinfo
-from podrelease.verify.policy import keys_document
+from podrelease.verify.policy import build_identity, keys_document, parse_policy
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -64,6 +64,17 @@ def release_policy(kind: str, pem: str) -> str:
         return keys_document(pem)  # dev and prod accept these keys, no SBOM, no scan
     if kind == "keys+sbom":
         return keys_document(pem, require_sbom=["dev", "prod"])
+    if kind == "keys+provenance":  # and prod requires provenance from the build workflow on main
+        document = json.loads(keys_document(pem))
+        owner, repository = GITHUB_REPOSITORY
+        document["environments"]["prod"]["require_provenance"] = {
+            "builder": build_identity(owner, repository, "main"),
+            "repository": f"https://github.com/{owner}/{repository}",
+            "ref": "refs/heads/main",
+        }
+        text = json.dumps(document)
+        parse_policy(text)  # what the stack reads must parse
+        return text
     if kind == "default":
         return ""
     msg = f"unknown local policy {kind!r}"

@@ -6,6 +6,8 @@ they verify, in the two layouts cosign uses (see `podrelease.verify.attachments`
 
 - `legacy_signature_artifact`: the `sha256-<hex>.sig` manifest (an OCI image manifest with a config
   blob and one simple-signing layer carrying its signature annotation);
+- `provenance_attestation_artifact`: SLSA provenance v1 (`podrelease.verify.provenance`) in a bundle
+  referrer, as `cosign attest --type slsaprovenance1` pushes it;
 - `bundle_referrer_artifact`: a sigstore bundle v0.3 (DSSE in-toto statement, predicate
   `https://sigstore.dev/cosign/sign/v1`, or a message signature) in an OCI 1.1 referrer manifest
   with `subject` and `artifactType`.
@@ -38,6 +40,7 @@ from podrelease.verify.attachments import (
     SIMPLESIGNING_MEDIA_TYPE,
 )
 from podrelease.verify.envelopes import INTOTO_PAYLOAD_TYPE, SIMPLESIGNING_TYPE, dsse_pae
+from podrelease.verify.provenance import GITHUB_BUILD_TYPE, SLSA_PROVENANCE_V1
 from podrelease.verify.registry import OCI_MANIFEST, referrers_tag, sha256_digest
 from podrelease.verify.sbom import CYCLONEDX_PREDICATE, SPDX_PREDICATE
 
@@ -385,3 +388,57 @@ def publish_attestation_legacy(
 ) -> str:
     """Publish a `.att` artifact under the legacy attestation tag of `image_digest`."""
     return publish(registry, repository, artifact, tag=referrers_tag(image_digest) + ATTESTATION_TAG_SUFFIX)
+
+
+# --- SLSA provenance attestations (cosign attest --type slsaprovenance1) ----------------------------
+# The predicate `podrelease.verify.provenance`'s docstring describes: GitHub's workflow build type, as
+# the build workflow writes it for the image it built.
+
+DEMO_SOURCE = "https://github.com/acme/podinfo"
+DEMO_COMMIT = "4f1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c"
+
+
+def provenance_predicate(
+    *,
+    repository: str = DEMO_SOURCE,
+    ref: str = "refs/heads/main",
+    commit: str = DEMO_COMMIT,
+    actor: str = "octocat",
+    run_id: int = 4242,
+    workflow: str = ".github/workflows/build.yml",
+) -> dict[str, Any]:
+    """SLSA provenance v1 of a build by `workflow` of `repository` at `ref` (commit, actor, run)."""
+    return {
+        "buildDefinition": {
+            "buildType": GITHUB_BUILD_TYPE,
+            "externalParameters": {"workflow": {"ref": ref, "repository": repository, "path": workflow}},
+            "internalParameters": {"github": {"event_name": "push", "actor": actor, "triggering_actor": actor,
+                                              "runner_environment": "github-hosted"}},
+            "resolvedDependencies": [{"uri": f"git+{repository}@{ref}", "digest": {"gitCommit": commit}}],
+        },
+        "runDetails": {
+            "builder": {"id": f"{repository}/{workflow}@{ref}"},
+            "metadata": {"invocationId": f"{repository}/actions/runs/{run_id}/attempts/1"},
+        },
+    }
+
+
+def provenance_statement(digest: str, predicate: Any = None, **fields: Any) -> bytes:
+    """The in-toto statement `cosign attest --type slsaprovenance1` signs for `digest`."""
+    return _compact(
+        {
+            "_type": STATEMENT_V1,
+            "predicateType": SLSA_PROVENANCE_V1,
+            "subject": [{"name": "podinfo", "digest": {"sha256": digest.removeprefix("sha256:")}}],
+            "predicate": provenance_predicate(**fields) if predicate is None else predicate,
+        }
+    )
+
+
+def provenance_attestation_artifact(
+    private_key: ec.EllipticCurvePrivateKey, digest: str, subject_descriptor: dict[str, Any], **fields: Any
+) -> tuple[bytes, Blobs]:
+    """The referrer manifest and blobs of a cosign v3 provenance attestation of `digest` (key-signed);
+    `fields` go to `provenance_predicate` (e.g. `ref="refs/heads/feature"`)."""
+    bundle = dsse_bundle(private_key, provenance_statement(digest, **fields))
+    return bundle_referrer_manifest(bundle, subject_descriptor, predicate_type=SLSA_PROVENANCE_V1)

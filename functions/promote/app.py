@@ -1,4 +1,5 @@
-"""Promote the approved digest: the prod repository gets the same manifest bytes by digest."""
+"""Promote the approved digest: the prod repository gets the same manifest bytes by digest, with the
+digest's signatures, attestations and referrers."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from podrelease.core import config, edge
 from podrelease.core.obs import bind_release, get_logger, get_tracer
 from podrelease.release.promote import promote
+from podrelease.verify.registry import EcrRegistry
 
 logger = get_logger()
 tracer = get_tracer()
 ecr = boto3.client("ecr")
+registry = EcrRegistry(ecr)  # lists the digest's referrers (OCI referrers API) to carry them
 PROD_REPOSITORY = config.require("PROD_REPOSITORY")
 
 
@@ -35,6 +38,6 @@ class PromoteRequest:
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = PromoteRequest.parse(event)
     bind_release(logger, request.release_id, tracer)
-    result = promote(ecr, request.repository, PROD_REPOSITORY, request.digest)
+    result = promote(ecr, request.repository, PROD_REPOSITORY, request.digest, registry=registry)
     logger.info("digest promoted", extra={"promotion": result})
     return result

@@ -34,5 +34,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     bind_release(logger, release_id_of(event), tracer)
     request = GateRequest.parse(event)
     return gate_release(
-        registry, ecr, policy(), request.repository, request.digest, request.environment, grace_seconds=GRACE_SECONDS
+        registry, ecr, policy(), request.repository, request.digest, request.environment, grace_seconds=GRACE_SECONDS,
+        scan_repository=request.scan_repository,
     )

@@ -17,6 +17,11 @@ from local.demo import approval_link, decide
 from local.demo_report import fleet_problems, fleet_view
 from local.runtime import APPROVERS, PROD_REPOSITORY, WORKLOAD_REPOSITORY, LocalRuntime
 from podrelease.release.events import execution_name, fallback_execution_name
+from podrelease.verify.gate import enforce
+from podrelease.verify.policy import EnvironmentPolicy
+from podrelease.verify.provenance import ProvenanceRequirement
+from podrelease.verify.registry import EcrRegistry
+from podrelease.verify.trust_policy import TrustPolicy
 from tests.statemachine.conftest import execution_arn, history, ledger_item, live_image, wait_for, wait_for_state
 
 pytestmark = pytest.mark.statemachine
@@ -90,6 +95,60 @@ def test_happy_path_promotes_the_same_digest_to_prod(env: LocalRuntime) -> None:
     prod_fleet = fleet_view(env, "prod")
     live = max(prod_fleet["weights"], key=prod_fleet["weights"].get)
     assert prod_fleet[live]["image"].endswith(f"/{PROD_REPOSITORY}@{digest}")
+
+
+def _public_pem(key: object) -> str:
+    from cryptography.hazmat.primitives import serialization
+
+    public = key.public_key()  # type: ignore[attr-defined]
+    return str(public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode())
+
+
+class _ProdOnly(EcrRegistry):
+    """The gate's ECR reader, refusing to read any repository but prod's."""
+
+    def get_manifest(self, repository: str, reference: str) -> object:  # type: ignore[override]
+        assert repository == PROD_REPOSITORY, f"read {repository}"
+        return super().get_manifest(repository, reference)
+
+    def get_blob(self, repository: str, digest: str, max_bytes: int = 4 * 1024 * 1024) -> bytes:
+        assert repository == PROD_REPOSITORY, f"read {repository}"
+        return super().get_blob(repository, digest, max_bytes)
+
+    def list_referrers(self, repository: str, digest: str) -> list[dict[str, object]]:
+        assert repository == PROD_REPOSITORY, f"read {repository}"
+        return super().list_referrers(repository, digest)
+
+
+def test_after_the_happy_release_prod_verifies_from_the_prod_repository_alone(env: LocalRuntime) -> None:
+    # GIVEN an image signed (legacy .sig and a bundle referrer) with its SBOM and provenance attested
+    image = env.pusher.push_podinfo(WORKLOAD_REPOSITORY, "6.9.3")
+    env.pusher.sign_legacy(env.signing_key, image)
+    env.pusher.sign_bundle(env.signing_key, image)
+    env.pusher.attest_sbom(env.signing_key, image, layout="legacy")
+    env.pusher.attest_provenance(env.signing_key, image)
+    name = execution_name(WORKLOAD_REPOSITORY, image.digest)
+    # WHEN its release is approved and ends
+    wait_for_state(env, name, "RequestApproval")
+    assert _approve(env, name) == 200
+    execution = wait_for(env, name)
+    assert execution["status"] == "SUCCEEDED"
+    # THEN the release's prod evidence was read from the prod repository (VerifyPromoted)
+    events = [e for e in history(env, name) if e["type"] == "TaskStateExited"]
+    promoted = [json.loads(e["stateExitedEventDetails"]["output"]) for e in events
+                if e["stateExitedEventDetails"]["name"] == "VerifyPromoted"]
+    assert len(promoted) == 1
+    assert promoted[0]["evidence_prod"]["repository"] == PROD_REPOSITORY
+    # AND the gate, reading only the prod repository, verifies both signatures, the SBOM and the provenance
+    policy = EnvironmentPolicy(
+        name="prod", trust=TrustPolicy.from_pem(_public_pem(env.signing_key)), require_sbom=True,
+        provenance=ProvenanceRequirement(builder="https://github.com/acme/podinfo/.github/workflows/build.yml@refs/heads/main",
+                                         repository="https://github.com/acme/podinfo", ref="refs/heads/main"))
+    ecr = env.client("ecr")
+    evidence = enforce(_ProdOnly(ecr), ecr, PROD_REPOSITORY, image.digest, policy, 0)
+    assert len(evidence["signatures"]) == 2
+    assert [s["source"] for s in evidence["sbom"]["sboms"]] == [f"tag:sha256-{image.digest[7:]}.att#1"]
+    assert evidence["provenance"]["commit"] == signing.DEMO_COMMIT
 
 
 @pytest.mark.parametrize(

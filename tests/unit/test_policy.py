@@ -230,7 +230,7 @@ INVALID: list[tuple[str, Any, str]] = [
     (
         "unknown environment field",
         _set(f"{DEV}.require_sbomb", True),
-        "release policy environments.dev: unknown field(s) 'require_sbomb' (allowed: require_sbom, scan, signers)",
+        "release policy environments.dev: unknown field(s) 'require_sbomb' (allowed: attestation_wait_seconds, require_provenance, require_sbom, scan, signers)",
     ),
     ("no signers", _drop(f"{DEV}.signers"), "release policy environments.dev: missing required field(s) 'signers'"),
     (
@@ -445,16 +445,20 @@ def test_the_default_policy_trusts_what_the_shipped_build_workflow_signs() -> No
     # THEN it signs and attests keyless (no --key: the certificate names the workflow) on the branch
     # the template's default names, and nothing else pushes a signature
     signs = [run for run in runs if run.startswith(("cosign sign", "cosign attest"))]
-    assert len(signs) == 2
+    assert len(signs) == 3
     assert all("--key" not in run for run in signs)
     assert any("--type spdxjson" in run for run in signs)
+    assert any("--type slsaprovenance1" in run for run in signs)
     assert workflow[True]["push"]["branches"] == [branch]  # YAML reads the key `on` as True
-    # AND the default policy trusts exactly that certificate identity, with its SBOM, in both environments
+    # AND the default policy trusts exactly that certificate identity, with its SBOM and its
+    # provenance from that workflow, repository and branch, in both environments
     identity = build_identity("acme", "podinfo", branch)
     assert identity.endswith(f"/{workflow_path.relative_to(ROOT)}@refs/heads/{branch}")
     document = json.loads(policy_module.default_document(identity))
+    provenance = {"builder": identity, "repository": "https://github.com/acme/podinfo", "ref": f"refs/heads/{branch}"}
     for section in document["environments"].values():
-        assert section == {"signers": {"keyless": [{"identity": identity, "issuer": ISSUER}]}, "require_sbom": True}
+        assert section == {"signers": {"keyless": [{"identity": identity, "issuer": ISSUER}]}, "require_sbom": True,
+                           "attestation_wait_seconds": 120, "require_provenance": provenance}
 
 
 @pytest.mark.parametrize(

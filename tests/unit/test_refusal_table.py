@@ -1,7 +1,7 @@
 """The refusal table: the whole gate (signature, SBOM, scan) as the Verify state runs it.
 
 Each row builds one situation on a MemoryRegistry (and a fake ECR scan API), then runs
-`podrelease.verify.policy.enforce` (`verify_image` with the grace wait, then `verify_sbom`, then
+`podrelease.verify.gate.enforce` (`verify_image` with the grace wait, then `verify_sbom`, then
 `check_scan`) under a prod-like policy: the trusted key (plus, for keyless rows, a keyless verifier
 for the demo build workflow on a local sigstore instance), SBOM required, block at HIGH. Each row
 says the exact error class and a fragment of the reason; a baseline row passes, so every refusal
@@ -38,7 +38,8 @@ from podrelease.core.errors import (
     SignatureInvalid,
     SignatureMissing,
 )
-from podrelease.verify.policy import EnvironmentPolicy, enforce
+from podrelease.verify.gate import enforce
+from podrelease.verify.policy import EnvironmentPolicy
 from podrelease.verify.registry import OCI_MANIFEST, sha256_digest
 from podrelease.verify.scan import ScanPolicy
 from podrelease.verify.trust_policy import TrustPolicy

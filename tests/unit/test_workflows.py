@@ -202,3 +202,92 @@ def test_id_token_and_run_checkers_catch_the_bad_cases() -> None:
     assert id_token_jobs(workflow) == {"sneaky"}
     assert jobs_without_permissions(workflow) == ["unset"]
     assert expressions_in_run(workflow) == ["sneaky: title"]
+
+
+# --- build.yml: what it signs and attests, checked against what the gate reads ---------------------
+
+BUILD = WORKFLOWS_DIR / "build.yml"
+
+
+def build_steps() -> dict[str, dict[str, Any]]:
+    return {step["name"]: step for _, step in steps(load(BUILD))}
+
+
+def _step(prefix: str) -> tuple[int, dict[str, Any]]:
+    named = list(build_steps().items())
+    found = [(number, step) for number, (name, step) in enumerate(named) if name.startswith(prefix)]
+    assert len(found) == 1, f"build.yml has {len(found)} steps named {prefix!r}..."
+    return found[0]
+
+
+def test_build_attests_sbom_and_provenance_keyless_after_signing() -> None:
+    runs = [step.get("run", "") for step in build_steps().values()]
+    cosign = [line.strip() for run in runs for line in run.splitlines() if line.strip().startswith("cosign ")]
+    assert cosign == [
+        'cosign sign --yes "$IMAGE"',
+        'cosign attest --yes --type spdxjson --predicate sbom.spdx.json "$IMAGE"',
+        'cosign attest --yes --type slsaprovenance1 --predicate provenance.json "$IMAGE"',
+    ]
+
+
+def test_the_sbom_lists_packages_not_files_and_its_size_is_checked_before_it_is_attested() -> None:
+    from podrelease.verify.attachments import MAX_ATTACHMENT_BYTES
+
+    sbom_at, sbom = _step("SBOM (SPDX")
+    size_at, size = _step("SBOM size")
+    attest_at, _ = _step("Attest the SBOM")
+    assert sbom["env"]["SYFT_FILE_METADATA_SELECTION"] == "none"
+    assert sbom_at < size_at < attest_at
+    limit = int(load(BUILD)["jobs"]["image"]["env"]["SBOM_MAX_BYTES"])
+    assert 0 < limit <= MAX_ATTACHMENT_BYTES // 4  # the bundle around it stays far below the gate's cap
+    assert '-gt "$SBOM_MAX_BYTES"' in size["run"]
+    assert "exit 1" in size["run"]
+
+
+def test_ci_verifies_with_the_gates_code_and_pinned_root_not_cosign() -> None:
+    _, verify = _step("Verify with the gate")
+    run = verify["run"]
+    assert "cosign verify" not in "\n".join(step.get("run", "") for step in build_steps().values())
+    assert "python -m podrelease.verify.cli verify-image" in run
+    assert "--policy" in run
+    assert "default_document" in run
+    assert "--trusted-root" not in run  # the pinned root shipped in the package
+    assert "layers/common/requirements.txt" in run
+
+
+def test_the_workflows_provenance_is_what_the_default_policy_requires(tmp_path: Path) -> None:
+    # GIVEN the GitHub environment of a push to main (what the runner sets; no expressions)
+    import json
+    import subprocess
+
+    from podrelease.verify.policy import build_identity, default_document
+    from podrelease.verify.provenance import read_provenance
+
+    _, step = _step("Provenance (SLSA v1)")
+    env = {
+        "PATH": "/usr/bin:/bin", "GITHUB_SERVER_URL": "https://github.com", "GITHUB_REPOSITORY": "acme/podinfo",
+        "GITHUB_REF": "refs/heads/main", "GITHUB_SHA": "0123456789abcdef0123456789abcdef01234567",
+        "GITHUB_WORKFLOW_REF": "acme/podinfo/.github/workflows/build.yml@refs/heads/main", "GITHUB_RUN_ID": "99",
+        "GITHUB_RUN_ATTEMPT": "2", "GITHUB_EVENT_NAME": "push", "GITHUB_ACTOR": "alice", "GITHUB_TRIGGERING_ACTOR": "bob",
+        "GITHUB_REPOSITORY_ID": "1", "GITHUB_REPOSITORY_OWNER_ID": "2", "RUNNER_ENVIRONMENT": "github-hosted",
+    }
+    # WHEN the step's script runs
+    subprocess.run(["bash", "-c", step["run"]], cwd=tmp_path, env=env, check=True)  # noqa: S603, S607 - the workflow's own script
+    # THEN the gate reads the build from it, and it is exactly what the default policy requires
+    found = read_provenance(json.loads((tmp_path / "provenance.json").read_text()))
+    assert (found.commit, found.actor, found.triggering_actor) == ("0123456789abcdef0123456789abcdef01234567", "alice", "bob")
+    assert found.workflow_run == "https://github.com/acme/podinfo/actions/runs/99/attempts/2"
+    required = json.loads(default_document(build_identity("acme", "podinfo", "main")))["environments"]["prod"]["require_provenance"]
+    assert {"builder": found.builder, "repository": found.repository, "ref": found.ref} == required
+
+
+def test_the_attestations_delay_is_measured_from_the_push() -> None:
+    build_at, _ = _step("Build linux/arm64")
+    pushed_at, pushed = _step("Note when the image was pushed")
+    attested_at, attested = _step("Attest the provenance")
+    _, summary = _step("Summary")
+    assert build_at < pushed_at < attested_at
+    assert "PUSHED_AT=" in pushed["run"]
+    assert "ATTESTED_AT=" in attested["run"]
+    assert "gap=$((ATTESTED_AT - PUSHED_AT))" in summary["run"]
+    assert "attestation_wait_seconds" in summary["run"]

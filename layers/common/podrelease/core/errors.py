@@ -81,6 +81,20 @@ class SbomInvalid(VerificationFailed):
     when another one is good."""
 
 
+class ProvenanceMissing(VerificationFailed):
+    """The policy requires signed SLSA provenance and none signed for this digest is attached."""
+
+
+class ProvenanceInvalid(VerificationFailed):
+    """A provenance attestation for this digest is attached but fails: its envelope does not
+    verify with the environment's signers, or it cannot be read as SLSA provenance v1."""
+
+
+class ProvenanceMismatch(VerificationFailed):
+    """Signed provenance for this digest names another builder, source repository or ref than the
+    policy expects (or another builder than the certificate that signed it)."""
+
+
 class ScanBlocked(VerificationFailed):
     """The image's ECR scan has findings at or above the policy's blocking severity."""
 

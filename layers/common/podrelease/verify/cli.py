@@ -11,7 +11,7 @@
 `podrelease.verify.signatures.verify_bundle` (any in-toto predicate; the subject must be the artifact).
 `verify-image` reads Amazon ECR through boto3 (the usual AWS credential chain) and runs
 `podrelease.verify.signatures.verify_image`, or, with `--policy`, the whole environment gate
-(`podrelease.verify.policy.enforce`: signature, SBOM, scan), exactly as the verify function does.
+(`podrelease.verify.gate.enforce`: signature, SBOM, provenance, scan), exactly as the verify function does.
 
 Keyless policies use the pinned production trusted root shipped in the package unless
 `--trusted-root` names another (`--staging` has no pinned root: pass `--trusted-root`). Nothing is
@@ -120,7 +120,8 @@ def cmd_verify_image(args: argparse.Namespace) -> dict[str, Any]:
     ecr = session.client("ecr")
     registry = EcrRegistry(ecr, registry_id=args.registry_id) if args.registry_id else EcrRegistry(ecr)
     if args.policy:
-        from podrelease.verify.policy import enforce, installed_keyless_factory, parse_policy  # noqa: PLC0415
+        from podrelease.verify.gate import enforce  # noqa: PLC0415
+        from podrelease.verify.policy import installed_keyless_factory, parse_policy  # noqa: PLC0415
 
         try:
             document = Path(args.policy).read_bytes()
@@ -128,7 +129,7 @@ def cmd_verify_image(args: argparse.Namespace) -> dict[str, Any]:
             msg = f"the policy file {args.policy[:200]} cannot be read"
             raise PolicyError(msg) from exc
         environment = parse_policy(document, keyless_factory=installed_keyless_factory).environment(args.environment)
-        evidence: dict[str, Any] = enforce(registry, ecr, args.repository, args.digest, environment, 0)
+        evidence: dict[str, Any] = enforce(registry, ecr, args.repository, args.digest, environment, 0, attestation_wait=0)
         return evidence
     from podrelease.verify.signatures import verify_image  # noqa: PLC0415
 

@@ -33,6 +33,14 @@ Fields of an environment:
   (the certificate's SAN, exactly or as a regular expression matched against the whole SAN, and
   the exact OIDC issuer URL). At least one signer. The same signers sign SBOM attestations.
 - `require_sbom` (default false): a signed SPDX or CycloneDX attestation of this digest is required.
+- `require_provenance` (optional): `{"builder", "repository", "ref"}`: a signed SLSA provenance v1
+  attestation of this digest from exactly that builder (the build workflow's
+  `https://github.com/<owner>/<repo>/.github/workflows/build.yml@refs/heads/main`), source
+  repository (`https://github.com/<owner>/<repo>`) and git ref (`refs/heads/main`) is required
+  (`podrelease.verify.provenance`); its builder, source, ref, commit, run and actor become evidence.
+- `attestation_wait_seconds` (optional, 0..120): how long, from the gate's start, a required SBOM or
+  provenance attestation is waited for (the build attests well after it signs: see docs/policy-gates.md
+  for how the default was sized). Absent: the signature's grace (SignatureWaitSeconds).
 - `scan` (optional): `block_at` (CRITICAL, HIGH, MEDIUM, LOW, INFORMATIONAL, UNDEFINED),
   `in_progress` (`wait`, the default, or `fail`), `wait_seconds` (0..60, default 30), `top`
   (finding ids kept in the evidence, 0..50, default 10).
@@ -51,26 +59,21 @@ which returns the `KeylessVerifier` the signature gate consults (`podrelease.ver
 only when a policy names keyless signers: sigstore's import is slow). Without a factory, keyless
 entries are a PolicyError.
 
-`enforce` runs everything an environment requires, in order: signature (with the grace wait),
-SBOM (if required; the same grace covers an attestation pushed just after the signature), scan
-(if configured), and returns the combined evidence.
+`podrelease.verify.gate.enforce` runs everything an environment requires.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
-from podrelease.core.errors import ConfigurationError, PolicyError, PolicyUnavailable, SbomMissing
-from podrelease.verify.gate import verify_with_grace
-from podrelease.verify.registry import Registry
-from podrelease.verify.sbom import verify_sbom
-from podrelease.verify.scan import ScanPolicy, check_scan
+from podrelease.core.errors import ConfigurationError, PolicyError, PolicyUnavailable
+from podrelease.verify.provenance import ProvenanceRequirement
+from podrelease.verify.scan import ScanPolicy
 from podrelease.verify.trust_policy import KeylessVerifier, TrustedKey, TrustPolicy
 
 ENVIRONMENTS: tuple[str, ...] = ("dev", "prod")
@@ -78,6 +81,12 @@ POLICY_VERSION = 1
 #: A policy document larger than this is refused unread (Lambda's environment holds 4 KiB anyway).
 MAX_POLICY_BYTES = 64 * 1024
 MAX_SIGNERS = 16
+#: The longest attestation wait a policy may set: with the signature's grace (at most 90 s, waited
+#: from the same start) and a scan still in progress (at most 60 s) it fits the verify function's
+#: 180 s timeout.
+MAX_ATTESTATION_WAIT_SECONDS = 120
+#: The attestation wait of the default policy (the build workflow's own output): see docs/policy-gates.md.
+DEFAULT_ATTESTATION_WAIT_SECONDS = 120
 _MAX_TEXT = 1024
 
 
@@ -114,6 +123,9 @@ class EnvironmentPolicy:
     require_sbom: bool = False
     scan: ScanPolicy | None = None
     keyless: tuple[KeylessIdentity, ...] = ()
+    provenance: ProvenanceRequirement | None = None
+    #: None: attestations share the signature's grace.
+    attestation_wait_seconds: int | None = None
 
     def describe(self) -> dict[str, Any]:
         """JSON-able summary for logs and evidence (key ids, never key material)."""
@@ -125,6 +137,10 @@ class EnvironmentPolicy:
         }
         if self.scan is not None:
             out["scan"] = {"block_at": self.scan.block_at, "in_progress": self.scan.in_progress}
+        if self.provenance is not None:
+            out["require_provenance"] = dict(vars(self.provenance))
+        if self.attestation_wait_seconds is not None:
+            out["attestation_wait_seconds"] = self.attestation_wait_seconds
         return out
 
 
@@ -244,6 +260,25 @@ def _scan(value: object, where: str) -> ScanPolicy:
         raise _fail(where, str(exc)) from exc
 
 
+def _provenance(value: object, where: str) -> ProvenanceRequirement:
+    body = _object(value, where, {"builder", "repository", "ref"}, {"builder", "repository", "ref"})
+    builder, repository, ref = (_text(body[name], f"{where}.{name}") for name in ("builder", "repository", "ref"))
+    if not repository.startswith("https://"):
+        raise _fail(f"{where}.repository", f"{repository[:80]!r} is not an https:// repository URL")
+    if not ref.startswith("refs/"):
+        raise _fail(f"{where}.ref", f"{ref[:80]!r} is not a git ref (refs/heads/..., refs/tags/...)")
+    if not builder.startswith(f"{repository}/") or not builder.endswith(f"@{ref}"):
+        raise _fail(f"{where}.builder", f"{builder[:120]!r} is not a workflow of {repository} at {ref}")
+    return ProvenanceRequirement(builder=builder, repository=repository, ref=ref)
+
+
+def _attestation_wait(value: object, where: str) -> int:
+    seconds = _integer(value, where)
+    if not 0 <= seconds <= MAX_ATTESTATION_WAIT_SECONDS:
+        raise _fail(where, f"is {seconds}; it must be 0..{MAX_ATTESTATION_WAIT_SECONDS}")
+    return seconds
+
+
 def _kms(value: object, where: str, resolver: KmsResolver | None, seen: set[str]) -> list[TrustedKey]:
     entries = _list(value, where)
     if entries and resolver is None:
@@ -268,7 +303,8 @@ def _environment(
     name: str, value: object, keyless_factory: KeylessFactory | None, kms_resolver: KmsResolver | None = None
 ) -> EnvironmentPolicy:
     where = f"environments.{name}"
-    body = _object(value, where, {"signers", "require_sbom", "scan"}, {"signers"})
+    body = _object(value, where, {"signers", "require_sbom", "require_provenance", "attestation_wait_seconds", "scan"},
+                   {"signers"})
     signers = _object(body["signers"], f"{where}.signers", {"keys", "keyless", "kms"})
     keys = _keys(signers.get("keys", []), f"{where}.signers.keys")
     keys += _kms(signers.get("kms", []), f"{where}.signers.kms", kms_resolver, {k.key_id for k in keys})
@@ -296,6 +332,10 @@ def _environment(
         require_sbom=require_sbom,
         scan=scan,
         keyless=tuple(identities),
+        provenance=(_provenance(body["require_provenance"], f"{where}.require_provenance")
+                    if "require_provenance" in body else None),
+        attestation_wait_seconds=(_attestation_wait(body["attestation_wait_seconds"], f"{where}.attestation_wait_seconds")
+                                  if "attestation_wait_seconds" in body else None),
     )
 
 
@@ -414,8 +454,15 @@ def build_identity(owner: str, repository: str, branch: str) -> str:
 
 def default_document(identity: str) -> str:
     """The policy a stack runs without a policy parameter: both environments accept what the
-    shipped build workflow signs (its keyless identity, GitHub's issuer) and require its signed SBOM."""
-    section = {"signers": {"keyless": [{"identity": identity, "issuer": BUILD_ISSUER}]}, "require_sbom": True}
+    shipped build workflow signs (its keyless identity, GitHub's issuer) and require its signed SBOM
+    and its signed provenance (that workflow as builder, its repository and ref; required in dev
+    too, so the approval page, which shows dev's evidence, names the build and who triggered it)."""
+    section: dict[str, Any] = {"signers": {"keyless": [{"identity": identity, "issuer": BUILD_ISSUER}]},
+                               "require_sbom": True, "attestation_wait_seconds": DEFAULT_ATTESTATION_WAIT_SECONDS}
+    workflow = re.fullmatch(r"(?P<repository>https://github\.com/[^/]+/[^/]+)/\.github/workflows/[^@]+@(?P<ref>refs/.+)",
+                            identity)
+    if workflow is not None:
+        section["require_provenance"] = {"builder": identity, "repository": workflow["repository"], "ref": workflow["ref"]}
     return json.dumps({"version": POLICY_VERSION, "environments": dict.fromkeys(ENVIRONMENTS, section)})
 
 
@@ -456,40 +503,3 @@ def load_policy(
     msg = ("no release policy: deploy with ReleasePolicyParameter (an SSM parameter holding the policy document) "
            "or with GitHubOrg and GitHubRepo (the default policy trusts their build workflow)")
     raise ConfigurationError(msg)
-
-
-# --- enforcing ----------------------------------------------------------------------------------
-
-
-def enforce(
-    registry: Registry,
-    ecr_client: Any,
-    repository: str,
-    digest: str,
-    policy: EnvironmentPolicy,
-    grace_seconds: float,
-    *,
-    sleep: Callable[[float], Any] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
-) -> dict[str, Any]:
-    """Run every check `policy` requires for repository@digest; return the combined evidence: the
-    signature gate's, plus `sbom` when an SBOM is required and `scan` when a threshold is set.
-    Raises the first refusal (each a VerificationFailed subclass with a name)."""
-    started = clock()
-    verification = verify_with_grace(registry, repository, digest, policy.trust, grace_seconds, sleep=sleep, clock=clock)
-    evidence: dict[str, Any] = verification.evidence
-    if policy.require_sbom:
-        delay = 1.0
-        while True:
-            try:
-                evidence["sbom"] = verify_sbom(registry, repository, digest, policy.trust).evidence
-                break
-            except SbomMissing:
-                remaining = started + grace_seconds - clock()
-                if remaining <= 0:
-                    raise
-                sleep(min(delay, remaining))
-                delay = min(delay * 2, 10.0)
-    if policy.scan is not None:
-        evidence["scan"] = check_scan(ecr_client, repository, digest, policy.scan, sleep=sleep, clock=clock)
-    return evidence

@@ -15,7 +15,8 @@ from aws_lambda_powertools.utilities import parameters
 
 from podrelease.core import edge
 from podrelease.core.obs import get_logger
-from podrelease.verify.policy import ReleasePolicy, enforce
+from podrelease.verify.gate import enforce
+from podrelease.verify.policy import ReleasePolicy
 from podrelease.verify.registry import Registry
 
 logger = get_logger(__name__)
@@ -27,11 +28,15 @@ DEFAULT_ENVIRONMENT = "dev"
 
 @dataclass(frozen=True)
 class GateRequest:
-    """The verify function's event: the release's repository and digest, and the environment."""
+    """The verify function's event: the release's repository and digest, and the environment;
+    `scan_repository` (optional) is where the scan result is read: the VerifyPromoted state reads
+    signatures and attestations from the prod repository after promotion, the scan from the
+    workload repository that scanned the image on push."""
 
     repository: str
     digest: str
     environment: str
+    scan_repository: str | None = None
 
     @classmethod
     def parse(cls, event: Any) -> GateRequest:
@@ -40,6 +45,7 @@ class GateRequest:
             repository=edge.field(release, "repository", str, "verify.release"),
             digest=edge.field(release, "digest", str, "verify.release"),
             environment=edge.field(event, "environment", str, "verify", default=DEFAULT_ENVIRONMENT),
+            scan_repository=edge.field(event, "scan_repository", str, "verify", default="") or None,
         )
 
 
@@ -57,10 +63,11 @@ def gate_release(
     environment: str,
     *,
     grace_seconds: float,
+    scan_repository: str | None = None,
 ) -> dict[str, Any]:
-    """Everything `environment` requires of repository@digest (`podrelease.verify.policy.enforce`):
+    """Everything `environment` requires of repository@digest (`podrelease.verify.gate.enforce`):
     the combined evidence, or the first refusal, a named VerificationFailed."""
     section = policy.environment(environment)
-    evidence = enforce(registry, ecr_client, repository, digest, section, grace_seconds)
+    evidence = enforce(registry, ecr_client, repository, digest, section, grace_seconds, scan_repository=scan_repository)
     logger.info("release gate passed", extra={"environment": section.name, "policy": policy.source, "evidence": evidence})
     return evidence

@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +70,7 @@ from podrelease.verify.attachments import (
 from podrelease.verify.decoding import json_object
 from podrelease.verify.envelopes import (
     MAX_SIGNATURE_BYTES,
+    DsseResult,
     bundle_object,
     in_toto_statement,
     is_certificate_material,
@@ -141,7 +142,7 @@ class SbomVerification:
 
 
 @dataclass
-class _Candidate:
+class Candidate:
     """An attestation envelope found attached to the image, not yet trusted."""
 
     source: str
@@ -159,18 +160,22 @@ class _Candidate:
 # --- what each attached candidate is -------------------------------------------------------------
 
 
-def _candidate(attachment: Attachment, ignored: list[dict[str, Any]]) -> _Candidate | None:
+def attestation_candidate(
+    attachment: Attachment, ignored: list[dict[str, Any]], predicates: Collection[str] = SBOM_PREDICATES.keys()
+) -> Candidate | None:
     """The envelope (and its verification material) of one attached attestation; None when it is
-    not an attestation at all (listed in `ignored`, or an image signature, the signature gate's)."""
+    not an attestation at all (listed in `ignored`, or an image signature, the signature gate's).
+    `predicates`: the predicate types the caller judges (an announced one with the wrong layout
+    is a malformed candidate rather than something to ignore)."""
     where = attachment.source if attachment.layer is None else f"{attachment.source}#{attachment.layer}"
-    candidate = _Candidate(source=where, manifest=attachment.manifest, announced=attachment.announced)
+    candidate = Candidate(source=where, manifest=attachment.manifest, announced=attachment.announced)
     if attachment.error is not None:
         candidate.error = attachment.error
         return candidate
     if attachment.is_referrer:
-        return _referrer_candidate(attachment, candidate)
+        return _referrer_candidate(attachment, candidate, predicates)
     if attachment.media_type != DSSE_ENVELOPE_MEDIA_TYPE:
-        if attachment.announced in SBOM_PREDICATES:
+        if attachment.announced in predicates:
             candidate.error = MalformedSignature(
                 f"layer announces {attachment.announced} but has media type {attachment.media_type[:80]!r}, "
                 f"not {DSSE_ENVELOPE_MEDIA_TYPE}"
@@ -186,7 +191,7 @@ def _candidate(attachment: Attachment, ignored: list[dict[str, Any]]) -> _Candid
     return candidate
 
 
-def _referrer_candidate(attachment: Attachment, candidate: _Candidate) -> _Candidate | None:
+def _referrer_candidate(attachment: Attachment, candidate: Candidate, predicates: Collection[str]) -> Candidate | None:
     candidate.bundle_json = attachment.content or b""
     try:
         bundle = bundle_object(candidate.bundle_json)
@@ -194,9 +199,9 @@ def _referrer_candidate(attachment: Attachment, candidate: _Candidate) -> _Candi
         candidate.error = exc
         return candidate
     if "messageSignature" in bundle and "dsseEnvelope" not in bundle:
-        if attachment.announced in SBOM_PREDICATES:
+        if attachment.announced in predicates:
             candidate.error = MalformedSignature(
-                "bundle announces an SBOM but holds a message signature, not a DSSE statement"
+                f"bundle announces {str(attachment.announced)[:80]} but holds a message signature, not a DSSE statement"
             )
             return candidate
         return None  # a message signature is an image signature, not an attestation
@@ -212,7 +217,7 @@ def _referrer_candidate(attachment: Attachment, candidate: _Candidate) -> _Candi
 # --- judging it ---------------------------------------------------------------------------------
 
 
-def _peek(candidate: _Candidate) -> tuple[str | None, list[str]]:
+def peek(candidate: Candidate) -> tuple[str | None, list[str]]:
     """The statement's predicate type and subject digests, read WITHOUT verifying: only to decide
     whether the envelope is used. (None, []) when unreadable."""
     if candidate.error is not None or candidate.envelope is None:
@@ -251,7 +256,7 @@ def _check_document(fmt: str, predicate: Any) -> str | None:
     raise MalformedSignature(msg)
 
 
-def _signer_of(key: object) -> tuple[str | None, dict[str, Any] | None]:
+def signer_of(key: object) -> tuple[str | None, dict[str, Any] | None]:
     """(identity, signer details) of a key a keyless verifier vouched for; (None, None) for keys."""
     signer = getattr(key, "signer", None)
     if not isinstance(signer, Mapping):
@@ -261,7 +266,12 @@ def _signer_of(key: object) -> tuple[str | None, dict[str, Any] | None]:
     return (str(identity) if identity is not None else None), details
 
 
-def _verify_used(candidate: _Candidate, policy: TrustPolicy, digest: str) -> SbomEvidence:
+def verified_statement(
+    candidate: Candidate, policy: TrustPolicy, digest: str, predicates: Collection[str], what: str
+) -> tuple[dict[str, Any], DsseResult]:
+    """The signed in-toto statement of a used candidate, after its signature verified under
+    `policy`, its predicate is one of `predicates` (`what` names them in refusals: "SBOM") and
+    what was announced, and its subjects include `digest`. Raises SignatureInvalid, MalformedSignature or DigestMismatch."""
     if candidate.error is not None:
         raise candidate.error
     if candidate.envelope is None:  # pragma: no cover - every candidate has one or the other
@@ -277,8 +287,8 @@ def _verify_used(candidate: _Candidate, policy: TrustPolicy, digest: str) -> Sbo
     # From here on, only the authenticated payload is read.
     statement = in_toto_statement(result.payload_type, result.payload)
     predicate_type = statement.get("predicateType")
-    if not isinstance(predicate_type, str) or predicate_type not in SBOM_PREDICATES:
-        msg = f"statement predicate {str(predicate_type)[:80]!r} is not an SBOM (SPDX or CycloneDX)"
+    if not isinstance(predicate_type, str) or predicate_type not in predicates:
+        msg = f"statement predicate {str(predicate_type)[:80]!r} is not an {what} predicate ({', '.join(sorted(predicates))})"
         raise MalformedSignature(msg)
     if candidate.announced is not None and candidate.announced != predicate_type:
         msg = f"the attestation announces {candidate.announced[:80]!r} but its signed statement says {predicate_type!r}"
@@ -286,12 +296,18 @@ def _verify_used(candidate: _Candidate, policy: TrustPolicy, digest: str) -> Sbo
     expected_hex = digest.removeprefix("sha256:")
     signed = statement_subjects(statement)
     if expected_hex not in signed:
-        msg = f"valid SBOM attestation by key {result.key.key_id[:16]} is not about {digest}"
+        msg = f"valid {what} attestation by key {result.key.key_id[:16]} is not about {digest}"
         raise DigestMismatch(msg)
+    return statement, result
+
+
+def _verify_used(candidate: Candidate, policy: TrustPolicy, digest: str) -> SbomEvidence:
+    statement, result = verified_statement(candidate, policy, digest, SBOM_PREDICATES.keys(), "SBOM")
+    predicate_type = str(statement["predicateType"])
     fmt = SBOM_PREDICATES[predicate_type]
     predicate = statement.get("predicate")
     spec_version = _check_document(fmt, predicate)
-    identity, signer = _signer_of(result.key)
+    identity, signer = signer_of(result.key)
     return SbomEvidence(
         format=fmt,
         predicate_type=predicate_type,
@@ -306,15 +322,15 @@ def _verify_used(candidate: _Candidate, policy: TrustPolicy, digest: str) -> Sbo
 
 
 def _sort_candidates(
-    candidates: list[_Candidate], digest: str, ignored: list[dict[str, Any]]
-) -> tuple[list[_Candidate], list[dict[str, Any]]]:
+    candidates: list[Candidate], digest: str, ignored: list[dict[str, Any]]
+) -> tuple[list[Candidate], list[dict[str, Any]]]:
     """The candidates the gate must verify, and SBOMs attached for another digest; the rest (not an
     SBOM) go to `ignored`."""
     expected_hex = digest.removeprefix("sha256:")
-    used: list[_Candidate] = []
+    used: list[Candidate] = []
     other_digests: list[dict[str, Any]] = []
     for candidate in candidates:
-        predicate, subjects = _peek(candidate)
+        predicate, subjects = peek(candidate)
         announced = candidate.announced
         if predicate is None:
             # Unreadable: used unless announced as something other than an SBOM.
@@ -355,7 +371,7 @@ def verify_sbom(registry: Registry, repository: str, digest: str, policy: TrustP
         for other in attached.passed_over
         if other.predicate_type is None
     )
-    candidates = [c for c in (_candidate(a, ignored) for a in attached.candidates) if c is not None]
+    candidates = [c for c in (attestation_candidate(a, ignored) for a in attached.candidates) if c is not None]
 
     used, other_digests = _sort_candidates(candidates, digest, ignored)
 
