@@ -43,6 +43,10 @@ def _when(event: Mapping[str, Any]) -> datetime:
     return stamp if isinstance(stamp, datetime) else datetime.fromisoformat(str(stamp))
 
 
+def last_event_at(events: Sequence[Mapping[str, Any]]) -> datetime:
+    return _when(events[-1])
+
+
 def entries(events: Sequence[Mapping[str, Any]]) -> list[Entry]:
     """Every `*StateEntered` event, in history order."""
     return [Entry(e["stateEnteredEventDetails"]["name"], _when(e)) for e in events if str(e["type"]).endswith("StateEntered")]

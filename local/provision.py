@@ -259,7 +259,9 @@ class Provisioner:
 
     # --- orchestration --------------------------------------------------------------------------------
     def create_StepFunctions_StateMachine(self, logical_id: str, props: dict[str, Any]) -> None:
-        source_path = Path(self.local_paths[logical_id])
+        # `__Definition.<LogicalId>`: another ASL file for this state machine (`make bench` runs a pinned
+        # historical revision beside the current one); the substitutions are the template's all the same.
+        source_path = Path(self.stack.parameters.get(f"__Definition.{logical_id}") or self.local_paths[logical_id])
         definition = source_path.read_text()
         for key, value in props.get("DefinitionSubstitutions", {}).items():
             definition = definition.replace("${" + key + "}", str(value))
