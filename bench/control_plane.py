@@ -2,14 +2,16 @@
 
     PYTHONPATH=layers/common:. python -m bench.control_plane [--minute-seconds S] [--burst N] [--burst-deadline S]
 
-Runs, in order, each on its own local runtime (`make build-local`'s build):
-1. one happy release of the poll design (the ASL pinned at `bench.runs.BEFORE_REVISION`, read from git)
-   and one of the design in the tree, each with bakes at zero and at the shipped canary configs (a local
-   bake minute lasting `--minute-seconds`); the cold import of every built function;
-2. a burst of `--burst` signed pushes (bakes at zero, every approval given at once);
-3. the signature-gate and secret-gate benches (bench/bench_verify.py, bench/bench_gate.py).
-Then writes build/bench.json and docs/bench.md (bench.report). A run of the tree's design that fails
-fails the command (after writing what was measured); the pinned design failing is reported, not fatal.
+Runs, in order:
+1. on a local runtime (`make build-local`'s build) with bakes at zero: the cold import of every built
+   function, then one happy release of the design in the tree and one of the poll design (the ASL pinned
+   at `bench.runs.BEFORE_REVISION`, read from git, put on the same state machine);
+2. the same two releases on a runtime at the shipped canary configs (a bake minute lasting `--minute-seconds`);
+3. a burst of `--burst` signed pushes on a third runtime (bakes at zero, every approval given at once);
+4. the signature-gate and secret-gate benches (bench/bench_verify.py, bench/bench_gate.py).
+Then writes build/bench.json, docs/bench.md and the measured block of docs/scalability.md
+(bench.report). A run of the tree's design that fails fails the command (after writing what was
+measured); the pinned design failing is reported, not fatal.
 """
 
 # ruff: noqa: T201 - a command that tells its progress
@@ -80,21 +82,22 @@ def main() -> int:
                                       "machine": _machine(), "minute_seconds": args.minute_seconds,
                                       "before_revision": runs.BEFORE_REVISION}, "errors": {}}
     failed = False
-    pinned = runs.pinned_asl(args.work)
+    pinned = runs.pinned_asl()
     release_runs: dict[str, dict[str, ReleaseRun]] = {"before": {}, "after": {}}
     imports: dict[str, float] = {}
-    plan = [("before", "bake0", 0.0, pinned), ("before", "shipped", args.minute_seconds, pinned),
-            ("after", "bake0", 0.0, None), ("after", "shipped", args.minute_seconds, None)]
-    for design, config, minute, definition in plan:
-        print(f"bench: {design} design, {config} (minute {minute:g} s) ...", flush=True)
-        measure_imports = (design, config) == ("after", "bake0")
-        on_runtime = (lambda env: imports.update(runs.cold_imports(env, args.imports))) if measure_imports else None
+    for config, minute in (("bake0", 0.0), ("shipped", args.minute_seconds)):
+        print(f"bench: one release of each design, {config} (a canary minute lasts {minute:g} s) ...", flush=True)
+        on_runtime = (lambda env: imports.update(runs.cold_imports(env, args.imports))) if config == "bake0" else None
         try:
-            release_runs[design][config] = runs.release_run(args.work / f"{design}-{config}", design, minute, definition,
-                                                            on_runtime)
+            found, errors = runs.release_runs(args.work / config, minute, [("after", None), ("before", pinned)], on_runtime)
         except Exception as exc:
             traceback.print_exc()
-            result["errors"][f"{design}/{config}"] = f"{type(exc).__name__}: {exc}"
+            found, errors = {}, {"after": f"{type(exc).__name__}: {exc}", "before": "the local runtime did not start"}
+        for design, run in found.items():
+            release_runs[design][config] = run
+        for design, error in errors.items():
+            print(f"bench: {design}/{config} failed: {error}", flush=True)
+            result["errors"][f"{design}/{config}"] = error
             failed = failed or design == "after"
     release_runs = {d: c for d, c in release_runs.items() if "bake0" in c}
     if "after" in release_runs:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.metrics import Invocation
-from local.demo import SCENARIOS, approval_link, decide, push_for
+from local.demo import approval_link, decide
 from local.emulation.lambda_runtime import lambda_python
 from local.runtime import APPROVERS, WORKLOAD_REPOSITORY, LocalRuntime
 from podrelease.release.events import execution_name
@@ -36,19 +36,28 @@ class BenchFailed(RuntimeError):
     """A run did not produce what the figure needs (the release did not succeed, the stack did not start)."""
 
 
-def pinned_asl(work_dir: Path, revision: str = BEFORE_REVISION) -> Path:
-    """The ASL at `revision`, from git, written to a file the local runtime can create the state machine from."""
+def pinned_asl(revision: str = BEFORE_REVISION) -> str:
+    """The ASL at `revision`, from git (the historical baseline is read, never copied into the tree)."""
     command = ["git", "show", f"{revision}:{ASL}"]
-    text = subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True).stdout  # noqa: S603 - fixed git command
-    path = work_dir / f"release.asl.{revision}.json"
-    work_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return path
+    return subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True).stdout  # noqa: S603
 
 
-def _record_invocations(env: LocalRuntime, into: list[Invocation]) -> None:
+def use_definition(env: LocalRuntime, text: str) -> None:
+    """Make the release state machine run `text` (an ASL with `${...}` placeholders) from now on, with the
+    substitutions the stack resolved for the template's definition."""
+    attributes = env.stack.attributes["ReleaseStateMachine"]
+    for key, value in json.loads(attributes["DefinitionSubstitutions"]).items():
+        text = text.replace("${" + key + "}", value)
+    unresolved = sorted(set(re.findall(r"\$\{[A-Za-z0-9]+\}", text)))
+    if unresolved:
+        raise BenchFailed(f"the pinned ASL needs substitutions the template no longer has: {unresolved}")
+    env.client("stepfunctions").update_state_machine(stateMachineArn=attributes["Arn"], definition=text)
+
+
+def _record_invocations(env: LocalRuntime, into: list[Invocation]) -> Callable[[], None]:
     """Time every invocation of a control-plane function (podinfo, an image function, is the workload, not
-    the control plane). Wraps the runtime's own `run`, the one entry point of every invocation."""
+    the control plane) until the returned function is called. Wraps the runtime's own `run`, the one
+    entry point of every invocation."""
     runtime = env.emulation.runtime
     if runtime is None:
         raise BenchFailed("the local runtime has no Lambda runtime attached")
@@ -64,6 +73,11 @@ def _record_invocations(env: LocalRuntime, into: list[Invocation]) -> None:
         return reply
 
     runtime.run = timed  # type: ignore[method-assign]
+
+    def stop() -> None:
+        runtime.run = original  # type: ignore[method-assign]
+
+    return stop
 
 
 def _arn(env: LocalRuntime, name: str) -> str:
@@ -109,34 +123,72 @@ class ReleaseRun:
     function_ids: dict[str, str] = field(default_factory=dict)  # function name -> logical id
 
 
-def release_run(work_dir: Path, design: str, minute_seconds: float, definition: Path | None = None,
-                on_runtime: Callable[[LocalRuntime], None] | None = None) -> ReleaseRun:
-    """Push one signed, healthy image and approve its release as soon as the email comes (the demo's
-    `happy` scenario, approver included); return the release's history. `definition`: another ASL file
-    for the state machine (the pinned poll design). `on_runtime`: called with the runtime after the
-    release, before it stops (cold imports are measured there)."""
-    overrides = {"__Definition.ReleaseStateMachine": str(definition)} if definition else {}
-    with LocalRuntime.start(work_dir, minute_seconds=minute_seconds, overrides=overrides) as env:
-        invocations: list[Invocation] = []
-        _record_invocations(env, invocations)
+def _push_signed(env: LocalRuntime, version: str) -> str:
+    """A healthy podinfo image signed as the demo's happy scenario signs it (legacy `.sig` and a bundle)."""
+    image = env.pusher.push_podinfo(WORKLOAD_REPOSITORY, version, tag=version)
+    env.pusher.sign_legacy(env.signing_key, image)
+    env.pusher.sign_bundle(env.signing_key, image)
+    return image.digest
+
+
+def _one_release(env: LocalRuntime, design: str, version: str, minute_seconds: float) -> ReleaseRun:
+    invocations: list[Invocation] = []
+    stop_recording = _record_invocations(env, invocations)
+    try:
         pushed_at = datetime.now(UTC)
-        image = push_for(env, SCENARIOS["happy"])
-        name = execution_name(WORKLOAD_REPOSITORY, image.digest)
+        name = execution_name(WORKLOAD_REPOSITORY, _push_signed(env, version))
         link = approval_link(env, APPROVERS[0], name, timeout=600)
         if link is None:
             raise BenchFailed(f"{design}: no approval email for {name}")
         status, _ = decide(link, "approve")
         execution = _wait_ended(env, name, timeout=900)
-        if execution["status"] != "SUCCEEDED":
-            raise BenchFailed(f"{design}: the happy release ended {execution['status']} ({execution.get('error')}: "
-                              f"{str(execution.get('cause'))[:300]}); approval answered {status}")
-        events = history(env, name)
-        deployed = json.loads(env.client("stepfunctions").describe_state_machine(
-            stateMachineArn=env.stack.outputs["ReleaseStateMachineArn"])["definition"])
+    finally:
+        stop_recording()
+    if execution["status"] != "SUCCEEDED":
+        raise BenchFailed(f"{design}: the happy release ended {execution['status']} ({execution.get('error')}: "
+                          f"{str(execution.get('cause'))[:300]}); approval answered {status}")
+    deployed = json.loads(env.client("stepfunctions").describe_state_machine(
+        stateMachineArn=env.stack.outputs["ReleaseStateMachineArn"])["definition"])
+    ids = {f.name: f.logical_id for f in env.stack.functions.values()}
+    return ReleaseRun(design, minute_seconds, pushed_at, history(env, name), deployed, list(invocations), ids)
+
+
+def release_runs(work_dir: Path, minute_seconds: float, designs: list[tuple[str, str | None]],
+                 on_runtime: Callable[[LocalRuntime], None] | None = None) -> tuple[dict[str, ReleaseRun], dict[str, str]]:
+    """On one local runtime, one happy release per design, in order: push a signed, healthy image and
+    approve its release as soon as the email comes. A design is (name, ASL text), None for the tree's
+    own ASL. `on_runtime`: called with the runtime before the releases (cold imports are measured there).
+    Returns the runs and, per design that failed, why."""
+    found: dict[str, ReleaseRun] = {}
+    errors: dict[str, str] = {}
+    env = LocalRuntime.start(work_dir, minute_seconds=minute_seconds)
+    try:
         if on_runtime is not None:
             on_runtime(env)
-        ids = {f.name: f.logical_id for f in env.stack.functions.values()}
-        return ReleaseRun(design, minute_seconds, pushed_at, events, deployed, list(invocations), ids)
+        tree = env.client("stepfunctions").describe_state_machine(
+            stateMachineArn=env.stack.outputs["ReleaseStateMachineArn"])["definition"]
+        for n, (design, text) in enumerate(designs):
+            try:
+                if text is None:
+                    env.client("stepfunctions").update_state_machine(
+                        stateMachineArn=env.stack.outputs["ReleaseStateMachineArn"], definition=tree)
+                else:
+                    use_definition(env, text)
+                found[design] = _one_release(env, design, f"6.9.{10 + n}", minute_seconds)
+            except Exception as exc:  # one design failing must not lose the other's figures
+                errors[design] = f"{type(exc).__name__}: {exc}"
+    finally:
+        stopped(env)
+    return found, errors
+
+
+def stopped(env: LocalRuntime) -> None:
+    """Stop the runtime; a failure to stop cleanly (seen under heavy load) is told, not raised: the
+    figures measured before it stand."""
+    try:
+        env.stop()
+    except Exception as exc:
+        print(f"bench: the local runtime did not stop cleanly: {type(exc).__name__}: {exc}", flush=True)  # noqa: T201
 
 
 # --- the burst --------------------------------------------------------------------------------------------
@@ -186,7 +238,8 @@ def _execution_digest(execution: dict[str, Any]) -> str:
 def burst_run(work_dir: Path, count: int, deadline_seconds: float) -> BurstRun:
     """`count` signed pushes of distinct images, one after another as fast as the local ECR takes
     them, bakes at zero, every approval given at once; wait until every release ended or the deadline."""
-    with LocalRuntime.start(work_dir, minute_seconds=0.0, approval_timeout=3600) as env:
+    env = LocalRuntime.start(work_dir, minute_seconds=0.0, approval_timeout=3600)
+    try:
         stop = threading.Event()
         approved: set[str] = set()
         threading.Thread(target=_approve_everything, args=(env, stop, approved), daemon=True).start()
@@ -217,6 +270,8 @@ def burst_run(work_dir: Path, count: int, deadline_seconds: float) -> BurstRun:
         ledger = env.client("dynamodb").scan(TableName=env.stack.outputs["LedgerTableName"])["Items"]
         live = {environment: live_digest(env, environment) for environment in ("dev", "prod")}
         return BurstRun(pushes, executions, ledger, live, started, ended, finished)
+    finally:
+        stopped(env)
 
 
 # --- cold imports -----------------------------------------------------------------------------------------
