@@ -259,9 +259,7 @@ class Provisioner:
 
     # --- orchestration --------------------------------------------------------------------------------
     def create_StepFunctions_StateMachine(self, logical_id: str, props: dict[str, Any]) -> None:
-        # `__Definition.<LogicalId>`: another ASL file for this state machine (`make bench` runs a pinned
-        # historical revision beside the current one); the substitutions are the template's all the same.
-        source_path = Path(self.stack.parameters.get(f"__Definition.{logical_id}") or self.local_paths[logical_id])
+        source_path = Path(self.local_paths[logical_id])
         definition = source_path.read_text()
         for key, value in props.get("DefinitionSubstitutions", {}).items():
             definition = definition.replace("${" + key + "}", str(value))
@@ -271,7 +269,9 @@ class Provisioner:
         arn = self.client("stepfunctions").create_state_machine(
             name=props["StateMachineName"], definition=definition, roleArn=props["RoleArn"], type=props.get("StateMachineType", "STANDARD")
         )["stateMachineArn"]
-        self._set(logical_id, arn, Arn=arn, Name=props["StateMachineName"])
+        # The substitutions as resolved: `make bench` runs a pinned historical revision of the ASL with them.
+        substitutions = json.dumps({key: str(value) for key, value in props.get("DefinitionSubstitutions", {}).items()})
+        self._set(logical_id, arn, Arn=arn, Name=props["StateMachineName"], DefinitionSubstitutions=substitutions)
 
     def create_Events_Rule(self, logical_id: str, props: dict[str, Any]) -> None:
         events = self.client("events")
