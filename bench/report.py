@@ -12,7 +12,7 @@ PER_DAY = (10, 100, 1000)
 
 
 def _usd(value: float) -> str:
-    return f"${value:.4f}" if value >= 0.0001 else f"${value:.6f}"
+    return f"${value:.5f}" if value >= 0.0001 else f"${value:.6f}"
 
 
 def _header(result: dict[str, Any]) -> list[str]:
@@ -107,10 +107,10 @@ def figures_poll(result: dict[str, Any]) -> str:
     return f"{result.get('shipped_poll_seconds', 30):g}"
 
 
-def _monthly(result: dict[str, Any]) -> list[str]:
+def _monthly(result: dict[str, Any], heading: str = "##") -> list[str]:
     if "cost_per_release_usd" not in result:
         return []
-    lines = ["## Per month (30 days), at the shipped configs", "", "| design | per release | " +
+    lines = [f"{heading} Cost per release and per month (30 days), at the shipped configs", "", "| design | per release | " +
              " | ".join(f"{n:,}/day" for n in PER_DAY) + " |", "|---|---:|" + "---:|" * len(PER_DAY)]
     rev = result["run"]["before_revision"]
     for design, configs in result["cost_per_release_usd"].items():
@@ -190,7 +190,7 @@ def scalability_block(result: dict[str, Any]) -> str:
             lines.append(f"| {CONFIGS[config]} | {b if b is not None else '-'} | {a if a is not None else '-'} | "
                          f"{metrics.ratio(a, b) if a is not None and b else '-'} |")
         lines.append("")
-    lines += _monthly(result)
+    lines += _monthly(result, "###")
     burst = result.get("burst")
     if burst:
         lines += [f"Burst of {burst['pushes']} signed pushes against the tree's lock: releases started "

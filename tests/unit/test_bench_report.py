@@ -30,5 +30,5 @@ def test_scalability_block_states_the_before_after_ratio_and_the_burst():
     assert "| shipped configs | 120 | 30 | 0.25 |" in block
     assert "| bakes at zero | 40 | 30 | 0.75 |" in block
     # $0.003 per release at 100 a day for 30 days = $9.00; at 1,000 a day = $90.00.
-    assert "| $0.0030 | $0.90 | $9.00 | $90.00 |" in block
+    assert "| $0.00300 | $0.90 | $9.00 | $90.00 |" in block
     assert "live in prod at the end: push 50 of 50 (the newest)" in block
