@@ -76,6 +76,9 @@ def release_figures(runs: dict[str, dict[str, ReleaseRun]], poll_seconds: float 
             figures["transitions_per_release"].setdefault(design, {})[config] = found["transitions"]
             figures["cost_per_release_usd"].setdefault(design, {})[config] = found["cost_usd"]
             figures.setdefault("details", {}).setdefault(design, {})[config] = found
+    figures["transitions_growth_with_bake"] = {  # the bar: within 10 of bake 0 at the shipped configs
+        design: found["shipped"] - found["bake0"] for design, found in figures["transitions_per_release"].items()
+        if "shipped" in found and "bake0" in found}
     shipped = runs["after"].get("shipped")
     if shipped is not None:
         real = metrics.real_stage_seconds(metrics.stage_split(shipped.events, shipped.pushed_at), stages, shipped.minute_seconds)

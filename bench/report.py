@@ -71,6 +71,10 @@ def _transitions(result: dict[str, Any]) -> list[str]:
             lines.append(f"| {DESIGNS[design].format(rev=rev)} | {CONFIGS[config]} | **{found['transitions']}** | "
                          f"{found['transitions_counted_locally']} | {laps} | {_usd(cost['step_functions'])} | "
                          f"{_usd(cost['lambda'])} | **{_usd(cost['total'])}** |")
+    growth = result.get("transitions_growth_with_bake", {})
+    if growth:
+        lines += ["", "Transitions the shipped configs add over bake 0 (`transitions_growth_with_bake`): " +
+                  ", ".join(f"{DESIGNS[d].format(rev=rev)} **{n:+d}**" for d, n in growth.items()) + "."]
     pipeline = result.get("codepipeline_v2_cost_per_release_usd")
     if pipeline:
         minutes = ", ".join(f"{k} {v / 60:.1f} min" for k, v in pipeline["action_seconds_shipped"].items())
