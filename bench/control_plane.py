@@ -99,18 +99,25 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         for design, error in errors.items():
             print(f"bench: {design}/{config} failed: {error}", flush=True)
             raw["errors"][f"{design}/{config}"] = error
+    _keep(args, raw)  # what is measured so far survives a later failure (recompute with --from-raw)
     print(f"bench: burst of {args.burst} pushes ...", flush=True)
     try:
         raw["burst"] = runs.burst_run(args.work / "burst", args.burst, args.burst_deadline)
     except Exception as exc:
         traceback.print_exc()
         raw["errors"]["burst"] = f"{type(exc).__name__}: {exc}"
+    _keep(args, raw)
     if not args.skip_gates:
         print("bench: signature gate and secret gate ...", flush=True)
         raw["gate"] = {"verify": _gate_bench("bench_verify.py"), "secret_gate": _gate_bench("bench_gate.py")}
         print(raw["gate"]["verify"]["table"] + raw["gate"]["secret_gate"]["table"], flush=True)
     raw["run"]["duration_s"] = round(time.monotonic() - clock, 1)
     return raw
+
+
+def _keep(args: argparse.Namespace, raw: dict[str, Any]) -> None:
+    args.work.mkdir(parents=True, exist_ok=True)
+    (args.work / "raw.pickle").write_bytes(pickle.dumps(raw))
 
 
 def compute(raw: dict[str, Any]) -> dict[str, Any]:
@@ -137,8 +144,7 @@ def main() -> int:
         raw = pickle.loads(args.from_raw.read_bytes())  # noqa: S301 - our own file, written by measure()
     else:
         raw = measure(args)
-        args.work.mkdir(parents=True, exist_ok=True)
-        (args.work / "raw.pickle").write_bytes(pickle.dumps(raw))
+        _keep(args, raw)
     result = compute(raw)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2, default=str) + "\n")
