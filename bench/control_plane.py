@@ -152,7 +152,7 @@ def main() -> int:
     if args.scalability.exists():
         args.scalability.write_text(report.replace_block(args.scalability.read_text(), report.scalability_block(result)))
     print(f"bench: wrote {args.json}, {args.doc} and the block of {args.scalability.name} "
-          f"({result['run']['duration_s']:.0f} s of runs)", flush=True)
+          f"({result['run'].get('duration_s', 0):.0f} s of runs)", flush=True)
     failed = [name for name in result["errors"] if not name.startswith("before/")]
     return 1 if failed else 0
 
