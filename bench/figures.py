@@ -108,6 +108,7 @@ def burst_figures(burst: BurstRun) -> dict[str, Any]:
     statuses = Counter(status for _, status, _, _ in burst.executions.values())
     errors = Counter(error for _, status, error, _ in burst.executions.values() if status == "FAILED")
     in_flight = {env: metrics.max_overlap(found) for env, found in intervals.items()}
+    failures = getattr(burst, "starter_failures", None)
     return {
         "pushes": len(digests),
         "releases_started": sum(1 for d in digests if per_digest[d] > 0),
@@ -123,5 +124,7 @@ def burst_figures(burst: BurstRun) -> dict[str, Any]:
         "prod_digest": prod,
         "prod_digest_push_index": digests.index(prod) + 1 if prod in digests else None,
         "prod_is_newest": prod == digests[-1] if digests else False,
+        # None: a run from before the starter's failures were recorded
+        "starter_dead_letters": None if failures is None else dict(Counter(failures)),
         "transitions_total": sum(metrics.transitions(events) for _, _, _, events in burst.executions.values()),
     }

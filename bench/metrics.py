@@ -236,12 +236,20 @@ def codepipeline_v2_cost(action_seconds: Mapping[str, float], free: Iterable[str
     return minutes * CODEPIPELINE_V2_PER_ACTION_MINUTE
 
 
+#: The stages whose time the canary bakes lengthen (the others do not depend on the deployment config).
+BAKED_STAGES = ("deploy_dev", "deploy_prod")
+
+
 def real_stage_seconds(stages: Mapping[str, float], stages_at_bake0: Mapping[str, float],
                        minute_seconds: float) -> dict[str, float]:
-    """Each stage's duration on AWS at the shipped configs, scaled as `real_laps` scales a loop: the
-    seconds the bakes added locally become real minutes, the rest stays as measured."""
-    return {stage: round(stages_at_bake0[stage] + max(seconds - stages_at_bake0[stage], 0.0) * 60.0 / minute_seconds, 3)
-            if minute_seconds > 0 else seconds for stage, seconds in stages.items()}
+    """Each stage's duration on AWS at the shipped configs. A deploy stage is scaled as `real_laps`
+    scales a loop (the seconds the bakes added locally become real minutes, the rest stays as
+    measured); the other stages do not bake and stay as measured."""
+    found = {}
+    for stage, seconds in stages.items():
+        baked = max(seconds - stages_at_bake0[stage], 0.0) if stage in BAKED_STAGES and minute_seconds > 0 else 0.0
+        found[stage] = round(stages_at_bake0[stage] + baked * 60.0 / minute_seconds if baked else seconds, 3)
+    return found
 
 
 def per_month(per_release: float, releases_per_day: int, days: int = 30) -> float:

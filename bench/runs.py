@@ -228,6 +228,7 @@ class BurstRun:
     started: datetime
     ended: datetime
     finished: bool
+    starter_failures: list[str] = field(default_factory=list)  # errorType of each push the starter gave up on (its DLQ)
 
 
 def _execution_digest(execution: dict[str, Any]) -> str:
@@ -269,7 +270,10 @@ def burst_run(work_dir: Path, count: int, deadline_seconds: float) -> BurstRun:
                                                     str(described.get("error") or ""), history(env, listed_execution["name"]))
         ledger = env.client("dynamodb").scan(TableName=env.stack.outputs["LedgerTableName"])["Items"]
         live = {environment: live_digest(env, environment) for environment in ("dev", "prod")}
-        return BurstRun(pushes, executions, ledger, live, started, ended, finished)
+        runtime = env.emulation.runtime
+        starter = env.stack.functions["StarterFunction"].name
+        failures = [str(e.get("errorType")) for name, e in (runtime.async_failures if runtime else []) if name == starter]
+        return BurstRun(pushes, executions, ledger, live, started, ended, finished, failures)
     finally:
         stopped(env)
 

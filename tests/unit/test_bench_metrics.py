@@ -131,10 +131,11 @@ def test_costs():
 
 
 def test_real_stage_seconds_and_per_month():
-    stages = {"verify": 3.0, "deploy_dev": 17.0}
-    at_bake0 = {"verify": 3.0, "deploy_dev": 7.0}
-    # deploy_dev: 7 + 10 s x 60 / 2 = 307 s; verify unchanged.
-    assert metrics.real_stage_seconds(stages, at_bake0, 2.0) == {"verify": 3.0, "deploy_dev": 307.0}
+    stages = {"verify": 4.0, "deploy_dev": 17.0, "deploy_prod": 5.0}
+    at_bake0 = {"verify": 3.0, "deploy_dev": 7.0, "deploy_prod": 6.0}
+    # deploy_dev: 7 + 10 s x 60 / 2 = 307 s; verify does not bake: as measured (4 s, not 3 + 1 x 30);
+    # deploy_prod quicker than at bake 0 (noise): as measured.
+    assert metrics.real_stage_seconds(stages, at_bake0, 2.0) == {"verify": 4.0, "deploy_dev": 307.0, "deploy_prod": 5.0}
     assert metrics.per_month(0.01, 100) == pytest.approx(30.0)
     assert metrics.ratio(3.0, 1.5) == 2.0
     assert metrics.ratio(3.0, 0.0) is None
