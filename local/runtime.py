@@ -122,12 +122,11 @@ class LocalRuntime(AbstractContextManager["LocalRuntime"]):
 
     @classmethod
     def start(cls, work_dir: Path, minute_seconds: float = 1.0, approval_timeout: int = 300, extra_keys: str = "",  # noqa: PLR0915 - the start-up sequence, step by step
-              policy: str = "keys", build_dir: Path | None = None, overrides: dict[str, str] | None = None) -> LocalRuntime:
+              policy: str = "keys", build_dir: Path | None = None) -> LocalRuntime:
         """`policy`: "keys" (dev and prod accept the demo key), "keys+sbom" (and require a signed
         SBOM), both written to an SSM parameter as `make deploy POLICY=...` does; or "default" (no
         policy parameter: the stack's default policy, the build workflow's keyless identity and its
-        SBOM in both environments). `overrides`: template parameters (or the local `__` options of
-        `local.provision`) over the local values below."""
+        SBOM in both environments)."""
         if work_dir.exists():
             shutil.rmtree(work_dir)
         work_dir.mkdir(parents=True)
@@ -202,7 +201,7 @@ class LocalRuntime(AbstractContextManager["LocalRuntime"]):
         parameters |= {"FleetVpcId": vpc, "FleetLoadBalancerSubnetIds": ",".join(subnets[:2]), "FleetSize": "2",
                        "FleetInstanceSubnetIds": ",".join(subnets[:2]), "FleetInstanceRouteTableIds": ",".join(tables),
                        "CanaryMinuteSeconds": f"{minute_seconds:g}"}
-        stack = create_stack(_EndpointSession(session, endpoint), STACK, REGION, ACCOUNT, parameters | (overrides or {}),
+        stack = create_stack(_EndpointSession(session, endpoint), STACK, REGION, ACCOUNT, parameters,
                              built_template(build_dir) if build_dir else None)
         # Approvers beyond the first are subscribed as the README tells operators to do.
         sns = session.client("sns", endpoint_url=endpoint)
