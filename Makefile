@@ -105,9 +105,8 @@ browser: $(VENV)/.installed build-local ## the approval page in headless Chromiu
 conformance: $(VENV)/.installed ## the sigstore-conformance client on every shipped bundle vector; prints the suite cases covered (build/conformance/coverage.json)
 	$(PY) -m pytest tests/conformance
 
-bench: $(VENV)/.installed ## verification latency, cold import time, the secret gate's cost; each beside a baseline from the same run
-	$(PY) bench/bench_verify.py
-	$(PY) bench/bench_gate.py
+bench: $(VENV)/.installed build-local ## the whole control plane on the local runtime (docs/bench.md): release overhead, transitions and cost before/after, a burst of 50 pushes, cold imports, the gates; writes build/bench.json and docs/bench.md
+	$(PY) -m bench.control_plane
 
 build: $(SAM_VENV)/.installed ## sam build for Lambda (python3.12, arm64): what `sam deploy` ships
 	PATH="$(dir $(LAMBDA_PYTHON)):$$PATH" $(SAM_VENV)/bin/sam build --template template.yaml

@@ -10,7 +10,7 @@ Rows:
   as the Lambda Web Adapter and the ALB health checks do.
 """
 
-# ruff: noqa: T201, INP001 - a script that prints its table; bench/ is not a package
+# ruff: noqa: T201 - a script that prints its table
 from __future__ import annotations
 
 import argparse

@@ -13,7 +13,7 @@ Rows:
   interpreters, median of N, vs bare `import boto3`.
 """
 
-# ruff: noqa: T201, INP001 - a script that prints its table; bench/ is not a package
+# ruff: noqa: T201 - a script that prints its table
 from __future__ import annotations
 
 import argparse

@@ -269,7 +269,9 @@ class Provisioner:
         arn = self.client("stepfunctions").create_state_machine(
             name=props["StateMachineName"], definition=definition, roleArn=props["RoleArn"], type=props.get("StateMachineType", "STANDARD")
         )["stateMachineArn"]
-        self._set(logical_id, arn, Arn=arn, Name=props["StateMachineName"])
+        # The substitutions as resolved: `make bench` runs a pinned historical revision of the ASL with them.
+        substitutions = json.dumps({key: str(value) for key, value in props.get("DefinitionSubstitutions", {}).items()})
+        self._set(logical_id, arn, Arn=arn, Name=props["StateMachineName"], DefinitionSubstitutions=substitutions)
 
     def create_Events_Rule(self, logical_id: str, props: dict[str, Any]) -> None:
         events = self.client("events")

@@ -1,0 +1,1 @@
+"""`make bench`: the control plane measured on the local runtime (see docs/bench.md)."""
