@@ -94,7 +94,11 @@ class _Worker:
         if self.alive():
             self.process.kill()
             self.process.wait()
-        os.close(self.read_fd)
+        # Once only: a second close of the same number could close a file another thread has since
+        # opened under it (a timed-out worker is stopped, then stopped again with the runtime).
+        fd, self.read_fd = self.read_fd, -1
+        if fd >= 0:
+            os.close(fd)
         self.log.close()
 
 
