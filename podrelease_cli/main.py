@@ -7,6 +7,7 @@ import re
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -38,6 +39,7 @@ def parser() -> argparse.ArgumentParser:
     where = top.add_mutually_exclusive_group(required=True)
     where.add_argument("--stack", help="a deployed stack's name (the caller's AWS credentials, AWS_REGION/--region)")
     where.add_argument("--local", action="store_true", help=f"the local runtime `make up` started ({LOCAL_STATE})")
+    top.add_argument("--state-file", type=Path, default=LOCAL_STATE, help="--local: the state file `make up` wrote")
     top.add_argument("--region", help="the deployed stack's region (default: the AWS configuration's)")
     top.add_argument("--profile", help="an AWS profile to call with")
     top.add_argument("--json", action="store_true", help="print JSON instead of tables")
@@ -110,7 +112,7 @@ def run(args: argparse.Namespace, target: Target) -> tuple[Any, str]:  # one dis
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        target = from_local() if args.local else from_stack(args.stack, args.region, args.profile)
+        target = from_local(args.state_file) if args.local else from_stack(args.stack, args.region, args.profile)
         facts, text = run(args, target)
     except (TargetError, operate.OperationRefused) as exc:
         print(f"podrelease: {exc}", file=sys.stderr)  # noqa: T201 - the command's answer

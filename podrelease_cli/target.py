@@ -115,6 +115,11 @@ def from_local(state_file: Path = LOCAL_STATE) -> Target:
     if pid and not _alive(pid):
         msg = f"the local runtime of {state_file} (pid {pid}) is not running any more (start one with `make up`)"
         raise TargetError(msg)
+    return from_state(state)
+
+
+def from_state(state: dict[str, Any]) -> Target:
+    """A local runtime's stack from what `local.serve.state_of` says of it (endpoint, keys, outputs, resources)."""
     session = boto3.Session(aws_access_key_id=state["access_key"], aws_secret_access_key=state["secret_key"],
                             region_name=state["region"])
     _check(state["stack"], state["outputs"], state["physical"])
