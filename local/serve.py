@@ -82,6 +82,7 @@ def up(state_file: Path, minute_seconds: float, approval_timeout: int, timeout: 
         [sys.executable, "-m", "local.serve", "run", "--state", str(state_file), "--minute-seconds", f"{minute_seconds:g}",
          "--approval-timeout", str(approval_timeout)],
         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        env=os.environ | {"PYTHONPATH": f"{ROOT / 'layers' / 'common'}{os.pathsep}{ROOT}"},
     )
     deadline = time.time() + timeout
     while not state_file.exists():

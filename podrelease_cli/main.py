@@ -96,12 +96,13 @@ def run(args: argparse.Namespace, target: Target) -> tuple[Any, str]:  # one dis
         return done, render.block(done)
     if args.command == "block":
         done = operate.block(target, args.digest, args.reason)
+        done |= {"blocked_at": views.iso(done.get("blocked_at"))}
         return done, render.block(done, ["digest", "blocked_by", "blocked_at", "reason"])
     if args.command == "unblock":
         done = operate.unblock(target, args.digest)
         return done, render.block(done)
     if args.command == "blocked":
-        rows = [views.plain(b) for b in Actions(target.table()).all_blocked()]
+        rows = [views.plain(b) | {"blocked_at": views.iso(b.get("blocked_at"))} for b in Actions(target.table()).all_blocked()]
         return rows, render.table(rows, ["digest", "blocked_by", "blocked_at", "reason"])
     until = args.until or time.time()
     since = args.since or until - 30 * dora_metrics.DAY

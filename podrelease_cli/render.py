@@ -48,7 +48,8 @@ def release(detail: dict[str, Any]) -> str:
         parts += ["", f"EVIDENCE ({key})", block({
             "verified": evidence.get("verified"),
             "policy": evidence.get("policy"),
-            "signatures": [s.get("identity") or s.get("key_id") or s.get("kind") for s in signatures if isinstance(s, dict)],
+            "signatures": [f"{s.get('kind')} {s.get('identity') or 'key ' + str(s.get('key_id', '?'))[:12]}"
+                           for s in signatures if isinstance(s, dict)],
             "sbom": evidence.get("sbom"),
             "scan": evidence.get("scan"),
         })]

@@ -29,6 +29,8 @@ STAGE_OF = {
     "AcquireProdLock": "prod lock", "VerifyProd": "verify for prod", "Promote": "promote",
     "DeployProd": "deploy prod", "WaitProd": "deploy prod", "CheckProd": "deploy prod", "ProdDeployed?": "deploy prod",
     "ReleaseProdLock": "deploy prod",
+    **dict.fromkeys(("RecordSuccess", "RecordFailure", "RecordRejected", "RecordFallback", "Abort", "NotifySuccess", "NotifyFailure",
+                     "CauseIsText?", "Released", "ReleaseFailed", "ReleaseFailedWithoutCause", "FailedUnrecorded"), "record"),
 }
 #: Where a stage completing means the environment got the release (`stages_done` in the record).
 DEPLOYED_STAGE = {"dev": "deploy dev", "prod": "deploy prod"}
@@ -196,21 +198,24 @@ def _fleet_live(target: Target, environment: str) -> dict[str, Any] | None:
 def status(target: Target) -> list[dict[str, Any]]:
     """Per environment and target: the digest live now, since when, its release and approver, what is in flight."""
     history_ = records(target)
-    table = target.table()
-    ledger = Ledger(table)
+    # A release still running (dev done, waiting for approval) is not recorded yet: its execution says since when.
+    in_flight = [{"release_id": e["name"], "recorded_at": e["startDate"].timestamp()} for e in running(target)]
+    ledger = Ledger(target.table())
     rows = []
     for environment in ENVIRONMENTS:
         holder = ledger.lock_holder(environment)
         for live in (_lambda_live(target, environment), _fleet_live(target, environment)):
             if live is None:
                 continue
-            source = next((r for r in history_ if r.get("digest") == live["digest"] and deployed_to(r, environment)), None)
+            digest = str(live["digest"])
+            source = next((r for r in history_ if r.get("digest") == digest and deployed_to(r, environment)), None) or \
+                next((r for r in in_flight if f"-{digest[7:19]}-" in r["release_id"]), None) or {}
             rows.append({
                 "environment": environment,
                 **live,
-                "release_id": source.get("release_id") if source else None,
-                "since": iso(source.get("recorded_at")) if source else None,
-                "approved_by": source.get("approved_by") if source else None,
+                "release_id": source.get("release_id"),
+                "since": iso(source.get("recorded_at")),
+                "approved_by": source.get("approved_by"),
                 "release_in_flight": holder,
             })
     return rows
