@@ -29,8 +29,9 @@ STAGE_OF = {
     "AcquireProdLock": "prod lock", "VerifyProd": "verify for prod", "Promote": "promote",
     "DeployProd": "deploy prod", "WaitProd": "deploy prod", "CheckProd": "deploy prod", "ProdDeployed?": "deploy prod",
     "ReleaseProdLock": "deploy prod",
-    **dict.fromkeys(("RecordSuccess", "RecordFailure", "RecordRejected", "RecordFallback", "Abort", "NotifySuccess", "NotifyFailure",
-                     "CauseIsText?", "Released", "ReleaseFailed", "ReleaseFailedWithoutCause", "FailedUnrecorded"), "record"),
+    **dict.fromkeys(("RecordSuccess", "RecordFailure", "RecordRejected", "RecordFallback", "Abort", "NotifySuccess",
+                     "NotifyFailure", "CauseIsText?", "Released", "ReleaseFailed", "ReleaseFailedWithoutCause",
+                     "FailedUnrecorded"), "record"),
 }
 #: Where a stage completing means the environment got the release (`stages_done` in the record).
 DEPLOYED_STAGE = {"dev": "deploy dev", "prod": "deploy prod"}
