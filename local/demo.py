@@ -29,6 +29,7 @@ from typing import Any
 
 from local import signing
 from local.demo_report import Printer, check_outcome, fleet_problems, follow_execution, print_release, verdict
+from local.demo_rollback import run_rollback
 from local.demo_rotation import run_rotation
 from local.images import Pushed
 from local.runtime import APPROVERS, WORKLOAD_REPOSITORY, LocalRuntime
@@ -53,6 +54,7 @@ class Scenario:
     sbom: str = ""  # "" | "spdx" | "other-digest": the signed SBOM attestation pushed with the image
     secret_rotation: bool = False  # no release: rotate the dev workload secret under live traffic (run_rotation)
     superseded: bool = False  # while the release waits for approval, a newer image is pushed and approved
+    rollback: bool = False  # two releases to prod, then `podrelease rollback prod` (run_rollback)
 
 
 SCENARIOS = {s.name: s for s in [
@@ -81,6 +83,8 @@ SCENARIOS = {s.name: s for s in [
              "FAILED", "ApprovalSuperseded", None, superseded=True),
     Scenario("rotation", "the dev JWT secret rotates in the middle of authenticated traffic (Lambda and fleet): zero failed requests",
              "SUCCEEDED", None, None, secret_rotation=True),
+    Scenario("rollback", "two releases reach prod; `podrelease rollback prod` puts the first one's digest back, re-verified, "
+             "recorded with who asked", "SUCCEEDED", None, rollback=True),
 ]}
 
 
@@ -204,6 +208,8 @@ def tag_only_event(env: LocalRuntime) -> dict[str, Any]:
 def run(scenario: Scenario, manual: bool, minute_seconds: float, work_dir: Path) -> int:  # noqa: PLR0915 - the scenario told top to bottom: start, push, follow, then print what happened
     if scenario.secret_rotation:
         return run_rotation(scenario, minute_seconds, work_dir)
+    if scenario.rollback:
+        return run_rollback(scenario, minute_seconds, work_dir)
     started = time.time()
     printer = Printer(started)
     print(f"== scenario {scenario.name}: {scenario.summary}", flush=True)
