@@ -8,7 +8,9 @@ the ledger (`podrelease.release.actions`) with who did it (the caller's ARN).
   for approval as every release does; reject it to keep prod as it is).
 - `abort ID`: stop the execution and run what its failure path runs, in the same order, with the same
   functions: Record (outcome FAILED, `AbortedByOperator`), Abort (roll back what is in flight, release
-  its locks), notify. `StopExecution` alone would leave the canary running and the locks held.
+  its locks), notify. `StopExecution` alone would leave the canary running and the locks held. An
+  execution that already ended without its failure path (stopped by hand, timed out, no record or a
+  lock still held) gets the same cleanup, without the stop.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 from podrelease.core.errors import InvalidRequest
 from podrelease.release import actions as ledger_actions
 from podrelease.release.events import DIGEST_RE, execution_name
+from podrelease.release.ledger import Ledger
 from podrelease.release.start import start_release
 from podrelease_cli import views
 from podrelease_cli.target import Target
@@ -137,12 +140,14 @@ def abort(target: Target, release_id: str) -> dict[str, Any]:
     if execution is None:
         msg = f"no release {release_id}"
         raise OperationRefused(msg)
-    if execution["status"] != "RUNNING":
-        msg = f"release {release_id} is not running ({execution['status']}): there is nothing to abort"
+    running = execution["status"] == "RUNNING"
+    if not running and not _died_without_cleanup(target, release_id, execution["status"]):
+        msg = f"release {release_id} is not running ({execution['status']}) and its failure path ran: there is nothing to abort"
         raise OperationRefused(msg)
     who = target.caller()
     cause = f"aborted by {who} (podrelease abort)"
-    target.client("stepfunctions").stop_execution(executionArn=execution["executionArn"], error=ABORTED, cause=cause)
+    if running:
+        target.client("stepfunctions").stop_execution(executionArn=execution["executionArn"], error=ABORTED, cause=cause)
     state = views.last_state(events) | {"error": {"Error": ABORTED, "Cause": cause}}
     # The failure path's states, in its order: RecordFailure, Abort, NotifyFailure.
     summary = _invoke(target, "RecordFunction", {"outcome": "FAILED", "state": state, "execution_name": release_id})
@@ -153,6 +158,15 @@ def abort(target: Target, release_id: str) -> dict[str, Any]:
                             locks_released=undone.get("locks_released", []))
     return {"release_id": release_id, "aborted_by": who, "stopped": undone.get("stopped", []),
             "locks_released": undone.get("locks_released", []), "stopped_at": summary["record"].get("stopped_at")}
+
+
+def _died_without_cleanup(target: Target, release_id: str, status: str) -> bool:
+    """An execution that ended without its failure path (stopped by hand, timed out, States.Runtime):
+    no release record, or a lock it still holds. Aborting it runs the cleanup it never ran."""
+    if status == "SUCCEEDED":
+        return False
+    ledger = Ledger(target.table())
+    return ledger.get_release(release_id) is None or release_id in (ledger.lock_holder(e) for e in views.ENVIRONMENTS)
 
 
 def block(target: Target, digest: str, reason: str = "") -> dict[str, Any]:
