@@ -26,7 +26,7 @@ HISTORY = [
 
 @pytest.mark.parametrize(("environment", "live", "to_digest", "to_release", "current", "chosen"), [
     ("prod", B, None, None, "r3", "r1"),   # default: the newest release into prod with another digest
-X
+    ("dev", C, None, None, "r4", "r3"),    # r4 passed dev (then failed at approval): dev goes back to r3
     ("prod", B, A, None, "r3", "r1"),      # a digest that was released: its release
     ("prod", B, None, "r1", "r3", "r1"),   # a release by id
 ])
