@@ -20,6 +20,7 @@ import re
 import sys
 import threading
 import time
+import traceback
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -287,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
             code = run(SCENARIOS[name], args.approval == "manual", args.minute_seconds, Path(args.work_dir) / name)
         except Exception as exc:
             print(f"== scenario {name}: the demo itself failed: {type(exc).__name__}: {exc}", flush=True)
+            traceback.print_exc()  # where, for whoever debugs the demo (stderr)
             code = 1
         if code != 0:
             failures.append(name)

@@ -91,10 +91,14 @@ class _Worker:
         return self.process.poll() is None
 
     def stop(self) -> None:
+        """Idempotent: a worker stopped on a timeout is stopped again when the runtime stops, and closing
+        its pipe twice would close whatever file reused that descriptor number in between."""
         if self.alive():
             self.process.kill()
             self.process.wait()
-        os.close(self.read_fd)
+        if self.read_fd >= 0:
+            read_fd, self.read_fd = self.read_fd, -1
+            os.close(read_fd)
         self.log.close()
 
 
