@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from botocore.exceptions import ClientError
 
 #: Where `make up` writes the local runtime's endpoints (see `local.serve`).
 LOCAL_STATE = Path(os.environ.get("PODRELEASE_LOCAL_STATE", ".demo/up/state.json"))
@@ -93,7 +94,7 @@ def from_stack(name: str, region: str | None = None, profile: str | None = None)
     cfn = session.client("cloudformation", region_name=region)
     try:
         stacks = cfn.describe_stacks(StackName=name)["Stacks"]
-    except cfn.exceptions.ClientError as exc:
+    except ClientError as exc:
         msg = f"stack {name} in {region}: {exc.response.get('Error', {}).get('Message', exc)}"
         raise TargetError(msg) from exc
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}

@@ -100,3 +100,35 @@ def test_the_command_needs_a_target() -> None:
         cli.parser().parse_args(["status"])
     args = cli.parser().parse_args(["--stack", "podinfo-release-prod", "--json", "rollback", "prod", "--to-release", "r1"])
     assert (args.stack, args.json, args.command, args.environment, args.to_release) == ("podinfo-release-prod", True, "rollback", "prod", "r1")
+
+
+def test_a_deployed_stack_is_found_by_its_outputs_and_resources(monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    import boto3
+    from moto import mock_aws
+
+    from podrelease_cli.target import TargetError, from_stack
+
+    for var, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "eu-west-1"}.items():
+        monkeypatch.setenv(var, value)
+    names = ("DeployFunction", "RecordFunction", "NormalizeFunction")
+    outputs = ("LedgerTableName", "ReleaseStateMachineArn", "NotifyTopicArn", "PodinfoDevFunctionName", "PodinfoProdFunctionName")
+    # Stand-in resources (topics) under the logical ids the command resolves: what matters is the lookup.
+    template = {"Resources": {n: {"Type": "AWS::SNS::Topic", "Properties": {"TopicName": f"s-{n}"}} for n in names},
+                "Outputs": {o: {"Value": f"value-of-{o}"} for o in outputs}}
+    with mock_aws():
+        cfn = boto3.client("cloudformation", region_name="eu-west-1")
+        cfn.create_stack(StackName="podinfo-release-prod", TemplateBody=json.dumps(template))
+        target = from_stack("podinfo-release-prod")
+        assert target.region == "eu-west-1"
+        assert target.outputs == {o: f"value-of-{o}" for o in outputs}
+        assert target.function("DeployFunction").endswith("s-DeployFunction")
+        assert target.execution_arn("r1") == "value-of-ReleaseStateMachineArn:r1"
+        del template["Outputs"]["LedgerTableName"]
+        cfn.create_stack(StackName="other", TemplateBody=json.dumps(template))
+        with pytest.raises(TargetError) as info:
+            from_stack("other")
+        assert str(info.value) == "stack other is not a podinfo release stack (no LedgerTableName)"
+        with pytest.raises(TargetError):
+            from_stack("missing")
