@@ -25,7 +25,8 @@ pytestmark = pytest.mark.e2e
 LONGER = {"rollback": 900}
 
 
-@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+@pytest.mark.parametrize("scenario", [pytest.param(s, marks=pytest.mark.timeout(LONGER[s] + 60)) if s in LONGER else s
+                                      for s in sorted(SCENARIOS)])
 def test_scenario_ends_as_expected(scenario: str, tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'layers/common'}{os.pathsep}{ROOT}"}
     result = subprocess.run(  # noqa: S603 - our own demo module
