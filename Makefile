@@ -72,6 +72,17 @@ install: $(VENV)/.installed $(SAM_VENV)/.installed $(LINT_VENV)/.installed $(LAM
 demo: $(VENV)/.installed build-local ## run a whole release locally: make demo [SCENARIO=happy|...|all] [APPROVAL=auto|manual]
 	$(PY) -m local.demo --scenario $(SCENARIO) --approval $(APPROVAL)
 
+# A local stack that stays up (local/serve.py): `podrelease --local` talks to it.
+.PHONY: up down push
+up: $(VENV)/.installed build-local ## start the local runtime in the background; prints its endpoints (state in .demo/up/state.json)
+	$(PY) -m local.serve up
+
+down: $(VENV)/.installed ## stop the local runtime `make up` started
+	$(PY) -m local.serve down
+
+push: $(VENV)/.installed ## push a signed demo image to the running local runtime (a release starts): make push [VERSION=6.9.3]
+	$(PY) -m local.serve push $(if $(VERSION),--version $(VERSION))
+
 lint: $(VENV)/.installed $(SAM_VENV)/.installed $(LINT_VENV)/.installed ## static checks: ruff, mypy, import contracts, cfn-lint, sam validate --lint, checkov (raw and SAM-translated), zizmor
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy layers/common/podrelease workload/gate/secretgate.py

@@ -20,6 +20,7 @@ import re
 import sys
 import threading
 import time
+import traceback
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -29,6 +30,7 @@ from typing import Any
 
 from local import signing
 from local.demo_report import Printer, check_outcome, fleet_problems, follow_execution, print_release, verdict
+from local.demo_rollback import run_rollback
 from local.demo_rotation import run_rotation
 from local.images import Pushed
 from local.runtime import APPROVERS, WORKLOAD_REPOSITORY, LocalRuntime
@@ -54,6 +56,7 @@ class Scenario:
     secret_rotation: bool = False  # no release: rotate the dev workload secret under live traffic (run_rotation)
     superseded: bool = False  # while the release waits for approval, a newer image is pushed and approved
     provenance: str = ""  # "" | the git ref the signed SLSA provenance pushed with the image says it was built from
+    rollback: bool = False  # two releases to prod, then `podrelease rollback prod` (run_rollback)
 
 
 SCENARIOS = {s.name: s for s in [
@@ -89,6 +92,8 @@ SCENARIOS = {s.name: s for s in [
              provenance="refs/heads/feature"),
     Scenario("rotation", "the dev JWT secret rotates in the middle of authenticated traffic (Lambda and fleet): zero failed requests",
              "SUCCEEDED", None, None, secret_rotation=True),
+    Scenario("rollback", "two releases reach prod; `podrelease rollback prod` puts the first one's digest back, re-verified, "
+             "recorded with who asked", "SUCCEEDED", None, rollback=True),
 ]}
 
 
@@ -239,6 +244,8 @@ def tag_only_event(env: LocalRuntime) -> dict[str, Any]:
 def run(scenario: Scenario, manual: bool, minute_seconds: float, work_dir: Path) -> int:  # noqa: PLR0915 - the scenario told top to bottom: start, push, follow, then print what happened
     if scenario.secret_rotation:
         return run_rotation(scenario, minute_seconds, work_dir)
+    if scenario.rollback:
+        return run_rollback(scenario, minute_seconds, work_dir)
     started = time.time()
     printer = Printer(started)
     print(f"== scenario {scenario.name}: {scenario.summary}", flush=True)
@@ -317,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
             code = run(SCENARIOS[name], args.approval == "manual", args.minute_seconds, Path(args.work_dir) / name)
         except Exception as exc:
             print(f"== scenario {name}: the demo itself failed: {type(exc).__name__}: {exc}", flush=True)
+            traceback.print_exc()  # where, for whoever debugs the demo (stderr)
             code = 1
         if code != 0:
             failures.append(name)

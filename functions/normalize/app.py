@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from podrelease.core import config, edge
 from podrelease.core.obs import bind_release, get_logger, get_tracer
+from podrelease.release.actions import Actions
 from podrelease.release.normalize import normalize
 
 logger = get_logger()
@@ -18,6 +20,7 @@ SETTINGS = {
     "poll_seconds": config.integer("DEPLOY_POLL_SECONDS", 30),
     "approval_timeout_seconds": config.integer("APPROVAL_TIMEOUT_SECONDS", 86400),
 }
+actions = Actions(boto3.resource("dynamodb").Table(config.require("LEDGER_TABLE")))  # blocked digests (DigestBlocked)
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,6 @@ class NormalizeRequest:
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = NormalizeRequest.parse(event)
     bind_release(logger, request.execution_name, tracer)
-    result = normalize(request.push, request.execution, request.execution_name, WATCHED, SETTINGS)
+    result = normalize(request.push, request.execution, request.execution_name, WATCHED, SETTINGS, actions.refuse_if_blocked)
     logger.info("release normalized", extra={"release": result["release"]})
     return result

@@ -91,14 +91,14 @@ class _Worker:
         return self.process.poll() is None
 
     def stop(self) -> None:
+        """Idempotent: a worker stopped on a timeout is stopped again when the runtime stops, and closing
+        its pipe twice would close whatever file reused that descriptor number in between."""
         if self.alive():
             self.process.kill()
             self.process.wait()
-        # Once only: a second close of the same number could close a file another thread has since
-        # opened under it (a timed-out worker is stopped, then stopped again with the runtime).
-        fd, self.read_fd = self.read_fd, -1
-        if fd >= 0:
-            os.close(fd)
+        if self.read_fd >= 0:
+            read_fd, self.read_fd = self.read_fd, -1
+            os.close(read_fd)
         self.log.close()
 
 

@@ -21,14 +21,17 @@ from tests.log_scan import known_secret, scan_text
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
+#: Scenarios that run more than one release (seconds for the whole demo process).
+LONGER = {"rollback": 900}
 
 
-@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+@pytest.mark.parametrize("scenario", [pytest.param(s, marks=pytest.mark.timeout(LONGER[s] + 60)) if s in LONGER else s
+                                      for s in sorted(SCENARIOS)])
 def test_scenario_ends_as_expected(scenario: str, tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'layers/common'}{os.pathsep}{ROOT}"}
     result = subprocess.run(  # noqa: S603 - our own demo module
         [sys.executable, "-m", "local.demo", "--scenario", scenario, "--minute-seconds", "0.5", "--work-dir", str(tmp_path)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False,
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=LONGER.get(scenario, 300), check=False,
     )
     output = result.stdout + result.stderr
     # The suite-wide log scan (tests/conftest.py) checks what the demo printed and its function logs

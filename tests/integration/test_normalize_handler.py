@@ -7,13 +7,14 @@ from typing import Any
 
 import pytest
 
-from podrelease.core.errors import ConfigurationError, EventTooLarge, ForeignEvent, MalformedEvent
+from podrelease.core.errors import ConfigurationError, DigestBlocked, EventTooLarge, ForeignEvent, InvalidRequest, MalformedEvent
+from podrelease.release.actions import Actions
 from tests.conftest import import_handler
 from tests.integration.handler_world import DIGEST, EXECUTION_ARN, RELEASE, RELEASE_ID, REPOSITORY, Context, push_event
 
 
 @pytest.fixture
-def normalize(monkeypatch: pytest.MonkeyPatch) -> Any:
+def normalize(ledger: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("WATCHED_REPOSITORIES", f"{REPOSITORY}, podinfo-canary")
     monkeypatch.setenv("DEPLOY_POLL_SECONDS", "7")
     monkeypatch.setenv("APPROVAL_TIMEOUT_SECONDS", "900")
@@ -27,7 +28,7 @@ def test_normalize_turns_the_push_into_release_facts_and_settings_from_the_envir
     assert out == {"release": RELEASE, "settings": {"poll_seconds": 7, "approval_timeout_seconds": 900}}
 
 
-def test_normalize_settings_default_when_the_environment_leaves_them_out(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_normalize_settings_default_when_the_environment_leaves_them_out(ledger: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WATCHED_REPOSITORIES", REPOSITORY)
     monkeypatch.delenv("DEPLOY_POLL_SECONDS", raising=False)
     monkeypatch.delenv("APPROVAL_TIMEOUT_SECONDS", raising=False)
@@ -92,7 +93,7 @@ def test_normalize_refuses_what_is_not_a_release_with_a_named_error(
 
 
 @pytest.mark.parametrize("variable", ["DEPLOY_POLL_SECONDS", "APPROVAL_TIMEOUT_SECONDS"])
-def test_normalize_with_a_non_integer_setting_fails_at_import(monkeypatch: pytest.MonkeyPatch, variable: str) -> None:
+def test_normalize_with_a_non_integer_setting_fails_at_import(ledger: Any, monkeypatch: pytest.MonkeyPatch, variable: str) -> None:
     monkeypatch.setenv("WATCHED_REPOSITORIES", REPOSITORY)
     monkeypatch.setenv("DEPLOY_POLL_SECONDS", "30")
     monkeypatch.setenv("APPROVAL_TIMEOUT_SECONDS", "86400")
@@ -100,3 +101,38 @@ def test_normalize_with_a_non_integer_setting_fails_at_import(monkeypatch: pytes
     with pytest.raises(ConfigurationError) as info:
         import_handler("normalize")
     assert str(info.value) == f"environment variable {variable} must be an integer, got 'thirty'"
+
+
+# --- blocked digests and operators' rollbacks (podrelease block / rollback) -------------------------------
+
+
+def test_normalize_refuses_a_blocked_digest_by_name_until_it_is_unblocked(normalize: Any, ledger: Any) -> None:
+    # GIVEN an operator blocked the digest
+    actions = Actions(ledger)
+    actions.block(DIGEST, "arn:aws:iam::123456789012:user/carol", "CVE-2026-0001", now=1_800_000_000)
+    request = {"event": push_event(), "execution": EXECUTION_ARN, "execution_name": RELEASE_ID}
+    # WHEN its push reaches the first state THEN it is DigestBlocked, naming who blocked it, when and why
+    with pytest.raises(DigestBlocked) as info:
+        normalize.handler(request, Context())
+    assert str(info.value) == (f"{DIGEST} is blocked by arn:aws:iam::123456789012:user/carol since 2027-01-15T08:00:00Z "
+                               "(CVE-2026-0001); `podrelease unblock` it to release it")
+    # WHEN it is unblocked THEN the same push is a release again, and both actions are in the ledger
+    assert actions.unblock(DIGEST, "arn:aws:iam::123456789012:user/dave", now=1_800_000_060) is True
+    assert normalize.handler(request, Context())["release"] == RELEASE
+    assert [(a["action"], a["who"], a["digest"]) for a in actions.history(digest=DIGEST)] == [
+        ("block", "arn:aws:iam::123456789012:user/carol", DIGEST),
+        ("unblock", "arn:aws:iam::123456789012:user/dave", DIGEST),
+    ]
+
+
+def test_normalize_carries_an_operators_rollback_into_the_release(normalize: Any) -> None:
+    rollback = {"environment": "prod", "requested_by": "arn:aws:iam::123456789012:user/carol", "replaces": "podinfo-bad"}
+    out = normalize.handler({"event": push_event() | {"rollback": rollback}, "execution": EXECUTION_ARN,
+                             "execution_name": RELEASE_ID}, Context())
+    assert out["release"] == RELEASE | {"rollback": rollback}
+
+
+def test_normalize_refuses_a_rollback_into_an_unknown_environment(normalize: Any) -> None:
+    with pytest.raises(InvalidRequest):
+        normalize.handler({"event": push_event() | {"rollback": {"environment": "staging"}}, "execution": EXECUTION_ARN,
+                           "execution_name": RELEASE_ID}, Context())

@@ -38,6 +38,11 @@ class EventTooLarge(ReleaseError):
     """The event is larger than any real ECR push event; it is refused unread."""
 
 
+class DigestBlocked(ReleaseError):
+    """An operator blocked this digest (`podrelease block`): no release of it starts until someone
+    unblocks it (`podrelease unblock`); both are recorded in the ledger with who did it."""
+
+
 # --- locks --------------------------------------------------------------------------------------
 class LockBusy(ReleaseError):
     """Another release holds the environment's lock; the state machine waits and retries."""

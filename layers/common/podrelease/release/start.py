@@ -22,7 +22,8 @@ def start_release(sfn: Any, state_machine_arn: str, event: Any, watched: tuple[s
     Artifact pushes (signatures, attestations, referrers) start nothing. A malformed or foreign
     event still starts an execution (named from the event's bytes) whose first state refuses it
     with a named error, so every refusal is visible in the execution history.
-    A deliberate re-release uses `{"action": "rerelease", "repository", "digest", "attempt"}`.
+    A deliberate re-release uses `{"action": "rerelease", "repository", "digest", "attempt"}`, and an
+    operator's rollback the same with `"rollback": {"environment", "requested_by", "replaces"}`.
     """
     if isinstance(event, dict) and event.get("action") == "rerelease":
         attempt = int(event.get("attempt", 2))
@@ -39,6 +40,8 @@ def start_release(sfn: Any, state_machine_arn: str, event: Any, watched: tuple[s
             "detail": {"result": "SUCCESS", "action-type": "PUSH", "repository-name": repository, "image-digest": digest},
             "rerelease": attempt,
         }
+        if isinstance(event.get("rollback"), dict):  # `podrelease rollback`: into which environment, who asked
+            payload["rollback"] = event["rollback"]
     elif is_artifact_push(event):
         return {"started": False, "reason": "the push is a signature, attestation or OCI artifact, not an image"}
     else:

@@ -42,6 +42,17 @@ def _cause(error: dict[str, Any]) -> str:
     return str(parsed["errorMessage"]) if isinstance(parsed, dict) and "errorMessage" in parsed else cause
 
 
+def _timing_and_rollback(release: dict[str, Any]) -> dict[str, Any]:
+    """The push event's time (lead time push -> prod, `podrelease.release.dora`) and an operator's
+    rollback (`podrelease rollback`: into which environment, who asked, what it replaced), when there."""
+    facts: dict[str, Any] = {}
+    if release.get("time"):
+        facts["pushed_at"] = str(release["time"])
+    if isinstance(release.get("rollback"), dict):
+        facts["rollback"] = release["rollback"]
+    return facts
+
+
 def summarize(outcome: str, state: dict[str, Any], execution_name: str, console_url: str = "") -> dict[str, Any]:
     """The record of a finished release and the notification text (no secrets: facts only)."""
     release: dict[str, Any] = state["release"] if isinstance(state.get("release"), dict) else {}
@@ -61,6 +72,7 @@ def summarize(outcome: str, state: dict[str, Any], execution_name: str, console_
         "stopped_at": stopped_at,
         "error": error.get("Error"),
         "cause": cause[:2000] or None,
+        **_timing_and_rollback(release),
     }
     # The gate's evidence (signatures with key ids or signer identities, SBOM digests, scan summary)
     # stays with the release record: what was checked, for whom, before dev and before prod.
