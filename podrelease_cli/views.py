@@ -26,7 +26,7 @@ STAGE_OF = {
     "AcquireDevLock": "dev lock", "Verify": "verify",
     "DeployDev": "deploy dev", "WaitDev": "deploy dev", "CheckDev": "deploy dev", "DevDeployed?": "deploy dev",
     "ReleaseDevLock": "deploy dev", "RequestApproval": "approval", "ApprovalTimedOut": "approval",
-    "AcquireProdLock": "prod lock", "VerifyProd": "verify for prod", "Promote": "promote",
+    "AcquireProdLock": "prod lock", "VerifyProd": "verify for prod", "Promote": "promote", "VerifyPromoted": "promote",
     "DeployProd": "deploy prod", "WaitProd": "deploy prod", "CheckProd": "deploy prod", "ProdDeployed?": "deploy prod",
     "ReleaseProdLock": "deploy prod",
     **dict.fromkeys(("RecordSuccess", "RecordFailure", "RecordRejected", "RecordFallback", "Abort", "NotifySuccess",
