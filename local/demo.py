@@ -53,6 +53,7 @@ class Scenario:
     sbom: str = ""  # "" | "spdx" | "other-digest": the signed SBOM attestation pushed with the image
     secret_rotation: bool = False  # no release: rotate the dev workload secret under live traffic (run_rotation)
     superseded: bool = False  # while the release waits for approval, a newer image is pushed and approved
+    lost_event: bool = False  # ECR's push event never arrives: the scheduled reconciler starts the release
 
 
 SCENARIOS = {s.name: s for s in [
@@ -79,6 +80,8 @@ SCENARIOS = {s.name: s for s in [
              "MalformedEvent", None, event_only=True),
     Scenario("superseded", "a newer image reaches approval while this one waits: this one ends, the newer one is promoted",
              "FAILED", "ApprovalSuperseded", None, superseded=True),
+    Scenario("lost-event", "the push event is lost: the scheduled reconciler starts exactly one release; its next run starts nothing",
+             "SUCCEEDED", None, lost_event=True),
     Scenario("rotation", "the dev JWT secret rotates in the middle of authenticated traffic (Lambda and fleet): zero failed requests",
              "SUCCEEDED", None, None, secret_rotation=True),
 ]}
@@ -193,6 +196,23 @@ def push_for(env: LocalRuntime, scenario: Scenario) -> Pushed:
     return image
 
 
+def reconcile(env: LocalRuntime, printer: Printer, release: str) -> list[str]:
+    """The lost-event scenario: no execution started from the push; the reconciler's scheduled run starts it."""
+    sfn = env.client("stepfunctions")
+    if sfn.list_executions(stateMachineArn=env.stack.outputs["ReleaseStateMachineArn"])["executions"]:
+        return ["an execution started although the push event was dropped"]
+    report = env.run_schedule("ReconcilerFunction")
+    printer.line("reconciler", f"scheduled run: started {report['started']}, artifacts skipped {len(report['artifacts'])}", release)
+    return [] if report["started"] == [release] else [f"the reconciler started {report['started']}, expected [{release}]"]
+
+
+def reconcile_again(env: LocalRuntime, printer: Printer, release: str) -> list[str]:
+    """The reconciler's next run finds the release (recorded) and starts nothing."""
+    report = env.run_schedule("ReconcilerFunction")
+    printer.line("reconciler", f"next scheduled run: started {report['started']} (already released: {len(report['already'])})", release)
+    return [] if report["started"] == [] else [f"the reconciler's second run started {report['started']}, expected nothing"]
+
+
 def tag_only_event(env: LocalRuntime) -> dict[str, Any]:
     """An ECR push event for the watched repository that names a tag but no digest."""
     return {"version": "0", "id": "malformed-demo-event", "detail-type": "ECR Image Action", "source": "aws.ecr",
@@ -221,8 +241,10 @@ def run(scenario: Scenario, manual: bool, minute_seconds: float, work_dir: Path)
             release = fallback_execution_name(event)
             image = Pushed(WORKLOAD_REPOSITORY, "sha256:" + "0" * 64, b"")  # nothing was pushed
         else:
+            env.emulation.drop_push_events = scenario.lost_event
             image = push_for(env, scenario)
             release = execution_name(WORKLOAD_REPOSITORY, image.digest)
+        reconciled = reconcile(env, printer, release) if scenario.lost_event else []
         arn = f"{env.stack.outputs['ReleaseStateMachineArn'].replace(':stateMachine:', ':execution:')}:{release}"
         stop = threading.Event()
         threading.Thread(target=follow_execution, args=(env, arn, printer, release, stop), daemon=True).start()
@@ -254,11 +276,13 @@ def run(scenario: Scenario, manual: bool, minute_seconds: float, work_dir: Path)
                       if e["name"].startswith(release[:30])]
         # The newer release of the superseded scenario runs on after this one ended: its outcome first.
         newer_problems = _newer_outcome(env, newer, printer) if scenario.superseded else []
-        problems = approval_failures + check_outcome(env, scenario, image, execution) + newer_problems
+        problems = approval_failures + reconciled + check_outcome(env, scenario, image, execution) + newer_problems
+        if scenario.lost_event:
+            problems += reconcile_again(env, printer, release)
         # The demo's own (local, throw-away) secrets, for the e2e tier's log scan: a separate process
         # cannot otherwise know them. Never written anywhere but this local work directory.
         (work_dir / "known-secrets.json").write_text(json.dumps(env.known_secrets()))
-        if scenario.duplicate_events and len(executions) != 1:
+        if (scenario.duplicate_events or scenario.lost_event) and len(executions) != 1:
             problems.append(f"{len(executions)} executions for one digest, expected exactly 1")
         print_release(env, scenario, release, image, execution)
         return verdict(env, scenario, problems, started)
