@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 
 from podrelease.release.events import execution_name
 from podrelease.release.ledger import Ledger
-from podrelease.release.reconcile import Reconciler
+from podrelease.release.reconcile import Reconciler, Report
 from tests.conftest import import_handler
 from tests.integration.handler_world import ACCOUNT, REGION, REPOSITORY, STATE_MACHINE_ARN, Context, Starter, push_event
 
@@ -137,6 +137,6 @@ def test_a_dead_letter_whose_release_could_not_start_stays_in_the_queue(world: W
     broken = Reconciler(world.ecr, world.starter.sfn, world.sqs, Ledger(ledger), STATE_MACHINE_ARN + "-gone", (REPOSITORY,),
                         world.queue)
     # WHEN the redrive runs THEN it fails, and the message is still there for the next run
-    with pytest.raises(ClientError):
-        broken.run()
+    with pytest.raises(ClientError, match="StateMachineDoesNotExist"):
+        broken.redrive_dead_letters(Report())
     assert world.dead_letters() == 1
