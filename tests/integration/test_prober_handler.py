@@ -24,7 +24,7 @@ def probe_failures(out: str) -> dict[str, float]:
     """ProbeFailures per environment, from the EMF documents the handler printed."""
     found = {}
     for line in out.splitlines():
-        if '"ProbeFailures"' in line and line.startswith("{\"_aws\""):
+        if '"ProbeFailures"' in line and line.startswith('{"_aws"'):
             document = json.loads(line)
             found[document["environment"]] = document["ProbeFailures"][0]
     return found
