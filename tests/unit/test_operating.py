@@ -81,7 +81,12 @@ def test_each_canary_rolls_back_on_errors_latency_and_the_prober(environment: st
     assert _alarm_names(group["Alarms"]) == [f"Podinfo{environment}ErrorsAlarm", f"Podinfo{environment}LatencyAlarm",
                                              f"Probe{environment}Alarm"]
     fleet = RESOURCES["DeployFunction"]["Properties"]["Environment"]["Variables"][f"FLEET_{environment.upper()}"]["Fn::If"][1]["Fn::Sub"]
-    assert f'"alarm": "${{Fleet{environment}ErrorsAlarm}},${{Fleet{environment}LatencyAlarm}},${{Probe{environment}Alarm}}"' in fleet
+    e = environment.lower()
+    assert f'"alarm_prefix": "${{AWS::StackName}}-", "alarms": "fleet-{e}-errors,fleet-{e}-latency,probe-{e}"' in fleet
+    # ... which are those alarms' names
+    for suffix, alarm in ((f"fleet-{e}-errors", f"Fleet{environment}ErrorsAlarm"), (f"fleet-{e}-latency", f"Fleet{environment}LatencyAlarm"),
+                          (f"probe-{e}", f"Probe{environment}Alarm")):
+        assert RESOURCES[alarm]["Properties"]["AlarmName"] == {"Fn::Sub": f"${{AWS::StackName}}-{suffix}"}
 
 
 def test_every_alarm_is_on_a_dashboard_and_pages_unless_it_is_only_a_canary_alarm() -> None:

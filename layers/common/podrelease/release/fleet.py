@@ -92,7 +92,10 @@ class FleetTarget:
                 listener=spec["listener"],
                 groups={c: spec[f"{c}_group"] for c in COLOURS},
                 target_groups={c: spec[f"{c}_target_group"] for c in COLOURS},
-                alarm=spec["alarm"],
+                # One alarm name, or the stack's alarm name prefix once and the alarms' suffixes (the
+                # template's form: the function's environment stays under Lambda's 4 KB).
+                alarm=",".join(spec["alarm_prefix"] + suffix for suffix in spec["alarms"].split(","))
+                if "alarms" in spec else spec["alarm"],
                 url=spec["url"].rstrip("/"),
                 size=int(spec["size"]),
                 steps=tuple(steps),
