@@ -57,6 +57,8 @@ class Scenario:
     superseded: bool = False  # while the release waits for approval, a newer image is pushed and approved
     provenance: str = ""  # "" | the git ref the signed SLSA provenance pushed with the image says it was built from
     rollback: bool = False  # two releases to prod, then `podrelease rollback prod` (run_rollback)
+    lost_event: bool = False  # ECR's push event never arrives: the scheduled reconciler starts the release
+    stop: bool = False  # StopExecution mid-canary; then the next release runs and is stopped at its approval
 
 
 SCENARIOS = {s.name: s for s in [
@@ -90,6 +92,10 @@ SCENARIOS = {s.name: s for s in [
     Scenario("provenance", "prod requires provenance from the build workflow on main; this image was built from another ref: "
              "dev runs it, prod refuses it after approval", "FAILED", "ProvenanceMismatch", policy="keys+provenance",
              provenance="refs/heads/feature"),
+    Scenario("lost-event", "the push event is lost: the scheduled reconciler starts exactly one release; its next run starts nothing",
+             "SUCCEEDED", None, lost_event=True),
+    Scenario("stopped", "StopExecution mid-canary: the cleanup rule rolls dev back, frees the lock; the next release runs at once, "
+             "and once stopped at its approval its link refuses", "ABORTED", "ReleaseStopped", None, stop=True),
     Scenario("rotation", "the dev JWT secret rotates in the middle of authenticated traffic (Lambda and fleet): zero failed requests",
              "SUCCEEDED", None, None, secret_rotation=True),
     Scenario("rollback", "two releases reach prod; `podrelease rollback prod` puts the first one's digest back, re-verified, "
@@ -233,6 +239,83 @@ def _time_source_problems(scenario: Scenario, execution: dict[str, Any]) -> list
     return []
 
 
+def reconcile(env: LocalRuntime, printer: Printer, release: str) -> list[str]:
+    """The lost-event scenario: no execution started from the push; the reconciler's scheduled run starts it."""
+    sfn = env.client("stepfunctions")
+    if sfn.list_executions(stateMachineArn=env.stack.outputs["ReleaseStateMachineArn"])["executions"]:
+        return ["an execution started although the push event was dropped"]
+    report = env.run_schedule("ReconcilerFunction")
+    printer.line("reconciler", f"scheduled run: started {report['started']}, artifacts skipped {len(report['artifacts'])}", release)
+    return [] if report["started"] == [release] else [f"the reconciler started {report['started']}, expected [{release}]"]
+
+
+def reconcile_again(env: LocalRuntime, printer: Printer, release: str) -> list[str]:
+    """The reconciler's next run finds the release (recorded) and starts nothing."""
+    report = env.run_schedule("ReconcilerFunction")
+    printer.line("reconciler", f"next scheduled run: started {report['started']} (already released: {len(report['already'])})", release)
+    return [] if report["started"] == [] else [f"the reconciler's second run started {report['started']}, expected nothing"]
+
+
+def _wait(predicate: Any, timeout: float, step: float = 0.2) -> Any:
+    """`predicate()`'s first truthy value within `timeout` seconds, else None."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    return None
+
+
+def _cleaned_up(env: LocalRuntime, release: str) -> bool:
+    item = env.client("dynamodb").get_item(TableName=env.stack.outputs["LedgerTableName"],
+                                           Key={"pk": {"S": f"cleanup#{release}"}}).get("Item", {})
+    return item.get("status", {}).get("S") == "done"
+
+
+def _stop(env: LocalRuntime, printer: Printer, arn: str, release: str, when: str) -> list[str]:
+    """StopExecution, then wait for the status-change rule's cleanup to be done."""
+    env.client("stepfunctions").stop_execution(executionArn=arn, error="ReleaseStopped", cause=f"stopped by the operator {when} (demo)")
+    printer.line("local", f"StopExecution {when}", release)
+    if not _wait(lambda: _cleaned_up(env, release), 300):
+        return [f"the stopped release {release} was never cleaned up by the status-change rule"]
+    printer.line("local", "the cleanup rule undid the release, withdrew its approval, recorded and notified", release)
+    return []
+
+
+def stop_mid_canary(env: LocalRuntime, printer: Printer, arn: str, release: str, stop: threading.Event) -> list[str]:
+    """The stopped scenario: stop the release while the dev canary shifts traffic; then the next
+    release must take dev at once (no LockBusy) and, stopped while it waits for approval, its link refuses."""
+    lam, dev = env.client("lambda"), env.stack.outputs["PodinfoDevFunctionName"]
+    weights = _wait(lambda: (lam.get_alias(FunctionName=dev, Name="live").get("RoutingConfig") or {}).get("AdditionalVersionWeights"),
+                    300, 0.05)
+    if not weights:
+        return ["the dev canary never shifted traffic"]
+    problems = _stop(env, printer, arn, release, f"during the dev canary (weights {weights})")
+    if problems:
+        return problems
+    if not _wait(lambda: not (lam.get_alias(FunctionName=dev, Name="live").get("RoutingConfig") or {}).get("AdditionalVersionWeights")
+                 and not fleet_problems(env, "dev", "sha256:none", should_run=False), 120):
+        return ["dev was not rolled back onto one version and one colour after the stop"]
+    image = env.pusher.push_podinfo(WORKLOAD_REPOSITORY, "6.9.2", tag="6.9.2")
+    env.pusher.sign_legacy(env.signing_key, image)
+    name = execution_name(WORKLOAD_REPOSITORY, image.digest)
+    next_arn = f"{env.stack.outputs['ReleaseStateMachineArn'].replace(':stateMachine:', ':execution:')}:{name}"
+    threading.Thread(target=follow_execution, args=(env, next_arn, printer, name, stop), daemon=True).start()
+    link = approval_link(env, APPROVERS[0], name, timeout=300)
+    if link is None:
+        return ["the next release never reached its approval"]
+    history = env.client("stepfunctions").get_execution_history(executionArn=next_arn)["events"]
+    if any("LockBusy" in json.dumps(event, default=str) for event in history):
+        problems.append("the next release waited for the dev lock (LockBusy): the stopped release still held it")
+    problems += _stop(env, printer, next_arn, name, "while it waits for approval")
+    status, page = decide(link, "approve")
+    printer.line("approval", f"{APPROVERS[0]} pressed Approve on the stopped release: HTTP {status}", name)
+    if status != 410 or "withdrawn" not in page:
+        problems.append(f"the stopped release's approval link answered HTTP {status}, expected 410 (withdrawn)")
+    return problems
+
+
 def tag_only_event(env: LocalRuntime) -> dict[str, Any]:
     """An ECR push event for the watched repository that names a tag but no digest."""
     return {"version": "0", "id": "malformed-demo-event", "detail-type": "ECR Image Action", "source": "aws.ecr",
@@ -263,8 +346,10 @@ def run(scenario: Scenario, manual: bool, minute_seconds: float, work_dir: Path)
             release = fallback_execution_name(event)
             image = Pushed(WORKLOAD_REPOSITORY, "sha256:" + "0" * 64, b"")  # nothing was pushed
         else:
+            env.emulation.drop_push_events = scenario.lost_event
             image = push_for(env, scenario)
             release = execution_name(WORKLOAD_REPOSITORY, image.digest)
+        reconciled = reconcile(env, printer, release) if scenario.lost_event else []
         arn = f"{env.stack.outputs['ReleaseStateMachineArn'].replace(':stateMachine:', ':execution:')}:{release}"
         stop = threading.Event()
         threading.Thread(target=follow_execution, args=(env, arn, printer, release, stop), daemon=True).start()
@@ -273,6 +358,7 @@ def run(scenario: Scenario, manual: bool, minute_seconds: float, work_dir: Path)
         newer: list[Pushed] = []
         if scenario.superseded:
             threading.Thread(target=_push_newer, args=(env, release, printer, stop, newer), daemon=True).start()
+        stopped = stop_mid_canary(env, printer, arn, release, stop) if scenario.stop else []
         sfn = env.client("stepfunctions")
         execution: dict[str, Any] = {"status": "NOT_STARTED"}
         deadline = time.time() + (timeout + 600)
@@ -298,10 +384,13 @@ def run(scenario: Scenario, manual: bool, minute_seconds: float, work_dir: Path)
         newer_problems = _newer_outcome(env, newer, printer) if scenario.superseded else []
         problems = approval_failures + check_outcome(env, scenario, image, execution) + newer_problems
         problems += _time_source_problems(scenario, execution)
+        problems = approval_failures + reconciled + stopped + check_outcome(env, scenario, image, execution) + newer_problems
+        if scenario.lost_event:
+            problems += reconcile_again(env, printer, release)
         # The demo's own (local, throw-away) secrets, for the e2e tier's log scan: a separate process
         # cannot otherwise know them. Never written anywhere but this local work directory.
         (work_dir / "known-secrets.json").write_text(json.dumps(env.known_secrets()))
-        if scenario.duplicate_events and len(executions) != 1:
+        if (scenario.duplicate_events or scenario.lost_event) and len(executions) != 1:
             problems.append(f"{len(executions)} executions for one digest, expected exactly 1")
         print_release(env, scenario, release, image, execution)
         return verdict(env, scenario, problems, started)

@@ -276,7 +276,11 @@ class Provisioner:
     def create_Events_Rule(self, logical_id: str, props: dict[str, Any]) -> None:
         events = self.client("events")
         name = props.get("Name") or f"{self.stack.name}-{logical_id}"[:64]
-        arn = events.put_rule(Name=name, EventPattern=json.dumps(props["EventPattern"]), State=props.get("State", "ENABLED"))["RuleArn"]
+        # A rule matches events (EventPattern) or runs on a schedule (ScheduleExpression; the local
+        # runtime does not fire schedules on its own: `LocalRuntime.run_schedule` does, as the schedule would).
+        match = {"ScheduleExpression": props["ScheduleExpression"]} if "ScheduleExpression" in props \
+            else {"EventPattern": json.dumps(props["EventPattern"])}
+        arn = events.put_rule(Name=name, State=props.get("State", "ENABLED"), **match)["RuleArn"]
         targets = [{"Id": t["Id"], "Arn": t["Arn"]} for t in props.get("Targets", [])]
         if targets:
             events.put_targets(Rule=name, Targets=targets)

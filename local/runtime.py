@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from botocore.config import Config
 from moto.core.config import default_user_config
 from moto.server import ThreadedMotoServer
 from werkzeug.serving import make_server
@@ -33,6 +34,7 @@ from werkzeug.wrappers import Request, Response
 
 from local import iam, signing
 from local.emulation import Emulation
+from local.emulation.eventbridge import schedule_of, scheduled_event
 from local.images import Pusher
 from local.provision import create_stack
 from local.sigstore_local import LocalSigstore
@@ -272,7 +274,27 @@ class LocalRuntime(AbstractContextManager["LocalRuntime"]):
                 found.append((message["body"].split("?t=", 1)[1].split()[0], "approval token"))
         return found
 
+    def run_schedule(self, logical_id: str) -> Any:
+        """Invoke the function `logical_id` as its schedule rule would (a `Scheduled Event`), and wait for
+        its reply: the local runtime fires no schedule on its own, so a demo or test runs it here."""
+        function = self.stack.functions[logical_id]
+        rule = schedule_of(ACCOUNT, REGION, function.arn)
+        if rule is None:
+            msg = f"{logical_id} has no schedule rule in template.yaml"
+            raise LookupError(msg)
+        # One invocation, waited for as long as the function may run (a retried read would run it twice).
+        once = Config(read_timeout=900, retries={"total_max_attempts": 1})
+        client = self.session.client("lambda", region_name=REGION, endpoint_url=self.endpoint, config=once)
+        reply = client.invoke(FunctionName=function.name, Payload=json.dumps(scheduled_event(ACCOUNT, REGION, rule)).encode())
+        body = json.loads(reply["Payload"].read() or b"null")
+        if reply.get("FunctionError"):
+            msg = f"{logical_id} failed on its scheduled run: {body}"
+            raise RuntimeError(msg)
+        return body
+
     def stop(self) -> None:
+        # Releases stopped below are not cleaned up by the status-change rule: the runtime is going away.
+        self.emulation.status_events = False
         # Releases still running end here, as StopExecution ends them on AWS: no execution of this
         # runtime may go on calling the next one's functions (moto's engine finds the server by port).
         sfn = self.client("stepfunctions")

@@ -56,6 +56,14 @@ And two older fixes of moto's Step Functions, kept here so every difference live
 7. `SendTaskFailure` keeps its `cause` (moto's request handler dropped it, so a Catch saw only the
    error name).
 
+And what moto does not do at all:
+
+8. **An ended execution is an EventBridge event**: `Step Functions Execution Status Change` with its
+   status (SUCCEEDED, FAILED, TIMED_OUT, ABORTED), delivered once per execution to every function in
+   `status_listeners` (the emulation gives it to its EventBridge). moto sends none.
+   AWS: "Automating Step Functions event delivery with EventBridge", execution status change events:
+   https://docs.aws.amazon.com/step-functions/latest/dg/eventbridge-integration.html
+
 `install()` patches moto's classes and `uninstall()` puts them back; both are idempotent. The
 local runtime calls them from `local.emulation.Emulation.install` / `uninstall`.
 """
@@ -457,6 +465,22 @@ def _send_task_failure_response(self: StepFunctionResponse) -> Any:
     return EmptyResult()
 
 
+# --- 8: an ended execution is a status-change event ------------------------------------------------
+#: Called once with each execution that ended (any status), after its status is final.
+status_listeners: list[Callable[[Execution], None]] = []
+_original_terminated = BaseExecutionWorkerCommunication.terminated
+
+
+def _terminated(self: BaseExecutionWorkerCommunication) -> None:
+    _original_terminated(self)
+    execution = self.execution
+    if getattr(execution, "sfn_aws_status_sent", False):
+        return
+    execution.sfn_aws_status_sent = True  # type: ignore[attr-defined]
+    for listener in status_listeners:
+        listener(execution)
+
+
 _PATCHES: list[tuple[type, str, Callable[..., Any]]] = [
     (ErrorEqualsDecl, "_eval_body", _error_equals),
     (CallbackEndpoint, "interrupt_all", _interrupt_all),
@@ -473,4 +497,5 @@ _PATCHES: list[tuple[type, str, Callable[..., Any]]] = [
     (Parargs, "_eval_body", _parargs_eval_body),
     (StateMachine, "__deepcopy__", _deepcopy_without_executions),
     (StepFunctionResponse, "send_task_failure", _send_task_failure_response),
+    (BaseExecutionWorkerCommunication, "terminated", _terminated),
 ]

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from podrelease.approval.store import ApprovalStore
 from podrelease.core import config, edge
 from podrelease.core.errors import InvalidRequest
 from podrelease.core.obs import bind_release, get_logger, get_tracer, release_id_of
+from podrelease.release import outcome
 from podrelease.release.ledger import Ledger
 from podrelease.release.summary import OUTCOMES, summarize
 
 logger = get_logger()
 tracer = get_tracer()
-ledger = Ledger(boto3.resource("dynamodb").Table(config.require("LEDGER_TABLE")))
+table = boto3.resource("dynamodb").Table(config.require("LEDGER_TABLE"))
+ledger, approvals = Ledger(table), ApprovalStore(table)
+sfn = boto3.client("stepfunctions")
+EXECUTIONS = config.require("STATE_MACHINE_ARN").replace(":stateMachine:", ":execution:")
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = RecordRequest.parse(event)
     bind_release(logger, release_id_of(request.state) or request.execution_name, tracer)
     summary = summarize(request.outcome, request.state, request.execution_name)
-    ledger.record_release(summary["record"]["release_id"], summary["record"])
+    record = ledger.record_release(summary["record"]["release_id"], summary["record"])
+    outcome.emit(record, str(request.state.get("release", {}).get("time", "")), time.time(),
+                 outcome.history(sfn, f"{EXECUTIONS}:{request.execution_name}"), approvals.get(record["release_id"]))
     (logger.info if request.outcome == "SUCCEEDED" else logger.error)("release recorded", extra={"record": summary["record"]})
     return summary

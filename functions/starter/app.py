@@ -9,6 +9,7 @@ import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from podrelease.core import config, edge
+from podrelease.core.metrics import RELEASES_STARTED, metrics
 from podrelease.core.obs import bind_release, get_logger, get_tracer
 from podrelease.release.start import start_release
 
@@ -38,8 +39,10 @@ class StartRequest:
 
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
+@metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     result = start_release(sfn, STATE_MACHINE_ARN, StartRequest.parse(event).event, WATCHED)
     bind_release(logger, result.get("name"), tracer)  # the execution name is the release id
+    metrics.add_metric(name=RELEASES_STARTED, unit="Count", value=1 if result.get("started") else 0)
     logger.info("release start", extra={"result": result})
     return result

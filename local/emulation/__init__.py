@@ -33,7 +33,7 @@ from local.emulation import codedeploy, ecr, fleet, lambda_runtime, outbox, secr
 from local.emulation.base import LocalError, Timeline
 from local.emulation.codedeploy import CodeDeployLifecycle
 from local.emulation.ecr import EcrExtension
-from local.emulation.eventbridge import EventBridgeDelivery
+from local.emulation.eventbridge import EventBridgeDelivery, execution_status_event
 from local.emulation.fleet import FleetEmulation
 from local.emulation.lambda_runtime import LambdaRuntime
 from local.emulation.outbox import EmailOutbox
@@ -62,6 +62,8 @@ class Emulation:
         self.fleet = FleetEmulation(account, region, self.ecr, self.timeline)
         self.work_dir = work_dir
         self.duplicate_push_events = False
+        self.drop_push_events = False  # the lost-event scenario: ECR's event for a push never arrives
+        self.status_events = True  # Step Functions status-change events go to EventBridge (off while stopping)
         self.registry_server: Any = None
 
     def attach(self, stack: Stack, endpoint: str) -> None:
@@ -93,9 +95,19 @@ class Emulation:
         event = self.ecr.push_event(repository, image, tag)
         label = f"{repository}@{image.image_digest[:19]}" + (f" tag {tag}" if tag else "")
         self.timeline.add("ecr", f"push {label}")
-        copies = 2 if self.duplicate_push_events else 1
+        copies = 0 if self.drop_push_events else 2 if self.duplicate_push_events else 1
+        if self.drop_push_events:
+            self.timeline.add("ecr", f"the push event for {label} is lost (never delivered)")
         for _ in range(copies):
             self.events.deliver(event)
+
+    def on_execution_ended(self, execution: Any) -> None:
+        """Step Functions sends an ended execution's status-change event to EventBridge (local.sfn_aws rule 8)."""
+        if not self.status_events:
+            return
+        event = execution_status_event(execution)
+        self.timeline.add("stepfunctions", f"execution {event['detail']['status']} (status-change event)", execution.name)
+        self.events.deliver(event)
 
     @classmethod
     def active(cls) -> Emulation:
@@ -113,6 +125,7 @@ class Emulation:
         lambda_runtime.install(cls.active)
         fleet.install(cls.active)
         sfn_aws.install()  # Step Functions as AWS runs it (local/sfn_aws.py)
+        sfn_aws.status_listeners.append(_execution_ended)  # ... and sends its status-change events
         ecr.install(cls.active)
         codedeploy.install(cls.active)
         secrets_rotation.install(cls.active)
@@ -129,4 +142,10 @@ class Emulation:
         lambda_runtime.uninstall()
         cls._installed = False
         cls.current = None
+        sfn_aws.status_listeners.clear()
         sfn_aws.uninstall()
+
+
+def _execution_ended(execution: Any) -> None:
+    if Emulation.current is not None:
+        Emulation.current.on_execution_ended(execution)

@@ -225,6 +225,9 @@ def install(current: Current) -> None:
         result = original_put_image(self)
         image = emulation.ecr.find_image(params["repositoryName"], params.get("imageDigest") or "")
         if image is not None:
+            # DescribeImages' artifactMediaType, as ECR reports it (moto leaves it out).
+            manifest = json.loads(image.image_manifest)
+            image.artifact_media_type = manifest.get("artifactType") or manifest.get("config", {}).get("mediaType")
             emulation.on_image_pushed(params["repositoryName"], image, params.get("imageTag"))
         return result
 

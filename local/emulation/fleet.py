@@ -218,8 +218,9 @@ class FleetEmulation:
     def _alarms_of(self, lb: Any) -> list[str]:
         full_name = lb.arn.split(":loadbalancer/", 1)[1]
         cw = cloudwatch_backends[self.account][self.region]
-        return [name for name, alarm in cw.alarms.items()
-                if any(d.name == "LoadBalancer" and d.value == full_name for d in alarm.dimensions)]
+        # The 5xx alarms (errors are what this emulation measures; the latency alarms are left alone).
+        return [name for name, alarm in cw.alarms.items() if alarm.metric_name != "TargetResponseTime"
+                and any(d.name == "LoadBalancer" and d.value == full_name for d in alarm.dimensions)]
 
     def on_listener_changed(self, listener_arn: str) -> None:
         lb = next((lb for lb in self.elbv2.load_balancers.values() if listener_arn in lb.listeners), None)

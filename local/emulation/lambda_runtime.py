@@ -34,6 +34,8 @@ from local.template import ROOT
 
 WORKER = Path(__file__).resolve().parent.parent / "lambda_worker.py"
 READY = b'{"ready": true}\n'  # lambda_worker.READY
+#: How long an invocation waits for a cold worker's init (imports) to end, outside its own timeout.
+INIT_SECONDS = 180
 #: The Lambda runtime's interpreter: Python 3.12 with only the runtime's boto3 (`make build-local`).
 LAMBDA_VENV = Path(os.environ.get("LOCAL_LAMBDA_VENV", str(ROOT / ".venv-lambda")))
 
@@ -60,12 +62,15 @@ class _Worker:
         )
         os.close(write_fd)
         self.buffer = b""
+        self.ready = False  # the worker's init phase is over (it wrote READY)
 
     def call(self, event: Any, timeout: float) -> dict[str, Any]:
         assert self.process.stdin is not None
         self.process.stdin.write(json.dumps({"event": event}).encode() + b"\n")
         self.process.stdin.flush()
-        deadline = time.time() + timeout
+        # Lambda does not count the init phase in an invocation's timeout: until the worker says it is
+        # ready, wait as long as a loaded machine may need to import a handler (INIT_SECONDS).
+        deadline = time.time() + (timeout if self.ready else max(timeout, INIT_SECONDS))
         while b"\n" not in self.buffer:
             remaining = deadline - time.time()
             try:
@@ -83,7 +88,7 @@ class _Worker:
                 return {"error": {"errorType": "Runtime.ExitError", "errorMessage": "the function's process exited"}}
             self.buffer += chunk
             if self.buffer.startswith(READY):  # the worker's init is over: the invocation's time starts now
-                self.buffer, deadline = self.buffer[len(READY):], time.time() + timeout
+                self.buffer, deadline, self.ready = self.buffer[len(READY):], time.time() + timeout, True
         line, self.buffer = self.buffer.split(b"\n", 1)
         return json.loads(line)
 

@@ -214,6 +214,22 @@ def test_alarm_during_the_canary_moves_traffic_back(aws: dict[str, Any], podinfo
     assert sizes(aws) == {"blue": 2, "green": 0}
 
 
+def test_any_of_the_fleets_rollback_alarms_moves_traffic_back(aws: dict[str, Any], podinfo: Podinfo, clock: Clock) -> None:
+    # GIVEN the fleet's alarms as the template lists them: errors, latency, the prober
+    for name in ("fleet-dev-latency", "probe-dev"):
+        aws["cw"].put_metric_alarm(AlarmName=name, Namespace="X", MetricName=name, Statistic="Sum", Period=60, EvaluationPeriods=1,
+                                   Threshold=1, ComparisonOperator="GreaterThanOrEqualToThreshold")
+    aws["spec"]["alarm"] = "fleet-dev-errors,fleet-dev-latency,probe-dev"
+    fleet = fleet_of(aws, podinfo, clock)
+    state = fleet.advance(started(fleet))
+    assert fleet.advance(state)["phase"] == "shifting"  # all OK: the canary goes on
+    # WHEN the latency alarm (not the first listed) goes into ALARM THEN the canary rolls back, naming it
+    aws["cw"].set_alarm_state(AlarmName="fleet-dev-latency", StateValue="ALARM", StateReason="p99 2.1 s")
+    with pytest.raises(DeploymentFailed, match=r"alarm fleet-dev-latency is in ALARM \(p99 2.1 s\)"):
+        fleet.advance(state)
+    assert fleet.weights() == {"blue": 100, "green": 0}
+
+
 def test_failed_pre_traffic_check_keeps_all_traffic_on_the_old_colour(aws: dict[str, Any], podinfo: Podinfo, clock: Clock) -> None:
     fleet = fleet_of(aws, podinfo, clock)
     podinfo.failing = {"/readyz"}

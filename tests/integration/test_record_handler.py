@@ -11,11 +11,21 @@ import pytest
 
 from podrelease.release.ledger import RELEASE_RETENTION_SECONDS
 from tests.conftest import import_handler
-from tests.integration.handler_world import DIGEST, RELEASE, RELEASE_ID, REPOSITORY, Context, item, push_event
+from tests.integration.handler_world import (
+    DIGEST,
+    RELEASE,
+    RELEASE_ID,
+    REPOSITORY,
+    STATE_MACHINE_ARN,
+    Context,
+    item,
+    push_event,
+)
 
 
 @pytest.fixture
-def record(ledger: Any) -> Any:
+def record(ledger: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv("STATE_MACHINE_ARN", STATE_MACHINE_ARN)
     return import_handler("record")
 
 

@@ -323,6 +323,7 @@ def test_what_a_deleted_stack_of_the_same_name_leaves_behind(template: dict[str,
         ("AWS::SecretsManager::Secret", "podinfo-release-dev/podinfo-jwt-prod", "Name"),
         ("AWS::Logs::LogGroup", "/aws/vendedlogs/states/podinfo-release-dev-release", "LogGroupName"),
         ("AWS::SQS::Queue", "podinfo-release-dev-starter-dead-letters", "QueueName"),
+        ("AWS::SQS::Queue", "podinfo-release-dev-cleanup-dead-letters", "QueueName"),
     ]
 
 

@@ -2,7 +2,7 @@
 `podrelease.release.ledger` keeps locks and release records in the same table.
 
 `approval#<release id>`: task_token, execution_arn, digest, repository, image_uri, approvers,
-evidence, dev, status (pending | approved | rejected | superseded), decided_by, decided_at,
+evidence, dev, status (pending | approved | rejected | superseded | withdrawn), decided_by, decided_at,
 decision_jti, callback (sending | delivered | task_gone | failed), callback_error, notified
 (approver -> SNS message id), created_at, updated_at, expires_at (also the table's TTL attribute).
 
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 PK_PREFIX = "approval#"
 WAITING_PREFIX = "approval-waiting#"
 PENDING, APPROVED, REJECTED, SUPERSEDED = "pending", "approved", "rejected", "superseded"
+#: A pending approval whose release ended without deciding (stopped, timed out): its links refuse.
+WITHDRAWN = "withdrawn"
 # Step Functions' answers to SendTask* when the waiting task no longer exists.
 TASK_GONE_ERRORS = frozenset({"TaskTimedOut", "InvalidToken", "TaskDoesNotExist"})
 
@@ -135,6 +137,17 @@ class ApprovalStore:
                                        ":pending": PENDING},
         )
 
+    def withdraw(self, release_id: str, reason: str, now: float) -> dict[str, Any] | None:
+        """End a pending record because its release ended (stopped, timed out) without a decision: every
+        link refuses from now on. The record, or None when it was not pending (or there is none)."""
+        return self._update_if(
+            Key=_key(release_id),
+            UpdateExpression="SET #s = :w, decided_by = :by, decided_at = :now, updated_at = :now",
+            ConditionExpression="#s = :pending",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":w": WITHDRAWN, ":by": reason, ":now": int(now), ":pending": PENDING},
+        )
+
     def set_callback(self, release_id: str, state: str, error: str | None, now: float) -> None:
         """What became of telling Step Functions the decision (sending | delivered | task_gone | failed)."""
         values: dict[str, Any] = {":c": state, ":now": int(now)}
@@ -154,6 +167,14 @@ class ApprovalStore:
         item = self.table.get_item(Key={"pk": WAITING_PREFIX + repository}, ConsistentRead=True).get("Item") or {}
         release_id = item.get("release_id")
         return release_id if isinstance(release_id, str) else None
+
+    def pending_since(self, repository: str) -> float | None:
+        """When the release of `repository` that waits for approval asked for it; None when none waits."""
+        release_id = self.waiting(repository)
+        record = self.get(release_id) if release_id else None
+        if not record or record.get("status") != PENDING:
+            return None
+        return float(record.get("created_at", 0))
 
     def set_waiting(self, repository: str, release_id: str, now: float, expires_at: int) -> None:
         self.table.put_item(Item={"pk": WAITING_PREFIX + repository, "release_id": release_id, "updated_at": int(now),

@@ -92,7 +92,10 @@ class FleetTarget:
                 listener=spec["listener"],
                 groups={c: spec[f"{c}_group"] for c in COLOURS},
                 target_groups={c: spec[f"{c}_target_group"] for c in COLOURS},
-                alarm=spec["alarm"],
+                # One alarm name, or the stack's alarm name prefix once and the alarms' suffixes (the
+                # template's form: the function's environment stays under Lambda's 4 KB).
+                alarm=",".join(spec["alarm_prefix"] + suffix for suffix in spec["alarms"].split(","))
+                if "alarms" in spec else spec["alarm"],
                 url=spec["url"].rstrip("/"),
                 size=int(spec["size"]),
                 steps=tuple(steps),
@@ -174,11 +177,15 @@ class Fleet:
         states = {d["Target"]["Id"]: d["TargetHealth"]["State"] for d in described}
         return {i: states.get(i, "unused") for i in sorted(instances)}
 
-    def alarm_state(self) -> tuple[str, str]:
-        alarms = self.cw.describe_alarms(AlarmNames=[self.target.alarm]).get("MetricAlarms", [])
+    def alarm_state(self) -> tuple[str, str, str]:
+        """The fleet's rollback alarms (`alarm`: one name or several, comma-separated: errors, latency,
+        the prober) as one: (state, reason, name), ALARM with the first alarm in ALARM."""
+        names = [name for name in self.target.alarm.split(",") if name]
+        alarms = self.cw.describe_alarms(AlarmNames=names).get("MetricAlarms", [])
         if not alarms:
-            return "INSUFFICIENT_DATA", f"alarm {self.target.alarm} not found"
-        return str(alarms[0]["StateValue"]), str(alarms[0].get("StateReason", ""))
+            return "INSUFFICIENT_DATA", f"alarm {self.target.alarm} not found", self.target.alarm
+        chosen = next((a for a in alarms if a["StateValue"] == "ALARM"), alarms[0])
+        return str(chosen["StateValue"]), str(chosen.get("StateReason", "")), str(chosen["AlarmName"])
 
     # -- what the controller changes -----------------------------------------------------------------------
     def set_weights(self, weights: dict[str, int]) -> None:
@@ -301,10 +308,10 @@ class Fleet:
         return state | {"phase": "shifting", "step": step, "since": now, "weights": weights}
 
     def _shifting(self, state: dict[str, Any], now: float) -> dict[str, Any]:
-        alarm, reason = self.alarm_state()
+        alarm, reason, name = self.alarm_state()
         if alarm == "ALARM":
             self._roll_back(state)
-            msg = (f"{self.target.environment} fleet canary at {state['weights'][state['idle']]}%: alarm {self.target.alarm} "
+            msg = (f"{self.target.environment} fleet canary at {state['weights'][state['idle']]}%: alarm {name} "
                    f"is in ALARM ({reason}); traffic moved back to {state['live']} and {state['idle']} was scaled to zero")
             raise DeploymentFailed(msg)
         step = state["step"]
