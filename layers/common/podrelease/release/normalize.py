@@ -15,5 +15,7 @@ def normalize(event: Any, execution: str, name: str, watched: tuple[str, ...], s
         raise EventTooLarge(msg)
     push = parse_push(event, watched)
     attempt = int(event.get("rerelease", 1)) if isinstance(event, dict) else 1
-    release = push.to_dict() | {"id": name, "execution": execution, "attempt": attempt}
+    # A person may ask to move an environment back to an older digest (the lock refuses it otherwise: Superseded).
+    rollback = bool(event.get("rollback")) if isinstance(event, dict) else False
+    release = push.to_dict() | {"id": name, "execution": execution, "attempt": attempt, "rollback": rollback}
     return {"release": release, "settings": settings}
