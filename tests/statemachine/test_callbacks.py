@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from local.runtime import LocalRuntime, WORKLOAD_REPOSITORY
+from local.runtime import WORKLOAD_REPOSITORY, LocalRuntime
 from podrelease.release.events import execution_name
 from tests.statemachine.conftest import (
     history,
