@@ -21,15 +21,15 @@ tracer = get_tracer()
 table = boto3.resource("dynamodb").Table(config.require("LEDGER_TABLE"))
 rollout = Rollout.from_env(os.environ, boto3.client("lambda"), boto3.client("codedeploy"), Ledger(table),
                            lambda: (boto3.client("elbv2"), boto3.client("autoscaling"), boto3.client("cloudwatch")))
-timer = Timer(config.require("SCHEDULE_PREFIX"), config.require("WATCH_FUNCTION_ARN"), config.require("SCHEDULER_ROLE_ARN"),
-              config.integer("TICK_SECONDS", 30))
-watcher = Watcher(table, rollout, boto3.client("stepfunctions"), boto3.client("scheduler"), timer)
+TICK_SECONDS = config.integer("TICK_SECONDS", 30)
+watcher = Watcher(table, rollout, boto3.client("stepfunctions"), boto3.client("scheduler"), None)
 
 
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = WatchRequest.parse(event, rollout)
+    watcher.timer = watcher.timer or Timer.for_function(context.invoked_function_arn, TICK_SECONDS)
     if request.release_id:
         bind_release(logger, request.release_id, tracer)
     result = watcher.run(request)

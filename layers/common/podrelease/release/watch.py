@@ -52,6 +52,17 @@ class Timer:
     tick_seconds: int
     group: str = "default"
 
+    @classmethod
+    def for_function(cls, function_arn: str, tick_seconds: int) -> Timer:
+        """The watch function's own schedules: named after it, invoking it (its unqualified ARN) with the
+        role `<function name>-scheduler` (template.yaml's WatchSchedulerRole), in its account."""
+        parts = function_arn.split(":")
+        if len(parts) < 7 or parts[2] != "lambda":
+            msg = f"not a Lambda function ARN: {function_arn!r}"
+            raise InvalidRequest(msg)
+        partition, account, name = parts[1], parts[4], parts[6]
+        return cls(name, ":".join(parts[:7]), f"arn:{partition}:iam::{account}:role/{name}-scheduler", tick_seconds)
+
 
 def needs_timer(deployment: dict[str, Any]) -> bool:
     """Whether nothing but a timer moves this deployment on: a fleet not yet done, or an image Lambda still applies."""
@@ -62,7 +73,7 @@ def needs_timer(deployment: dict[str, Any]) -> bool:
 
 
 class Watcher:
-    def __init__(self, table: Any, rollout: Rollout, sfn: Any, scheduler: Any, timer: Timer,
+    def __init__(self, table: Any, rollout: Rollout, sfn: Any, scheduler: Any, timer: Timer | None,
                  clock: Callable[[], float] = time.time) -> None:
         self.table, self.rollout, self.sfn, self.scheduler, self.timer, self.clock = table, rollout, sfn, scheduler, timer, clock
 
@@ -172,6 +183,9 @@ class Watcher:
 
     def _schedule(self, environment: str, release_id: str) -> None:
         """Move this environment's one-time schedule to the next tick (create it if it already fired)."""
+        if self.timer is None:
+            msg = "the watch function's timer is not set (Timer.for_function with its ARN)"
+            raise InvalidRequest(msg)
         at = datetime.datetime.fromtimestamp(self.clock() + self.timer.tick_seconds, tz=datetime.UTC)
         request = {
             "Name": f"{self.timer.prefix}-{environment}",
