@@ -82,6 +82,7 @@ def test_lost_events_and_schedules_still_end_the_release_through_the_backstop(en
     normalize = env.stack.functions["NormalizeFunction"]
     saved = dict(normalize.environment)
     normalize.environment["WATCH_BACKSTOP_SECONDS"] = "5"
+    env.emulation.runtime.stop()  # execution environments start afresh, with that environment
     env.emulation.codedeploy.drop_state_change_events = True
     env.emulation.scheduler.drop_due_schedules = True
     try:
@@ -91,6 +92,7 @@ def test_lost_events_and_schedules_still_end_the_release_through_the_backstop(en
     finally:
         normalize.environment.clear()
         normalize.environment.update(saved)
+        env.emulation.runtime.stop()
         env.emulation.codedeploy.drop_state_change_events = False
         env.emulation.scheduler.drop_due_schedules = False
     states = entered(env, name)
