@@ -89,19 +89,19 @@ def test_lost_events_and_schedules_still_end_the_release_through_the_backstop(en
         digest = _push_signed(env, "7.0.2")
         name = execution_name(WORKLOAD_REPOSITORY, digest)
         wait_for_state(env, name, "RequestApproval", timeout=240)
+        states = entered(env, name)
+        assert "CheckDev" in states  # the backstop's status check ended the wait
+        assert states[states.index("RequestApproval") - 1] == "ReleaseDevLock"
+        assert live_image(env, "dev").endswith(digest)
+        assert any("lost (test)" in text for _, source, _, text in env.emulation.timeline.entries if source == "eventbridge")
+        assert _approve(env, name, "reject") == 200
+        assert wait_for(env, name)["error"] == "ApprovalRejected"
     finally:
+        env.emulation.codedeploy.drop_state_change_events = False
+        env.emulation.scheduler.drop_due_schedules = False
         normalize.environment.clear()
         normalize.environment.update(saved)
         env.emulation.runtime.stop()
-        env.emulation.codedeploy.drop_state_change_events = False
-        env.emulation.scheduler.drop_due_schedules = False
-    states = entered(env, name)
-    assert "CheckDev" in states  # the backstop's status check ended the wait
-    assert states[-2:] == ["ReleaseDevLock", "RequestApproval"]
-    assert live_image(env, "dev").endswith(digest)
-    assert any("lost (test)" in text for _, source, _, text in env.emulation.timeline.entries if source == "eventbridge")
-    assert _approve(env, name, "reject") == 200
-    assert wait_for(env, name)["error"] == "ApprovalRejected"
 
 
 def test_waiters_queue_a_newer_push_supersedes_and_the_hand_off_resumes_the_next(env: LocalRuntime) -> None:
