@@ -13,13 +13,14 @@ policies (its "IAM authentication"), and the local runtime turns that on for the
   name it from the request (`RESOURCE_NAMERS`: DynamoDB tables, Lambda functions with their
   qualifier, Step Functions state machines and executions, SNS topics, Secrets Manager secrets, ECR
   repositories, SSM parameters, CodeDeploy groups, applications and configs, KMS keys, SQS queues,
-  CloudWatch alarms, Auto Scaling groups, ELB listeners). A call whose resource this module cannot
+  CloudWatch alarms, Auto Scaling groups, ELB listeners, Scheduler schedules). A call whose resource this module cannot
   name is checked on its action alone.
 
 What this cannot see (the README's "emulated locally" list says so too): conditions in identity
 policies (an Allow with a Condition counts as an Allow, a Deny with one as not applying), resource
-policies (Lambda permissions, queue and key policies), SCPs, and the
-authorization of task-token callbacks against their state machine (checked on the action alone).
+policies (Lambda permissions, queue and key policies) and SCPs. A task-token callback
+(SendTaskSuccess/Failure/Heartbeat) is checked against the state machine whose execution issued
+the token.
 So it can only be more lenient than AWS, never stricter: a call refused here is refused on AWS.
 """
 
@@ -127,7 +128,30 @@ def _lambda(request: _Request) -> list[str]:
 
 
 def _states(request: _Request) -> list[str]:
-    return [v for v in (request.param("stateMachineArn", "executionArn"),) if v]
+    named = [v for v in (request.param("stateMachineArn", "executionArn"),) if v]
+    token = request.param("taskToken")
+    return named or ([_token_state_machine(request, token)] if token else [])
+
+
+def _token_state_machine(request: _Request, token: str) -> str:
+    """SendTask*: the state machine of the execution that issued the task token (AWS authorizes the
+    callback against it). A token no execution issued names a state machine no policy allows."""
+    from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+    backend = stepfunctions_parser_backends[request.account][request.region]
+    for execution in backend._get_executions():
+        env = execution.exec_worker.env if execution.exec_worker is not None else None
+        if env is not None and env.callback_pool_manager.get(token) is not None:
+            return str(execution.state_machine_arn)
+    return request.arn("states", "stateMachine:unknown-task-token")
+
+
+def _scheduler(request: _Request) -> list[str]:
+    match = re.match(r"^/schedules/([^/?]+)", request.path)
+    if not match:
+        return []
+    group = request.param("GroupName") or request.query.get("groupName") or "default"
+    return [request.arn("scheduler", f"schedule/{group}/{unquote(match.group(1))}")]
 
 
 def _sns(request: _Request) -> list[str]:
@@ -215,7 +239,7 @@ def _elb(request: _Request) -> list[str]:
 
 
 RESOURCE_NAMERS: dict[str, Callable[[_Request], list[str]]] = {
-    "dynamodb": _dynamodb, "lambda": _lambda, "states": _states, "sns": _sns, "secretsmanager": _secretsmanager,
+    "dynamodb": _dynamodb, "lambda": _lambda, "states": _states, "scheduler": _scheduler, "sns": _sns, "secretsmanager": _secretsmanager,
     "ecr": _ecr, "ssm": _ssm, "codedeploy": _codedeploy, "kms": _kms, "sqs": _sqs, "monitoring": _cloudwatch,
     "autoscaling": _autoscaling, "elasticloadbalancing": _elb,
 }

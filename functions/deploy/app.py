@@ -12,13 +12,16 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from podrelease.core import config
 from podrelease.core.obs import bind_release, get_logger, get_tracer
 from podrelease.release.ledger import Ledger
+from podrelease.release.lockqueue import LockQueue
 from podrelease.release.rollout import Request, Rollout
 
 logger = get_logger()
 tracer = get_tracer()
-ledger = Ledger(boto3.resource("dynamodb").Table(config.require("LEDGER_TABLE")))
-rollout = Rollout.from_env(os.environ, boto3.client("lambda"), boto3.client("codedeploy"), ledger,
+table = boto3.resource("dynamodb").Table(config.require("LEDGER_TABLE"))
+rollout = Rollout.from_env(os.environ, boto3.client("lambda"), boto3.client("codedeploy"), Ledger(table),
                            lambda: (boto3.client("elbv2"), boto3.client("autoscaling"), boto3.client("cloudwatch")))
+# Abort lets go of the release's locks and hands each to the next waiter in the queue.
+rollout.release_lock = LockQueue(table, boto3.client("stepfunctions"), config.integer("LOCK_LEASE_SECONDS", 7200)).release
 
 
 @logger.inject_lambda_context(clear_state=True)

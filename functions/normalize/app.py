@@ -19,6 +19,9 @@ WATCHED = config.csv("WATCHED_REPOSITORIES")
 SETTINGS = {
     "poll_seconds": config.integer("DEPLOY_POLL_SECONDS", 30),
     "approval_timeout_seconds": config.integer("APPROVAL_TIMEOUT_SECONDS", 86400),
+    # The backstops of the two callback waits: a lost deployment event, a lock whose holder vanished.
+    "watch_backstop_seconds": config.integer("WATCH_BACKSTOP_SECONDS", 900),
+    "lock_wait_seconds": config.integer("LOCK_WAIT_SECONDS", 900),
 }
 actions = Actions(boto3.resource("dynamodb").Table(config.require("LEDGER_TABLE")))  # blocked digests (DigestBlocked)
 

@@ -9,7 +9,9 @@ Each module fills the documented gaps of one service and owns its patches of mot
   and the push event (`EcrExtension`).
 - `eventbridge`       matching rules' Lambda targets receive events, asynchronously (`EventBridgeDelivery`).
 - `codedeploy`        Lambda deployments run: hooks, canary/linear traffic shifting, CloudWatch
-  alarms evaluated during each bake, rollback, StopDeployment (`CodeDeployLifecycle`).
+  alarms evaluated during each bake, rollback, StopDeployment, state-change events to EventBridge
+  (`CodeDeployLifecycle`).
+- `scheduler`         EventBridge Scheduler's one-time schedules fire their Lambda target (`SchedulerTimers`).
 - Step Functions      `local.sfn_aws` holds moto's ASL engine to the AWS rules (installed from here).
 - `secrets_rotation`  RotateSecret runs the rotation steps as AWS does (`SecretsRotation`).
 - `fleet`             the EC2 fleet's ALBs, instances, target health, 5xx alarms and secret files
@@ -29,7 +31,7 @@ from typing import Any
 from werkzeug.serving import make_server
 
 from local import sfn_aws
-from local.emulation import codedeploy, ecr, fleet, lambda_runtime, outbox, secrets_rotation
+from local.emulation import codedeploy, ecr, fleet, lambda_runtime, outbox, scheduler, secrets_rotation
 from local.emulation.base import LocalError, Timeline
 from local.emulation.codedeploy import CodeDeployLifecycle
 from local.emulation.ecr import EcrExtension
@@ -37,6 +39,7 @@ from local.emulation.eventbridge import EventBridgeDelivery, execution_status_ev
 from local.emulation.fleet import FleetEmulation
 from local.emulation.lambda_runtime import LambdaRuntime
 from local.emulation.outbox import EmailOutbox
+from local.emulation.scheduler import SchedulerTimers
 from local.emulation.secrets_rotation import SecretsRotation
 from local.stack import Stack
 
@@ -56,7 +59,9 @@ class Emulation:
         self.runtime: LambdaRuntime | None = None
         self.events = EventBridgeDelivery(account, region, lambda: self.runtime, self.timeline)
         self.minute_seconds = minute_seconds
-        self.codedeploy = CodeDeployLifecycle(account, region, lambda: self.runtime, self.timeline, minute_seconds)
+        self.codedeploy = CodeDeployLifecycle(account, region, lambda: self.runtime, self.timeline, minute_seconds,
+                                              emit=self.events.deliver)
+        self.scheduler = SchedulerTimers(account, region, lambda: self.runtime, self.timeline)
         self.outbox = EmailOutbox(work_dir / "outbox", self.timeline)
         self.rotation = SecretsRotation(self.timeline)
         self.fleet = FleetEmulation(account, region, self.ecr, self.timeline)
@@ -85,6 +90,7 @@ class Emulation:
     def shutdown(self) -> None:
         # Deployments first: their threads end before the functions and servers they call go away.
         self.codedeploy.shutdown()
+        self.scheduler.shutdown()
         if self.runtime:
             self.runtime.stop()
         if self.registry_server:
@@ -128,6 +134,7 @@ class Emulation:
         sfn_aws.status_listeners.append(_execution_ended)  # ... and sends its status-change events
         ecr.install(cls.active)
         codedeploy.install(cls.active)
+        scheduler.install(cls.active)
         secrets_rotation.install(cls.active)
         outbox.install(cls.active)
 
@@ -136,6 +143,7 @@ class Emulation:
         """Put moto back as it was (the runtime's stop does this, so later in-process moto use is plain)."""
         outbox.uninstall()
         secrets_rotation.uninstall()
+        scheduler.uninstall()
         codedeploy.uninstall()
         ecr.uninstall()
         fleet.uninstall()

@@ -6,6 +6,10 @@ alias), AfterAllowTraffic hook, rollback on failure/alarm/stop. `PutLifecycleEve
 and `StopDeployment` are added, and a deployment's `errorInformation`/`rollbackInfo` are reported.
 Bake minutes are shortened to `minute_seconds` seconds locally.
 
+Like CodeDeploy, each deployment's state changes (START, SUCCESS, FAILURE, STOP) are sent to
+EventBridge as "CodeDeploy Deployment State-change Notification" events (`emit`); a test can drop
+them (`drop_state_change_events`) to prove the release's backstop.
+
 Each deployment runs in a thread of its own; `CodeDeployLifecycle.shutdown` (called when the local
 runtime stops) ends them at their next wait, so none outlives the runtime and touches the next
 one's moto (a reset AWS, where its deployment no longer exists).
@@ -68,7 +72,8 @@ class CodeDeployLifecycle:
     """Runs Lambda deployments the way CodeDeploy does, on moto's stored deployments."""
 
     def __init__(self, account: str, region: str, runtime_ref: Callable[[], LambdaRuntime | None], timeline: Timeline,
-                 minute_seconds: float, hook_timeout: float = 60.0, canary_requests: int = 20) -> None:
+                 minute_seconds: float, hook_timeout: float = 60.0, canary_requests: int = 20,
+                 emit: Callable[[dict[str, Any]], Any] | None = None) -> None:
         self.account, self.region = account, region
         self.runtime_ref = runtime_ref
         self.timeline = timeline
@@ -78,6 +83,9 @@ class CodeDeployLifecycle:
         self.runs: dict[str, _Run] = {}
         self.threads: list[threading.Thread] = []
         self.stopping = threading.Event()
+        self.emit = emit
+        #: Events are best effort on AWS: True loses every state-change event (the backstop's test).
+        self.drop_state_change_events = False
 
     @property
     def backend(self) -> CodeDeployBackend:
@@ -147,6 +155,7 @@ class CodeDeployLifecycle:
         group = self.backend.deployment_groups[info.application_name][info.deployment_group_name]
         steps = traffic_steps(str(info.deployment_config_name))
         info.status, info.start_time = "InProgress", time.time()
+        self._state_change(info, "START")
         env = info.deployment_group_name
         self.timeline.add("codedeploy", f"{env}: deployment {deployment_id[:8]} started, version {current} -> {target} "
                           f"({info.deployment_config_name})", release)
@@ -259,6 +268,28 @@ class CodeDeployLifecycle:
             info.rollback_message = f"rolled back: {message}"
         text = f"{info.deployment_group_name}: deployment {deployment_id[:8]} {status}"
         self.timeline.add("codedeploy", text + (f" ({code}: {message})" if code else ""), release)
+        self._state_change(info, {"Succeeded": "SUCCESS", "Failed": "FAILURE", "Stopped": "STOP"}[status])
+
+    def _state_change(self, info: Any, state: str) -> None:
+        """The event CodeDeploy sends to EventBridge on each deployment state change (as documented for
+        "CodeDeploy Deployment State-change Notification")."""
+        if self.emit is None or self.stopping.is_set():
+            return
+        if self.drop_state_change_events:
+            self.timeline.add("eventbridge", f"{info.deployment_group_name}: {state} event of deployment "
+                              f"{info.deployment_id[:8]} lost (test)", self._release_of(info))
+            return
+        group = self.backend.deployment_groups[info.application_name][info.deployment_group_name]
+        self.emit({
+            "version": "0", "id": str(uuid.uuid4()), "detail-type": "CodeDeploy Deployment State-change Notification",
+            "source": "aws.codedeploy", "account": self.account, "region": self.region,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "resources": [f"arn:aws:codedeploy:{self.region}:{self.account}:application:{info.application_name}",
+                          f"arn:aws:codedeploy:{self.region}:{self.account}:deploymentgroup:{info.application_name}/"
+                          f"{info.deployment_group_name}"],
+            "detail": {"region": self.region, "deploymentId": info.deployment_id, "instanceGroupId": str(group.deployment_group_id),
+                       "deploymentGroup": info.deployment_group_name, "state": state, "application": info.application_name},
+        })
 
 
 

@@ -18,6 +18,8 @@ def normalize(ledger: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("WATCHED_REPOSITORIES", f"{REPOSITORY}, podinfo-canary")
     monkeypatch.setenv("DEPLOY_POLL_SECONDS", "7")
     monkeypatch.setenv("APPROVAL_TIMEOUT_SECONDS", "900")
+    monkeypatch.setenv("WATCH_BACKSTOP_SECONDS", "120")
+    monkeypatch.setenv("LOCK_WAIT_SECONDS", "600")
     return import_handler("normalize")
 
 
@@ -25,17 +27,29 @@ def test_normalize_turns_the_push_into_release_facts_and_settings_from_the_envir
     # WHEN the first state gets the execution input as the ASL passes it
     out = normalize.handler({"event": push_event(), "execution": EXECUTION_ARN, "execution_name": RELEASE_ID}, Context())
     # THEN the release names the exact digest and the execution, and the settings are the template's parameters
-    assert out == {"release": RELEASE, "settings": {"poll_seconds": 7, "approval_timeout_seconds": 900}}
+    assert out == {"release": RELEASE,
+                   "settings": {"poll_seconds": 7, "approval_timeout_seconds": 900, "watch_backstop_seconds": 120,
+                                "lock_wait_seconds": 600}}
+
+
+def test_normalize_keeps_a_person_s_rollback_request(normalize: Any) -> None:
+    rollback = {"environment": "dev", "requested_by": "arn:aws:iam::123456789012:user/ops"}
+    out = normalize.handler({"event": push_event() | {"rollback": rollback}, "execution": EXECUTION_ARN, "execution_name": RELEASE_ID},
+                            Context())
+    assert out["release"]["rollback"] == rollback
 
 
 def test_normalize_settings_default_when_the_environment_leaves_them_out(ledger: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WATCHED_REPOSITORIES", REPOSITORY)
     monkeypatch.delenv("DEPLOY_POLL_SECONDS", raising=False)
     monkeypatch.delenv("APPROVAL_TIMEOUT_SECONDS", raising=False)
+    monkeypatch.delenv("WATCH_BACKSTOP_SECONDS", raising=False)
+    monkeypatch.delenv("LOCK_WAIT_SECONDS", raising=False)
     out = import_handler("normalize").handler(
         {"event": push_event(), "execution": EXECUTION_ARN, "execution_name": RELEASE_ID}, Context()
     )
-    assert out["settings"] == {"poll_seconds": 30, "approval_timeout_seconds": 86400}
+    assert out["settings"] == {"poll_seconds": 30, "approval_timeout_seconds": 86400, "watch_backstop_seconds": 900,
+                               "lock_wait_seconds": 900}
 
 
 @pytest.mark.parametrize(

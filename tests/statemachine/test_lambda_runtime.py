@@ -37,7 +37,7 @@ def test_the_functions_import_the_package_from_the_layer_not_the_source_tree(env
 
 # The functions of a happy release whose handlers bind its id to their trace (the verify and approval
 # functions do it as well once they run under the tracer).
-TRACED = ("StarterFunction", "NormalizeFunction", "LockFunction", "DeployFunction", "PreTrafficHookFunction",
+TRACED = ("StarterFunction", "NormalizeFunction", "LockFunction", "DeployFunction", "WatchFunction", "PreTrafficHookFunction",
           "PostTrafficHookFunction", "PromoteFunction", "RecordFunction")
 
 

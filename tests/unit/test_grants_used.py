@@ -25,6 +25,11 @@ INDIRECT = {
     # revision (the CodeDeploy user guide's policy for creating deployments grants both).
     ("DeployFunction", "codedeploy:GetDeploymentConfig"): "checked by CreateDeployment",
     ("DeployFunction", "codedeploy:GetApplicationRevision"): "checked by CreateDeployment",
+    # The watch function carries on a start whose image Lambda was still applying: the same CreateDeployment.
+    ("WatchFunction", "codedeploy:GetDeploymentConfig"): "checked by CreateDeployment",
+    ("WatchFunction", "codedeploy:GetApplicationRevision"): "checked by CreateDeployment",
+    # EventBridge Scheduler is handed the role its schedules invoke the watch function with.
+    ("WatchFunction", "iam:PassRole"): "CreateSchedule/UpdateSchedule pass WatchSchedulerRole",
     # SNS encrypts what the function publishes with the topics' key, as the publisher.
     ("ApprovalRequestFunction", "kms:GenerateDataKey"): "sns:Publish to a topic under TopicsKey",
     ("ApprovalRequestFunction", "kms:Decrypt"): "sns:Publish to a topic under TopicsKey",

@@ -128,6 +128,11 @@ class DeploymentFailed(ReleaseError):
     """The deployment did not reach its target (rolled back, stopped or failed to start)."""
 
 
+class Superseded(ReleaseError):
+    """A newer push of the same repository took (or waits for) the environment: this release deploys
+    nothing, so the environment never moves back to an older digest unless a rollback asks for it."""
+
+
 class HookCheckFailed(ReleaseError):
     """A traffic hook found the new version unhealthy."""
 

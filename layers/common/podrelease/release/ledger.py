@@ -7,10 +7,14 @@ Items (hash key `pk`, TTL attribute `expires_at`):
   forever.
 - `release#<release id>`: the outcome of a release, its digest, the stage it stopped at and why.
 - `approval#<release id>`: the pending approval (see `podrelease.approval.store`).
+- `queue#<environment>`, `wait#...`, `order#...`, `newest#...`: the ordered lock's waiters
+  (see `podrelease.release.lockqueue`); `watch#<environment>`: the deployment being watched and
+  its task token (see `podrelease.release.watch`).
 """
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -89,6 +93,14 @@ class Ledger:
     def lock_holder(self, environment: str) -> str | None:
         item = self.table.get_item(Key={"pk": f"lock#{environment}"}, ConsistentRead=True).get("Item")
         return str(item["holder"]) if item else None
+
+    def watched_deployment(self, environment: str, release_id: str) -> dict[str, Any] | None:
+        """The latest state of `release_id`'s deployment in `environment` kept by its watch
+        (`podrelease.release.watch`), if it is the one watched there."""
+        item = self.table.get_item(Key={"pk": f"watch#{environment}"}, ConsistentRead=True).get("Item")
+        if not item or item.get("release") != release_id:
+            return None
+        return dict(json.loads(str(item["deployment"])))
 
     # --- release records ----------------------------------------------------------------------------
     def record_release(self, release_id: str, record: dict[str, Any], now: float | None = None) -> dict[str, Any]:

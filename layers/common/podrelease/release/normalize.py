@@ -36,6 +36,8 @@ def normalize(event: Any, execution: str, name: str, watched: tuple[str, ...], s
         refuse_if_blocked(push.digest)
     attempt = int(event.get("rerelease", 1)) if isinstance(event, dict) else 1
     release = push.to_dict() | {"id": name, "execution": execution, "attempt": attempt}
+    # A person's rollback: the prod one enters at the prod stages, and either may move its environment
+    # back to an older digest (the lock refuses that otherwise: Superseded).
     rollback = _rollback(event) if isinstance(event, dict) else None
     if rollback:
         release["rollback"] = rollback

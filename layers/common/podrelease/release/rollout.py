@@ -83,6 +83,8 @@ class Rollout:
     fleets: dict[str, fleet.FleetTarget | None]
     repositories: dict[str, str]  # environment -> the repository it deploys from (else the release's)
     fleet_clients: FleetClients
+    #: Lets go of a lock and hands it to the next waiter (`LockQueue.release`); the ledger's plain release otherwise.
+    release_lock: Callable[[str, str], bool] | None = None
     _clients: tuple[Any, Any, Any] | None = field(default=None, repr=False)
 
     @classmethod
@@ -147,6 +149,11 @@ class Rollout:
         """Undo what the release `release_id` has in flight (its execution's `state`), release its locks."""
         in_flight = {env: state[env]["deployment"] for env in ENVIRONMENTS
                      if isinstance(state.get(env), dict) and isinstance(state[env].get("deployment"), dict)}
+        # A watched deployment's latest state is in the ledger (the execution has only its start).
+        for env in list(in_flight):
+            latest = self.ledger.watched_deployment(env, release_id) if release_id else None
+            if latest is not None:
+                in_flight[env] = latest
         # The environment(s) this release still holds were being deployed when it failed: everything
         # there is undone, finished targets included.
         holding = {env for env in ENVIRONMENTS if release_id and self.ledger.lock_holder(env) == release_id}
@@ -158,5 +165,6 @@ class Rollout:
                 undone = controller.abort(deployment["fleet"])
                 if undone:
                     stopped.append(undone)
-        released = [env for env in ENVIRONMENTS if release_id and self.ledger.release_lock(env, release_id)]
+        release_lock = self.release_lock or self.ledger.release_lock
+        released = [env for env in ENVIRONMENTS if release_id and release_lock(env, release_id)]
         return {"stopped": stopped, "locks_released": released}

@@ -97,6 +97,9 @@ def summarize(outcome: str, state: dict[str, Any], execution_name: str, console_
         lines += [f"Stopped at: {stopped_at or 'start'}", f"Reason: {record['error']}: {record['cause']}"]
         if outcome == "REJECTED":
             lines.append("Nothing was deployed: the event was refused before any stage ran.")
+        elif record["error"] == "Superseded":
+            lines.append("Nothing was deployed: a newer push of the repository took its place "
+                         "(a rollback deploys it anyway).")
         elif record["error"] == "ApprovalSuperseded":
             lines.append("dev now runs the newer release that superseded this one; prod was left as it was.")
         elif "deploy dev" in done:
