@@ -21,13 +21,14 @@ from podrelease_cli.target import Target
 
 ENVIRONMENTS = ("dev", "prod")
 #: The release's stages as the state machine's states make them (a state not listed is its own stage).
+#: WaitDev/WaitProd are the poll loop of executions started before the deploy waits became callbacks.
 STAGE_OF = {
     "Normalize": "normalize", "Rollback?": "normalize",
     "AcquireDevLock": "dev lock", "Verify": "verify",
-    "DeployDev": "deploy dev", "WaitDev": "deploy dev", "CheckDev": "deploy dev", "DevDeployed?": "deploy dev",
+    "DeployDev": "deploy dev", "WatchDev": "deploy dev", "WaitDev": "deploy dev", "CheckDev": "deploy dev", "DevDeployed?": "deploy dev",
     "ReleaseDevLock": "deploy dev", "RequestApproval": "approval", "ApprovalTimedOut": "approval",
     "AcquireProdLock": "prod lock", "VerifyProd": "verify for prod", "Promote": "promote", "VerifyPromoted": "promote",
-    "DeployProd": "deploy prod", "WaitProd": "deploy prod", "CheckProd": "deploy prod", "ProdDeployed?": "deploy prod",
+    "DeployProd": "deploy prod", "WatchProd": "deploy prod", "WaitProd": "deploy prod", "CheckProd": "deploy prod", "ProdDeployed?": "deploy prod",
     "ReleaseProdLock": "deploy prod",
     **dict.fromkeys(("RecordSuccess", "RecordFailure", "RecordRejected", "RecordFallback", "Abort", "NotifySuccess",
                      "NotifyFailure", "CauseIsText?", "Released", "ReleaseFailed", "ReleaseFailedWithoutCause",

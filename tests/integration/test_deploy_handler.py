@@ -92,7 +92,7 @@ def test_deploy_status_carries_on_a_start_lambda_was_still_applying(site: Site, 
     release = release_of(image.digest)
     # WHEN DeployDev starts while Lambda takes its time applying the image
     started = deploy_app.handler({"action": "start", "environment": "dev", "release": release}, Context())
-    # THEN it answers Updating (the Choice state goes on to WaitDev), with nothing published yet
+    # THEN it answers Updating (the Choice state goes on to WatchDev), with nothing published yet
     assert (started["status"], started["id"]) == (deploy.UPDATING, None)
     assert site.image(DEV_FUNCTION) == release["image_uri"]
     assert site.deployments("dev") == []
