@@ -8,7 +8,9 @@ import base64
 import io
 import json
 import logging
+import re
 import time
+from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import pytest
@@ -25,11 +27,12 @@ from tests.integration.approval_world import (
     SIGNING_KEY_B64,
     World,
     assert_security_headers,
+    token_claims,
 )
 
 
 # --- GET ----------------------------------------------------------------------------------------
-def test_get_renders_the_facts_and_changes_nothing(pending: tuple[World, str, str]) -> None:
+def test_get_without_a_session_sends_to_sign_in_and_changes_nothing(pending: tuple[World, str, str]) -> None:
     world, execution, _ = pending
     token = world.links()["bob@example.com"]
     before = world.record()
@@ -39,17 +42,47 @@ def test_get_renders_the_facts_and_changes_nothing(pending: tuple[World, str, st
     assert world.record() == before
     assert world.execution(execution, settle=False)["status"] == "RUNNING"
     for response in responses:
-        assert response["statusCode"] == 200
+        assert response["statusCode"] == 302
         assert_security_headers(response)
-        page = response["body"]
-        for fact in (RELEASE_ID, REPOSITORY, DIGEST, execution, "bob@example.com", "cosign-2025", "green"):
-            assert fact in page
-        assert "spdx &lt;b&gt;ok&lt;/b&gt;" in page  # evidence is escaped, not markup
-        assert "<b>ok</b>" not in page
-        assert '<form method="post"' in page
-        assert f'<input type="hidden" name="t" value="{token}">' in page
-        assert 'name="decision" value="approve"' in page
-        assert 'name="decision" value="reject"' in page
+        target = urlsplit(response["headers"]["Location"])
+        query = {k: v[0] for k, v in parse_qs(target.query).items()}
+        assert f"{target.scheme}://{target.netloc}" == world.issuer
+        assert query["response_type"] == "code"
+        assert query["code_challenge_method"] == "S256"
+        assert len(query["code_challenge"]) == 43
+        assert query["redirect_uri"] == "https://approve.example.test/callback"
+        assert query["nonce"]
+        assert query["state"]
+        assert 'name="decision"' not in response["body"]
+        (login,) = response["cookies"]
+        assert login.startswith("approval_login=")
+        assert "; HttpOnly" in login
+        assert "; Secure" in login  # the page is served over HTTPS
+        assert "; SameSite=Lax" in login  # the provider's redirect back is cross-site
+
+
+def test_signed_in_get_shows_the_summary_and_changes_nothing(pending: tuple[World, str, str]) -> None:
+    world, execution, _ = pending
+    token = world.links()["bob@example.com"]
+    cookies = world.sign_in("bob@example.com")
+    before = world.record()
+
+    response = world.page("GET", {"t": token}, cookies=cookies)
+
+    assert world.record() == before
+    assert world.execution(execution, settle=False)["status"] == "RUNNING"
+    assert response["statusCode"] == 200
+    assert_security_headers(response)
+    page = response["body"]
+    for fact in (RELEASE_ID, REPOSITORY, DIGEST, execution, "bob@example.com", "cosign-2025", "Time left", "Votes"):
+        assert fact in page
+    assert "spdx &lt;b&gt;ok&lt;/b&gt;" in page  # evidence is escaped, not markup
+    assert "<b>ok</b>" not in page
+    assert "<details>" in page  # the raw evidence is folded
+    assert page.index('name="decision" value="approve"') < page.index("At a glance")  # the buttons come first
+    assert f'<input type="hidden" name="t" value="{token}">' in page
+    assert 'name="decision" value="reject"' in page
+    assert re.search(r'<input type="hidden" name="n" value="[^"]+">', page)
 
 
 def test_get_without_token_is_400(pending: tuple[World, str, str]) -> None:
@@ -73,11 +106,12 @@ def test_other_methods_are_405(pending: tuple[World, str, str]) -> None:
 def test_post_approve_records_the_decision_and_resumes_the_release(pending: tuple[World, str, str]) -> None:
     world, execution, _ = pending
 
-    response = world.decide(world.links()["alice@example.com"], "approve")
+    response = world.decide(world.links()["alice@example.com"], "approve", comment="looks good")
 
     assert response["statusCode"] == 200, response["body"]
     assert_security_headers(response)
     assert "Release approved" in response["body"]
+    assert "sub-alice" in response["body"]  # the decision as recorded
     record = world.ledger()
     assert record["status"] == "approved"
     assert record["decided_by"] == "alice@example.com"
@@ -85,16 +119,25 @@ def test_post_approve_records_the_decision_and_resumes_the_release(pending: tupl
     assert abs(record["decided_at"] - time.time()) < 10
     described = world.execution(execution)
     assert described["status"] == "SUCCEEDED"
-    assert json.loads(described["output"]) == {
-        "approved_by": "alice@example.com",
-        "decided_at": iso(record["decided_at"]),
-    }
+    (vote,) = record["votes"]
+    assert vote == {"decision": "approved", "subject": "sub-alice", "email": "alice@example.com", "issuer": world.issuer,
+                    "at": record["decided_at"], "link": token_claims(world.links()["alice@example.com"])["jti"],
+                    "approver": "alice@example.com", "comment": "looks good"}
+    output = json.loads(described["output"])
+    assert output["approved_by"] == "alice@example.com"
+    assert output["decided_at"] == iso(record["decided_at"])
+    assert output["subject"] == "sub-alice"
+    assert output["comment"] == "looks good"
+    assert "approved by alice@example.com (subject sub-alice)" in output["votes"][0]
 
 
 def test_post_reject_fails_the_release_with_approval_rejected(pending: tuple[World, str, str]) -> None:
     world, execution, _ = pending
 
-    response = world.page("POST", form={"t": world.links()["bob@example.com"], "decision": "reject"}, base64_body=True)
+    token = world.links()["bob@example.com"]
+    cookies = world.sign_in("bob@example.com")
+    form = {"t": token, "n": world.nonce(token, cookies), "decision": "reject", "comment": "error rate too high"}
+    response = world.page("POST", form=form, base64_body=True, cookies=cookies)
 
     assert response["statusCode"] == 200, response["body"]
     assert "Release rejected" in response["body"]
@@ -105,6 +148,7 @@ def test_post_reject_fails_the_release_with_approval_rejected(pending: tuple[Wor
     described = world.execution(execution)
     assert described["status"] == "FAILED"
     assert described["error"] == "ApprovalRejected"
+    assert [(v["email"], v["subject"], v["comment"]) for v in record["votes"]] == [("bob@example.com", "sub-bob", "error rate too high")]
 
 
 @pytest.mark.parametrize(

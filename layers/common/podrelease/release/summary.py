@@ -81,6 +81,9 @@ def summarize(outcome: str, state: dict[str, Any], execution_name: str, console_
     ]
     if "approved_by" in record:
         lines.append(f"Approved by {record['approved_by']} at {record['approved_at']}")
+        # Each decision on the approval page: who signed in (provider subject, email), when, which link, the comment.
+        if isinstance(approval, dict):
+            lines += [f"  Decision: {vote}" for vote in approval.get("votes") or [] if isinstance(vote, str)]
     if outcome != "SUCCEEDED":
         lines += [f"Stopped at: {stopped_at or 'start'}", f"Reason: {record['error']}: {record['cause']}"]
         if outcome == "REJECTED":
