@@ -29,7 +29,7 @@ from moto.sns.models import sns_backends
 
 from local.oidc import CLIENT_ID, subject_of
 from podrelease.approval.keys import KeyRing
-from podrelease.approval.session import LOGIN_COOKIE, LoginState
+from podrelease.approval.session import LOGIN_COOKIE, SESSION_COOKIE, Identity, LoginState, Session, form_nonce
 from podrelease.approval.signin import OidcClient, SignInSettings
 from podrelease.approval.store import ApprovalStore
 
@@ -44,7 +44,8 @@ DIGEST = "sha256:" + "3f" * 32
 OTHER_DIGEST = "sha256:" + "c0" * 32
 REPOSITORY = "podinfo"
 RELEASE_ID = "podinfo-3f3f3f3f3f3f-1"
-EVIDENCE = {"signature": {"mode": "key", "key_id": "cosign-2025", "verified": True}, "sbom": "spdx <b>ok</b>"}
+EVIDENCE = {"verified": True, "digest": DIGEST, "signatures": [{"key_id": "cosign-2025", "source": "legacy"}],
+            "sbom": {"verified": True, "sboms": [{"format": "spdx <b>ok</b>", "sbom_digest": "sha256:" + "5b" * 32}]}}
 DEV = {"lambda": {"status": "Succeeded", "version": "7"}, "ec2": {"status": "Succeeded", "colour": "green"}}
 WAITING_STATE = {
     "StartAt": "RequestApproval",
@@ -233,6 +234,13 @@ class World:
         done = self.page("GET", query, cookies=login, path="/callback")
         assert done["statusCode"] == 200, done["body"]
         return {k: v for k, v in set_cookies(done).items() if v}
+
+    def crafted(self, email: str, token: str) -> tuple[dict[str, str], str]:
+        """The session cookie a sign-in as `email` sets and the nonce the page would show it for `token`,
+        sealed here with the test's key (for tests that must not let the page read anything first)."""
+        ring = KeyRing("k1", {"k1": SIGNING_KEY})
+        session = Session.start(Identity(subject_of(email), email, self.issuer), time.time())
+        return {SESSION_COOKIE: session.seal(ring)}, form_nonce(ring, session, token_claims(token)["jti"], time.time())
 
     def nonce(self, token: str, cookies: dict[str, str]) -> str:
         """The form nonce of the page `token` shows to the session in `cookies` ("" when it shows no form)."""
