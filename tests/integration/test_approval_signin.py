@@ -9,6 +9,7 @@ THEN it is refused by name and nothing changes.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -199,3 +200,53 @@ def test_the_session_cookie_is_strict_httponly_and_secure(pending: tuple[World, 
     cleared = next(c for c in response["cookies"] if c.startswith(LOGIN_COOKIE + "="))
     assert "Max-Age=0" in cleared
     assert f"url=https://approve.example.test/?t={world.links()[ALICE]}" in response["body"]  # back to the link
+
+
+# --- the demo's auto-approver, over HTTP ---------------------------------------------------------
+def test_the_demo_approver_signs_in_and_decides_over_http(pending: tuple[World, str, str]) -> None:
+    """local.approver (what `make demo` presses the buttons with) against the page served over HTTP:
+    it is sent to the provider, signs in as the link's approver, and decides with the page's nonce."""
+    import threading
+
+    import boto3
+    from werkzeug.serving import make_server
+    from werkzeug.wrappers import Request, Response
+
+    from local.approver import Approver
+    from podrelease.release import podinfo
+    from tests.integration.approval_world import REGION, SIGN_IN_PARAMETER, Context, sign_in_settings
+
+    world, execution, _ = pending
+
+    def serve(environ: dict[str, Any], start_response: Any) -> Any:  # a Function URL in front of the handler
+        request = Request(environ)
+        event = podinfo.request(request.path, request.method, query=request.query_string.decode(), body=request.get_data(),
+                                headers={k: v for k, v in request.headers.items() if k.lower() != "cookie"})
+        if request.headers.get("Cookie"):
+            event["cookies"] = [c.strip() for c in request.headers["Cookie"].split(";")]
+        answer = world.page_app.handler(event, Context())
+        response = Response(answer["body"], answer["statusCode"], headers=answer["headers"])
+        for cookie in answer.get("cookies") or []:
+            response.headers.add("Set-Cookie", cookie)
+        return response(environ, start_response)
+
+    server = make_server("127.0.0.1", 0, serve, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_port}/"
+    try:
+        settings = {**sign_in_settings(world.issuer), "redirect_uri": base + "callback"}
+        boto3.client("ssm", region_name=REGION).put_parameter(Name=SIGN_IN_PARAMETER, Value=json.dumps(settings), Overwrite=True)
+        world.page_app.sign_in.cache_clear()
+        link = f"{base}?t={world.links()[BOB]}"
+
+        assert Approver(ALICE).decide(link, "approve")[0] == 403  # signed in, but not as bob
+        assert world.ledger()["status"] == "pending"
+        status, page = Approver(BOB).decide(link, "reject", "error budget spent")
+    finally:
+        server.shutdown()
+
+    assert status == 200, page
+    record = world.ledger()
+    assert (record["status"], record["decided_by"]) == ("rejected", BOB)
+    assert [(v["subject"], v["comment"]) for v in record["votes"]] == [(subject_of(BOB), "error budget spent")]
+    assert world.execution(execution)["status"] == "FAILED"
