@@ -147,6 +147,9 @@ def check_post_origin(headers: Mapping[str, str], expected_origin: str) -> None:
     page's; at least one of them present (every browser sends them on a form POST)."""
     site = (headers.get("sec-fetch-site") or "").strip().lower()
     origin = (headers.get("origin") or "").strip()
+    # The page's Referrer-Policy is no-referrer, so browsers send `Origin: null` with its own form:
+    # then Sec-Fetch-Site (sent by every current browser) alone decides.
+    origin = "" if origin == "null" else origin
     cross = ApprovalRefused(403, "Cross-site request refused",
                             "Decisions are only accepted from the form on the approval page itself. Nothing was decided.",
                             "CrossSiteRequest")
