@@ -21,14 +21,12 @@ import sys
 import threading
 import time
 import traceback
-import urllib.error
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from local import signing
+from local.approver import Approver, link_approver
 from local.demo_report import Printer, check_outcome, fleet_problems, follow_execution, print_release, verdict
 from local.demo_rollback import run_rollback
 from local.demo_rotation import run_rotation
@@ -124,16 +122,15 @@ def _approver(env: LocalRuntime, scenario: Scenario, release: str, printer: Prin
     if manual:
         printer.line("approval", f"open this link to decide (GET shows, only the buttons decide): {link}", release)
         return
-    # An email link scanner fetches the link first: that must change nothing.
-    with urllib.request.urlopen(link, timeout=10) as page:
-        shown = page.read().decode()
-    state = "still pending" if "Approve" in shown else "?"
-    printer.line("approval", f"link scanner GET {page.status}: page shown, release {state}", release)
+    # An email link scanner fetches the link first: it is sent to sign in, and nothing changes.
+    scanned, _ = Approver("scanner@example.com").open(link)
+    printer.line("approval", f"link scanner GET: sent to sign in (HTTP {scanned} at the provider), nothing decided", release)
     if scenario.decision is None:
         printer.line("approval", "nobody decides (scenario)", release)
         return
-    status, page = decide(link, scenario.decision)
-    printer.line("approval", f"{APPROVERS[0]} pressed {scenario.decision.capitalize()}: HTTP {status}", release)
+    status, page = decide(link, scenario.decision, f"demo: {scenario.name}")
+    printer.line("approval", f"{APPROVERS[0]} signed in at the local OIDC provider and pressed "
+                 f"{scenario.decision.capitalize()}: HTTP {status}", release)
     if status >= 500 and failures is not None:  # the decision did not reach the release: say why, stop waiting
         text = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", part)) for part in re.findall(r"<(?:h1|p)>(.*?)</(?:h1|p)>", page))
         said = " ".join(text.split())
@@ -177,17 +174,10 @@ def _newer_outcome(env: LocalRuntime, newer: list[Pushed], printer: Printer) -> 
     return [p for env_ in ("dev", "prod") for p in fleet_problems(env, env_, image.digest, should_run=True)]
 
 
-def decide(link: str, decision: str) -> tuple[int, str]:
-    """Press a button on the approval page: POST the form the page shows. Returns (status, page)."""
-    token = urllib.parse.parse_qs(urllib.parse.urlparse(link).query)["t"][0]
-    body = urllib.parse.urlencode({"t": token, "decision": decision}).encode()
-    request = urllib.request.Request(link.split("?")[0], data=body, method="POST",
-                                     headers={"Content-Type": "application/x-www-form-urlencoded"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as reply:
-            return int(reply.status), reply.read().decode()
-    except urllib.error.HTTPError as exc:
-        return int(exc.code), exc.read().decode()
+def decide(link: str, decision: str, comment: str = "") -> tuple[int, str]:
+    """The link's approver opens it, signs in at the local OIDC provider as themself, and presses a
+    button on the page's form (`local.approver`). Returns (status, page)."""
+    return Approver(link_approver(link)).decide(link, decision, comment)
 
 
 def push_for(env: LocalRuntime, scenario: Scenario) -> Pushed:

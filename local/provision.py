@@ -146,6 +146,11 @@ class Provisioner:
         arn = sm.create_secret(Name=props["Name"], Description=props.get("Description", ""), SecretString=secret_string, **kms)["ARN"]
         self._set(logical_id, arn, Id=arn)
 
+    def create_SSM_Parameter(self, logical_id: str, props: dict[str, Any]) -> None:
+        self.client("ssm").put_parameter(Name=props["Name"], Value=props["Value"], Type=props.get("Type", "String"),
+                                         Description=props.get("Description", ""), Overwrite=False)
+        self._set(logical_id, props["Name"], Type=props.get("Type", "String"), Value=props["Value"])
+
     def create_KMS_Key(self, logical_id: str, props: dict[str, Any]) -> None:
         # Created with its key policy and rotation setting; KMS policies are not enforced locally.
         kms = self.client("kms")

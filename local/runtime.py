@@ -36,6 +36,7 @@ from local import iam, signing
 from local.emulation import Emulation
 from local.emulation.eventbridge import schedule_of, scheduled_event
 from local.images import Pusher
+from local.oidc import CLIENT_ID, LocalOidcProvider
 from local.provision import create_stack
 from local.sigstore_local import LocalSigstore
 from local.stack import Stack
@@ -100,13 +101,23 @@ class FunctionUrls:
     def wsgi(self, environ: dict[str, Any], start_response: Any) -> Any:
         request = Request(environ)
         function, _, rest = request.path.lstrip("/").partition("/")
-        event = podinfo.request("/" + rest, request.method, headers=dict(request.headers), query=request.query_string.decode(),
+        headers = {k: v for k, v in request.headers.items() if k.lower() != "cookie"}
+        event = podinfo.request("/" + rest, request.method, headers=headers, query=request.query_string.decode(),
                                 body=request.get_data(), source_ip=request.remote_addr or "127.0.0.1")
-        reply = podinfo.invoke(self.lambda_client, function, None, event)
+        # As Function URLs do: the Cookie header arrives as the event's `cookies` list, and the reply's
+        # `cookies` go out as one Set-Cookie header each.
+        cookie_header = request.headers.get("Cookie")
+        if cookie_header:
+            event["cookies"] = [c.strip() for c in cookie_header.split(";") if c.strip()]
+        raw = self.lambda_client.invoke(FunctionName=function, Payload=json.dumps(event).encode())
+        payload = raw["Payload"].read()
+        reply = podinfo.decode(payload) if not raw.get("FunctionError") else podinfo.Reply(None)
         if reply.status is None:
             response = Response("Internal Server Error", 502)
         else:
             response = Response(reply.body, reply.status or 200, headers=reply.headers)
+            for cookie in json.loads(payload).get("cookies") or []:
+                response.headers.add("Set-Cookie", str(cookie))
         return response(environ, start_response)
 
 
@@ -125,6 +136,7 @@ class LocalRuntime(AbstractContextManager["LocalRuntime"]):
     saved_config: dict[str, Any]
     public_pem: str = ""  # the demo signing key's public half (what the "keys" policies trust)
     xray: XRayDaemon | None = None  # the segments the functions traced
+    oidc: LocalOidcProvider | None = None  # the approvers' sign-in (local.oidc)
 
     def client(self, service: str) -> Any:
         return self.session.client(service, region_name=REGION, endpoint_url=self.endpoint)
@@ -183,6 +195,8 @@ class LocalRuntime(AbstractContextManager["LocalRuntime"]):
         pusher.sign_legacy(key, bootstrap)
 
         urls = FunctionUrls(session.client("lambda", endpoint_url=endpoint))
+        # The approvers sign in through the embedded OIDC provider (local.oidc), as through Cognito on AWS.
+        oidc = LocalOidcProvider.start(APPROVERS)
         document = release_policy(policy, public_pem + extra_keys)
         policy_version = 0
         if document:  # as `make deploy POLICY=file` does before `sam deploy`
@@ -204,6 +218,8 @@ class LocalRuntime(AbstractContextManager["LocalRuntime"]):
             "ApprovalTimeoutSeconds": str(approval_timeout),
             "Architecture": local_architecture(),
             "__FunctionUrlBase": urls.base,
+            "SignInIssuerUrl": oidc.issuer,
+            "SignInClientId": CLIENT_ID,
         }
         # The fleet goes into moto's default VPC (two of its subnets for the load balancers and the instances
         # alike, its route table for the S3 endpoint), as an operator would pass theirs.
@@ -238,7 +254,7 @@ class LocalRuntime(AbstractContextManager["LocalRuntime"]):
         emulation.runtime.warm()
         emulation.timeline.add("local", f"stack {STACK} created from template.yaml ({len(stack.resources)} resources)")
         return cls(server, endpoint, emulation, stack, session, pusher, key, urls, work_dir, sigstore, saved_config,
-                   public_pem + extra_keys, xray)
+                   public_pem + extra_keys, xray, oidc)
 
     @property
     def build_identity(self) -> str:
@@ -312,6 +328,8 @@ class LocalRuntime(AbstractContextManager["LocalRuntime"]):
         self.urls.server.shutdown()
         if self.xray is not None:
             self.xray.stop()
+        if self.oidc is not None:
+            self.oidc.stop()
         self.server.stop()
 
     def __exit__(self, *exc: object) -> None:

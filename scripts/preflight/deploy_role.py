@@ -210,6 +210,28 @@ REQUIRED_ACTIONS: dict[str, tuple[str, ...]] = {
         "secretsmanager:UpdateSecret", "secretsmanager:TagResource", "secretsmanager:UntagResource",
         "secretsmanager:DeleteSecret",
     ),
+    # Approver sign-in (docs/approvals.md). Schemas also list custom domains (ACM, CloudFront), SMS and
+    # Lambda triggers, risk configuration and managed login branding, none of which the stack uses.
+    "AWS::Cognito::UserPool": (
+        "cognito-idp:CreateUserPool", "cognito-idp:DescribeUserPool", "cognito-idp:UpdateUserPool",
+        "cognito-idp:DeleteUserPool", "cognito-idp:SetUserPoolMfaConfig", "cognito-idp:GetUserPoolMfaConfig",
+        "cognito-idp:TagResource", "cognito-idp:UntagResource", "cognito-idp:ListTagsForResource",
+    ),
+    "AWS::Cognito::UserPoolDomain": (
+        "cognito-idp:CreateUserPoolDomain", "cognito-idp:DescribeUserPoolDomain", "cognito-idp:UpdateUserPoolDomain",
+        "cognito-idp:DeleteUserPoolDomain", "cognito-idp:DescribeUserPool",
+    ),
+    "AWS::Cognito::UserPoolIdentityProvider": (
+        "cognito-idp:CreateIdentityProvider", "cognito-idp:DescribeIdentityProvider", "cognito-idp:UpdateIdentityProvider",
+        "cognito-idp:DeleteIdentityProvider",
+    ),
+    "AWS::Cognito::UserPoolClient": (
+        "cognito-idp:CreateUserPoolClient", "cognito-idp:DescribeUserPoolClient", "cognito-idp:UpdateUserPoolClient",
+        "cognito-idp:DeleteUserPoolClient",
+    ),
+    "AWS::SSM::Parameter": (
+        "ssm:PutParameter", "ssm:GetParameters", "ssm:DeleteParameter", "ssm:AddTagsToResource", "ssm:RemoveTagsFromResource",
+    ),
     "AWS::StepFunctions::StateMachine": (
         "states:CreateStateMachine", "states:DescribeStateMachine", "states:UpdateStateMachine", "states:DeleteStateMachine",
         "states:TagResource", "states:UntagResource", "states:ListTagsForResource", "iam:PassRole",
@@ -230,6 +252,8 @@ ACCOUNT_WIDE: dict[str, str | None] = {
     # particular keys (KMS Developer Guide, "Controlling access to tags"). Both only with the stack tag.
     "kms:CreateKey": "aws:requesttag/",
     "kms:TagResource": "aws:requesttag/",
+    # Cognito: CreateUserPool has no resource (the pool id is generated); only with the stack tag.
+    "cognito-idp:CreateUserPool": "aws:requesttag/",
 }
 ROLE_WRITES = (
     "iam:CreateRole", "iam:PutRolePolicy", "iam:DeleteRolePolicy", "iam:AttachRolePolicy", "iam:DetachRolePolicy",

@@ -11,22 +11,30 @@ the queue and gives it to the approval_request handler exactly as the state mach
 from __future__ import annotations
 
 import base64
+import html
 import json
 import re
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import boto3
 import pytest
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.sns.models import sns_backends
 
+from local.oidc import CLIENT_ID, subject_of
+from podrelease.approval.keys import KeyRing
+from podrelease.approval.session import LOGIN_COOKIE, SESSION_COOKIE, Identity, LoginState, Session, form_nonce
+from podrelease.approval.signin import OidcClient, SignInSettings
 from podrelease.approval.store import ApprovalStore
 
 REGION = "eu-west-1"
+SIGN_IN_PARAMETER = "/podrel/approval-sign-in"
 TABLE = "ledger"
 BASE_URL = "https://approve.example.test/"
 APPROVERS = ("alice@example.com", "bob@example.com")
@@ -36,7 +44,8 @@ DIGEST = "sha256:" + "3f" * 32
 OTHER_DIGEST = "sha256:" + "c0" * 32
 REPOSITORY = "podinfo"
 RELEASE_ID = "podinfo-3f3f3f3f3f3f-1"
-EVIDENCE = {"signature": {"mode": "key", "key_id": "cosign-2025", "verified": True}, "sbom": "spdx <b>ok</b>"}
+EVIDENCE = {"verified": True, "digest": DIGEST, "signatures": [{"key_id": "cosign-2025", "source": "legacy"}],
+            "sbom": {"verified": True, "sboms": [{"format": "spdx <b>ok</b>", "sbom_digest": "sha256:" + "5b" * 32}]}}
 DEV = {"lambda": {"status": "Succeeded", "version": "7"}, "ec2": {"status": "Succeeded", "colour": "green"}}
 WAITING_STATE = {
     "StartAt": "RequestApproval",
@@ -50,6 +59,38 @@ WAITING_STATE = {
         }
     },
 }
+
+
+def sign_in_settings(issuer: str) -> dict[str, str]:
+    """The sign-in settings the template writes for a provider at `issuer` (the page at BASE_URL)."""
+    return {"issuer": issuer, "client_id": CLIENT_ID, "redirect_uri": BASE_URL + "callback"}
+
+
+PAGE_ORIGIN = BASE_URL.rstrip("/")
+#: What a browser sends with a form POST from the page itself.
+SAME_ORIGIN = {"origin": PAGE_ORIGIN, "sec-fetch-site": "same-origin"}
+
+
+def token_claims(token: str) -> dict[str, Any]:
+    """The claims a token says it has (read, not verified); {} when unreadable."""
+    try:
+        payload = token.split(".")[0]
+        return dict(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))))
+    except (ValueError, TypeError):
+        return {}
+
+
+def set_cookies(response: dict[str, Any]) -> dict[str, str]:
+    """name -> value of the cookies a page answer sets (an emptied cookie maps to "")."""
+    return {c.split("=", 1)[0]: c.split("=", 1)[1].split(";", 1)[0] for c in response.get("cookies") or []}
+
+
+def _no_redirects() -> urllib.request.OpenerDirector:
+    class Keep(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+    return urllib.request.build_opener(Keep)
 
 
 @dataclass
@@ -73,6 +114,7 @@ class World:
     state_machine_arn: str
     request_app: ModuleType
     page_app: ModuleType
+    issuer: str
 
     # --- the release -------------------------------------------------------------------------------
     def start_release(self) -> tuple[str, str]:
@@ -143,26 +185,77 @@ class World:
         *,
         base64_body: bool = False,
         raw_body: str | None = None,
+        cookies: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        path: str = "/",
     ) -> dict[str, Any]:
+        """One request to the page's handler. A POST carries the form's Content-Type and the page's own
+        Origin / Sec-Fetch-Site unless `headers` says otherwise (a header given as "" is left out)."""
         body = raw_body if raw_body is not None else (urlencode(form) if form is not None else None)
         if body is not None and base64_body:
             body = base64.b64encode(body.encode()).decode()
+        sent = {"content-type": "application/x-www-form-urlencoded", **SAME_ORIGIN} if method == "POST" else {}
+        sent = {k: v for k, v in {**sent, **(headers or {})}.items() if v}
         event = {
             "version": "2.0",
-            "rawPath": "/",
+            "rawPath": path,
             "rawQueryString": urlencode(query or {}),
-            "headers": {"content-type": "application/x-www-form-urlencoded"} if body is not None else {},
-            "requestContext": {"stage": "$default", "http": {"method": method, "path": "/"}},
+            "headers": sent,
+            "requestContext": {"stage": "$default", "http": {"method": method, "path": path}},
             "isBase64Encoded": base64_body,
         }
         if query:
             event["queryStringParameters"] = query
+        if cookies:
+            event["cookies"] = [f"{k}={v}" for k, v in cookies.items()]
         if body is not None:
             event["body"] = body
         return self.page_app.handler(event, Context())
 
-    def decide(self, token: str, decision: str) -> dict[str, Any]:
-        return self.page("POST", form={"t": token, "decision": decision})
+    # --- signing in ---------------------------------------------------------------------------------
+    def sign_in(self, email: str, link_token: str | None = None) -> dict[str, str]:
+        """Sign in as `email` at the OIDC provider, starting from a link (default: `email`'s own, or
+        alice's when `email` has none); the session cookie the page sets."""
+        token = link_token or self.links().get(email) or self.links()[APPROVERS[0]]
+        start = self.page("GET", {"t": token})
+        if start["statusCode"] == 302:
+            login, location = set_cookies(start), start["headers"]["Location"]
+        else:  # the link is decided: start the sign-in as the page would have
+            state = LoginState.begin(token, time.time())
+            login = {LOGIN_COOKIE: state.seal(KeyRing("k1", {"k1": SIGNING_KEY}))}
+            location = OidcClient(SignInSettings.parse(sign_in_settings(self.issuer))).authorize_url(state)
+        pressed = urllib.request.Request(location, method="POST",  # noqa: S310 - the local provider
+                                         data=urlencode({"sub": subject_of(email)}).encode())
+        with pytest.raises(urllib.error.HTTPError) as redirected:  # the provider's 302 back to the page
+            _no_redirects().open(pressed, timeout=30)
+        assert redirected.value.code == 302, redirected.value.read()
+        back = urlsplit(redirected.value.headers["Location"])
+        query = {k: v[0] for k, v in parse_qs(back.query).items()}
+        done = self.page("GET", query, cookies=login, path="/callback")
+        assert done["statusCode"] == 200, done["body"]
+        return {k: v for k, v in set_cookies(done).items() if v}
+
+    def crafted(self, email: str, token: str) -> tuple[dict[str, str], str]:
+        """The session cookie a sign-in as `email` sets and the nonce the page would show it for `token`,
+        sealed here with the test's key (for tests that must not let the page read anything first)."""
+        ring = KeyRing("k1", {"k1": SIGNING_KEY})
+        session = Session.start(Identity(subject_of(email), email, self.issuer), time.time())
+        return {SESSION_COOKIE: session.seal(ring)}, form_nonce(ring, session, token_claims(token)["jti"], time.time())
+
+    def nonce(self, token: str, cookies: dict[str, str]) -> str:
+        """The form nonce of the page `token` shows to the session in `cookies` ("" when it shows no form)."""
+        shown = self.page("GET", {"t": token}, cookies=cookies)
+        found = re.search(r'name="n" value="([^"]+)"', shown["body"])
+        return html.unescape(found.group(1)) if found else ""
+
+    def decide(self, token: str, decision: str, *, as_: str | None = None, comment: str = "",
+               headers: dict[str, str] | None = None) -> dict[str, Any]:
+        """Sign in (as `as_`, by default the link's approver) and press `decision` on the page."""
+        approver = as_ or token_claims(token).get("apr")
+        email = approver if approver in APPROVERS else APPROVERS[0]
+        cookies = self.sign_in(email)
+        form = {"t": token, "n": self.nonce(token, cookies) or "none", "decision": decision, "comment": comment}
+        return self.page("POST", form=form, cookies=cookies, headers=headers)
 
 
 EXPECTED_HEADERS = {

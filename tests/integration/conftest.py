@@ -17,6 +17,7 @@ from moto import mock_aws
 
 from local.emulation import Emulation
 from local.images import Pusher
+from local.oidc import LocalOidcProvider
 from local.stack import LocalFunction, Stack
 from podrelease.release import lambda_target as deploy
 from tests.conftest import FAKE_CREDENTIALS, import_handler
@@ -148,9 +149,19 @@ def site(registry: Registry, monkeypatch: pytest.MonkeyPatch, ledger_table: Call
 # --- the approval request and page ----------------------------------------------------------------
 
 
+@pytest.fixture(scope="session")
+def oidc_provider() -> Iterator[LocalOidcProvider]:
+    """The approvers' OIDC provider (local.oidc), one per test session."""
+    provider = LocalOidcProvider.start(approvals.APPROVERS)
+    try:
+        yield provider
+    finally:
+        provider.stop()
+
+
 @pytest.fixture
 def world(monkeypatch: pytest.MonkeyPatch, load_handler: Callable[[str], ModuleType],
-          ledger_table: Callable[..., Any]) -> Iterator[approvals.World]:
+          ledger_table: Callable[..., Any], oidc_provider: LocalOidcProvider) -> Iterator[approvals.World]:
     for name, value in {
         "AWS_DEFAULT_REGION": approvals.REGION,
         "AWS_ACCESS_KEY_ID": "testing",
@@ -161,6 +172,7 @@ def world(monkeypatch: pytest.MonkeyPatch, load_handler: Callable[[str], ModuleT
         "APPROVAL_BASE_URL": approvals.BASE_URL,
         "APPROVERS": " Alice@Example.com, bob@example.com ",
         "APPROVAL_TTL_SECONDS": "3600",
+        "SIGN_IN_PARAMETER": approvals.SIGN_IN_PARAMETER,
     }.items():
         monkeypatch.setenv(name, value)
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
@@ -180,6 +192,8 @@ def world(monkeypatch: pytest.MonkeyPatch, load_handler: Callable[[str], ModuleT
         state_machine_arn = sfn.create_state_machine(name="release", definition=definition, roleArn=role)["stateMachineArn"]
         monkeypatch.setenv("APPROVAL_TOPIC_ARN", topic_arn)
         monkeypatch.setenv("APPROVAL_KEY_SECRET_ARN", secret_arn)
+        boto3.client("ssm", region_name=approvals.REGION).put_parameter(
+            Name=approvals.SIGN_IN_PARAMETER, Type="String", Value=json.dumps(approvals.sign_in_settings(oidc_provider.issuer)))
         yield approvals.World(
             ddb=ddb,
             sfn=sfn,
@@ -190,6 +204,7 @@ def world(monkeypatch: pytest.MonkeyPatch, load_handler: Callable[[str], ModuleT
             state_machine_arn=state_machine_arn,
             request_app=load_handler("approval_request"),
             page_app=load_handler("approval_page"),
+            issuer=oidc_provider.issuer,
         )
 
 

@@ -17,6 +17,7 @@ from tests.integration.approval_world import (
     OTHER_DIGEST,
     REGION,
     RELEASE_ID,
+    SAME_ORIGIN,
     SIGNING_KEY,
     Context,
     World,
@@ -121,7 +122,7 @@ def test_a_base64_body_that_is_not_utf8_is_400(pending: tuple[World, str, str]) 
         "version": "2.0",
         "rawPath": "/",
         "rawQueryString": "",
-        "headers": {"content-type": "application/x-www-form-urlencoded"},
+        "headers": {"content-type": "application/x-www-form-urlencoded", **SAME_ORIGIN},
         "requestContext": {"stage": "$default", "http": {"method": "POST", "path": "/"}},
         "isBase64Encoded": True,
         "body": base64.b64encode(b"t=\xff\xfe&decision=approve").decode(),
@@ -143,7 +144,8 @@ def test_an_unreadable_signing_key_is_500_and_decides_nothing(pending: tuple[Wor
     before = world.record()
     boto3.client("secretsmanager", region_name=REGION).delete_secret(SecretId=world.secret_arn, ForceDeleteWithoutRecovery=True)
 
-    response = world.decide(token, "approve")  # the page has not read the key yet: it reads it now
+    cookies, nonce = world.crafted("alice@example.com", token)
+    response = world.page("POST", form={"t": token, "n": nonce, "decision": "approve"}, cookies=cookies)  # reads the key now
 
     assert response["statusCode"] == 500
     assert "The approval service is misconfigured" in response["body"]
@@ -156,11 +158,13 @@ def test_an_unreachable_ledger_is_503_and_decides_nothing(pending: tuple[World, 
     world, execution, _ = pending
     token = world.links()["alice@example.com"]
     before = world.record()
+    cookies = world.sign_in("alice@example.com")
+    nonce = world.nonce(token, cookies)
     stubber = Stubber(world.page_app.approvals.store.table.meta.client)
     stubber.add_client_error("get_item", service_error_code="ProvisionedThroughputExceededException", http_status_code=400)
 
     with stubber:
-        response = world.decide(token, "approve")
+        response = world.page("POST", form={"t": token, "n": nonce, "decision": "approve"}, cookies=cookies)
 
     stubber.assert_no_pending_responses()
     assert response["statusCode"] == 503

@@ -1,23 +1,46 @@
-"""The approval page: GET shows what is being approved and changes nothing, POST decides.
+"""The approval page: the link is a capability, the sign-in says who holds it; only both decide.
 
-Email link scanners prefetch GETs, so GET never writes anything. A POST records the decision with a
-conditional update (`status = pending`, so the first decision wins and every later one is refused),
-then tells Step Functions: SendTaskSuccess for approve, SendTaskFailure(ApprovalRejected) for reject.
-Every answer is a small HTML document with strict security headers and no script; every refusal is
-`ApprovalRefused`, whose status, title and detail the page shows (the function's exception handler).
+GET `?t=<link token>`: a genuine link for a pending release sends a browser without a session to
+the organisation's OIDC provider (`podrelease.approval.signin`, code flow with PKCE); back at
+`/callback` the ID token is checked and a short-lived session cookie set (`podrelease.approval.session`);
+then GET shows the summary and the form, if the signed-in identity may decide on this link (by
+default: its email is the link's approver; `ApproverCheck` is where an approver policy plugs in).
+GET never writes anything (email link scanners prefetch it).
+
+POST decides only with: the form's Content-Type, a same-origin request (Origin / Sec-Fetch-Site),
+a session, the link's token, the identity the link was issued to, and the page's nonce (checked in
+constant time). The decision is a conditional update (`status = pending`: the first one wins),
+recorded with who (provider subject and email), when, from which link, and the comment; then
+Step Functions is told. Every refusal is `ApprovalRefused` with a name (`X-Approval-Refusal`).
 """
 
 from __future__ import annotations
 
+import hmac
 import html
 import json
-import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
+from aws_lambda_powertools.shared.cookies import Cookie, SameSite
 from botocore.exceptions import ClientError
 
+from podrelease.approval import render
+from podrelease.approval.session import (
+    LOGIN_COOKIE,
+    LOGIN_SECONDS,
+    SESSION_COOKIE,
+    SESSION_SECONDS,
+    LoginState,
+    Session,
+    SessionInvalid,
+    check_form_nonce,
+    form_nonce,
+    now_or,
+)
+from podrelease.approval.signin import SignInFailed
 from podrelease.approval.store import APPROVED, PENDING, REJECTED, SUPERSEDED, TASK_GONE_ERRORS, callback_state, iso
 from podrelease.core import config
 from podrelease.core.errors import ApprovalRejected, ReleaseError, TokenExpired, TokenInvalid
@@ -29,75 +52,61 @@ if TYPE_CHECKING:
     from aws_lambda_powertools import Tracer
 
     from podrelease.approval.keys import SigningKeys
+    from podrelease.approval.session import Identity
+    from podrelease.approval.signin import OidcClient
     from podrelease.approval.store import ApprovalStore
     from podrelease.approval.tokens import Claims
 
 logger = get_logger("approval")
 
-#: A form body longer than this is refused unread (a real one is well under 3 KiB).
+#: A form body longer than this is refused unread (a real one is well under 4 KiB).
 MAX_FORM_BYTES = 8 * 1024
+MAX_COMMENT_CHARS = 500
 DECISIONS = {"approve": APPROVED, "reject": REJECTED}
+CALLBACK_PATH = "/callback"
 # Step Functions' answers when this page's role may not call it: an operator must fix the stack, retrying will not help.
 NOT_ALLOWED_ERRORS = frozenset({"AccessDenied", "AccessDeniedException"})
-
-SECURITY_HEADERS: dict[str, str] = {
-    "Content-Type": "text/html; charset=utf-8",
-    "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'",
-}
-_STYLE = (
-    "body{font-family:system-ui,sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem;color:#1b1b1b}"
-    "dt{font-weight:600;margin-top:.6rem}dd{margin:0;word-break:break-all}"
-    "pre{background:#f4f4f4;padding:.6rem;overflow:auto;font-size:.85rem}"
-    "button{font-size:1rem;padding:.5rem 1.4rem;margin-right:1rem;border-radius:4px;border:1px solid #555}"
-    ".approve{background:#1f7a1f;color:#fff}.reject{background:#a11;color:#fff}.note{color:#555}"
-)
+SECURITY_HEADERS = render.SECURITY_HEADERS
 
 
 @dataclass(frozen=True)
 class PageSettings:
     table: str
     key_secret_id: str
+    sign_in_parameter: str
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> PageSettings:
-        return cls(table=config.require("LEDGER_TABLE", env), key_secret_id=config.require("APPROVAL_KEY_SECRET_ARN", env))
+        return cls(table=config.require("LEDGER_TABLE", env), key_secret_id=config.require("APPROVAL_KEY_SECRET_ARN", env),
+                   sign_in_parameter=config.require("SIGN_IN_PARAMETER", env))
 
 
 class ApprovalRefused(ReleaseError):
-    """The page refuses the request and says why; nothing was approved or rejected by it."""
+    """The page refuses the request and says why; nothing was approved or rejected by it. `reason` names
+    the refusal (the `X-Approval-Refusal` header) for tests and logs."""
 
-    def __init__(self, status: int, title: str, detail: str) -> None:
+    def __init__(self, status: int, title: str, detail: str, reason: str = "Refused") -> None:
         super().__init__(title)
-        self.status, self.title, self.detail = status, title, detail
+        self.status, self.title, self.detail, self.reason = status, title, detail, reason
 
 
 @dataclass(frozen=True)
 class HtmlPage:
-    """One answer of the page: status, headers (the security headers at least) and the document."""
+    """One answer of the page: status, headers (the security headers at least), cookies and the document."""
 
     status: int
     document: str
     headers: dict[str, str] = field(default_factory=lambda: dict(SECURITY_HEADERS))
+    cookies: list[Cookie] = field(default_factory=list)
 
 
 def _page(status: int, title: str, body: str) -> HtmlPage:
-    document = (
-        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        '<meta name="robots" content="noindex, nofollow">'
-        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>"
-        f"<body><h1>{html.escape(title)}</h1>{body}</body></html>"
-    )
-    return HtmlPage(status, document)
+    return HtmlPage(status, render.document(title, body))
 
 
 def refusal_page(refusal: ApprovalRefused) -> HtmlPage:
     page = _page(refusal.status, refusal.title, f"<p>{html.escape(refusal.detail)}</p>")
+    page.headers["X-Approval-Refusal"] = refusal.reason
     if refusal.status == 405:
         page.headers["Allow"] = "GET, POST"
     return page
@@ -109,7 +118,8 @@ def unavailable_page(status: int, reason: str) -> HtmlPage:
 
 
 def method_not_allowed() -> ApprovalRefused:
-    return ApprovalRefused(405, "Method not allowed", "Open the link from the approval email; decide with its buttons.")
+    return ApprovalRefused(405, "Method not allowed", "Open the link from the approval email; decide with its buttons.",
+                           "MethodNotAllowed")
 
 
 # --- reading the request ------------------------------------------------------------------------
@@ -118,81 +128,108 @@ def token_from_query(query: Mapping[str, Sequence[str]]) -> str:
     values = list(query.get("t", []))
     if len(values) != 1 or not values[0]:
         raise ApprovalRefused(
-            400, "Missing approval token", "This page needs the full link from the approval email (it ends in ?t=...)."
+            400, "Missing approval token", "This page needs the full link from the approval email (it ends in ?t=...).",
+            "MissingToken",
         )
     return values[0]
 
 
-def read_form(body: str | None, content_type: str | None) -> tuple[str, str]:
-    """The token and decision of the page's form (application/x-www-form-urlencoded: t, decision)."""
+@dataclass(frozen=True)
+class DecisionForm:
+    token: str
+    decision: str
+    nonce: str
+    comment: str
+
+
+def check_post_origin(headers: Mapping[str, str], expected_origin: str) -> None:
+    """A decision comes from the page itself: Sec-Fetch-Site `same-origin` and/or Origin equal to the
+    page's; at least one of them present (every browser sends them on a form POST)."""
+    site = (headers.get("sec-fetch-site") or "").strip().lower()
+    origin = (headers.get("origin") or "").strip()
+    # The page's Referrer-Policy is no-referrer, so browsers send `Origin: null` with its own form:
+    # then Sec-Fetch-Site (sent by every current browser) alone decides.
+    origin = "" if origin == "null" else origin
+    cross = ApprovalRefused(403, "Cross-site request refused",
+                            "Decisions are only accepted from the form on the approval page itself. Nothing was decided.",
+                            "CrossSiteRequest")
+    if not site and not origin:
+        raise cross
+    if site and site != "same-origin":
+        raise cross
+    if origin and origin.rstrip("/") != expected_origin.rstrip("/"):
+        raise cross
+
+
+def read_form(body: str | None, content_type: str | None) -> DecisionForm:
+    """The page's form (application/x-www-form-urlencoded: t, decision, n, comment?)."""
     media_type = (content_type or "").split(";")[0].strip().lower()
-    if media_type and media_type != "application/x-www-form-urlencoded":
-        raise ApprovalRefused(400, "Bad request", "The decision must be sent by the form on the approval page.")
+    if media_type != "application/x-www-form-urlencoded":
+        raise ApprovalRefused(415, "Unsupported form", "The decision must be sent by the form on the approval page.",
+                              "BadContentType")
     raw = body or ""
     if len(raw) > MAX_FORM_BYTES:
-        raise ApprovalRefused(400, "Bad request", "The form is too large. Use the form on the approval page.")
+        raise ApprovalRefused(400, "Bad request", "The form is too large. Use the form on the approval page.", "FormTooLarge")
     try:
         fields = parse_qs(raw, keep_blank_values=True, strict_parsing=bool(raw), max_num_fields=10)
     except ValueError as exc:
         raise unreadable_form() from exc
-    token, decision = fields.get("t", []), fields.get("decision", [])
-    if len(token) != 1 or len(decision) != 1 or decision[0] not in DECISIONS:
-        raise ApprovalRefused(400, "Bad request", "The form must carry the link's token and decision=approve or decision=reject.")
-    return token[0], decision[0]
+    token, decision, nonce = fields.get("t", []), fields.get("decision", []), fields.get("n", [])
+    comment = fields.get("comment", [""])
+    if len(token) != 1 or len(decision) != 1 or decision[0] not in DECISIONS or len(comment) != 1:
+        raise ApprovalRefused(400, "Bad request", "The form must carry the link's token and decision=approve or decision=reject.",
+                              "BadForm")
+    if len(nonce) != 1 or not nonce[0]:
+        raise ApprovalRefused(403, "This form is not from the approval page",
+                              "The form carries no page nonce. Open the link and use the page's buttons. Nothing was decided.",
+                              "FormNonceMissing")
+    return DecisionForm(token[0], decision[0], nonce[0], comment[0].strip()[:MAX_COMMENT_CHARS])
 
 
 def unreadable_form() -> ApprovalRefused:
-    return ApprovalRefused(400, "Bad request", "The form could not be read. Use the form on the approval page.")
+    return ApprovalRefused(400, "Bad request", "The form could not be read. Use the form on the approval page.", "BadForm")
 
 
-# --- what the page says -------------------------------------------------------------------------
-def _pre(value: Any) -> str:
-    text = json.dumps(value, indent=2, sort_keys=True, default=str) if value not in (None, {}, []) else "(none)"
-    return f"<pre>{html.escape(text)}</pre>"
+# --- who may decide -------------------------------------------------------------------------------
+#: Decides whether the signed-in `identity` may decide on the link `claims` for `record`: returns
+#: nothing or raises ApprovalRefused. The default is the link's own approver; an approver policy
+#: (groups, N-of-M, no self-approval) replaces it.
+ApproverCheck = Callable[["Claims", "Identity", "Mapping[str, Any]"], None]
 
 
-def _facts_html(record: Mapping[str, Any], claims: Claims) -> str:
-    rows = [
-        ("Release (correlation id)", record["release_id"]),
-        ("Repository", record["repository"]),
-        ("Digest", record["digest"]),
-        ("Image", record.get("image_uri") or "(not given)"),
-        ("Execution", record["execution_arn"]),
-        ("You are", claims.apr),
-        ("Link expires", iso(claims.exp)),
-    ]
-    items = "".join(f"<dt>{html.escape(k)}</dt><dd>{html.escape(str(v))}</dd>" for k, v in rows)
-    return (
-        f"<dl>{items}</dl><h2>Signature and SBOM evidence</h2>{_pre(record.get('evidence'))}"
-        f"<h2>Dev deployment results</h2>{_pre(record.get('dev'))}"
-    )
+def link_approver_only(claims: Claims, identity: Identity, record: Mapping[str, Any]) -> None:  # noqa: ARG001
+    if identity.email.lower() != claims.apr.lower():
+        raise ApprovalRefused(
+            403, "This link is not yours",
+            f"You are signed in as {identity.email}, but this link was issued to another approver. Open the link from "
+            "your own approval email. Nothing was decided.", "WrongApprover",
+        )
 
 
+# --- what the page says about a decided or expired release ---------------------------------------
 def _decided_refusal(record: Mapping[str, Any]) -> ApprovalRefused:
     when = iso(record["decided_at"]) if record.get("decided_at") else "earlier"
     if record.get("status") == SUPERSEDED:
         return ApprovalRefused(
-            410,
-            "Release superseded",
+            410, "Release superseded",
             f"Release {record.get('release_id')} was superseded by {record.get('decided_by')} at {when}: a newer image "
             "of the same repository reached approval after it, and dev runs that one now. Nothing was changed; "
-            "decide on the newer release from its own email.",
+            "decide on the newer release from its own email.", "Superseded",
         )
+    votes = render.votes_text(record)
     return ApprovalRefused(
-        410,
-        f"Release already {record.get('status')}",
+        410, f"Release already {record.get('status')}",
         f"Release {record.get('release_id')} was already {record.get('status')} by {record.get('decided_by')} at "
-        f"{when}. Nothing was changed. A decision cannot be changed; to undo an approval, roll back prod or "
-        "start a new release.",
+        f"{when}. Decisions: {votes}. Nothing was changed. A decision cannot be changed; to undo an approval, roll "
+        "back prod or start a new release.", "AlreadyDecided",
     )
 
 
 def _expired_refusal(record: Mapping[str, Any]) -> ApprovalRefused:
     return ApprovalRefused(
-        410,
-        "This approval has expired",
+        410, "This approval has expired",
         f"The approval window of release {record.get('release_id')} closed at {iso(record['expires_at'])}. "
-        "Nothing was changed; start a new release to deploy this digest to prod.",
+        "Nothing was changed; start a new release to deploy this digest to prod.", "ApprovalExpired",
     )
 
 
@@ -201,74 +238,168 @@ def _undelivered(record: Mapping[str, Any], code: str) -> ApprovalRefused:
         # TaskTimedOut: the waiting task is closed (approval window over, execution stopped,
         # timed out or otherwise ended); InvalidToken / TaskDoesNotExist: nothing waits on it.
         return ApprovalRefused(
-            410,
-            "This release is no longer waiting",
+            410, "This release is no longer waiting",
             f"Your decision ({record['status']}) was recorded, but release {record['release_id']} is no longer "
             "waiting for a decision: its approval window closed, or it was stopped or ended. Nothing was "
-            "changed. Start a new release to deploy this digest.",
+            "changed. Start a new release to deploy this digest.", "TaskGone",
         )
     if code in NOT_ALLOWED_ERRORS:
         return ApprovalRefused(
-            500,
-            "Decision recorded, not delivered",
+            500, "Decision recorded, not delivered",
             f"Your decision ({record['status']}) was recorded, but Step Functions refused this page's call "
             f"({code}): the approval page's role lacks states:SendTaskSuccess/SendTaskFailure on the release "
             "state machine. Tell the team that runs this stack; once it is fixed, submit the same decision again.",
+            "NotAllowed",
         )
     return ApprovalRefused(
-        503,
-        "Decision recorded, not yet delivered",
+        503, "Decision recorded, not yet delivered",
         "Your decision was recorded but Step Functions could not be reached. Go back and submit the same "
-        "decision again in a minute to deliver it.",
+        "decision again in a minute to deliver it.", "NotDelivered",
     )
+
+
+def _sign_in_again(detail: str, reason: str) -> ApprovalRefused:
+    return ApprovalRefused(401, "Please sign in again", f"{detail} Open the link from the approval email again to sign in. "
+                           "Nothing was decided.", reason)
 
 
 # --- the page -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ApprovalPage:
-    """Shows and decides approvals: the ledger's approval records, the signing keys, Step Functions (injected)."""
+    """Shows and decides approvals: the ledger's approval records, the signing keys, the sign-in
+    provider (built on first use) and Step Functions (all injected)."""
 
     store: ApprovalStore
     keys: SigningKeys
     sfn: Any
+    sign_in: Callable[[], OidcClient]
     tracer: Tracer | None = None
+    approver_check: ApproverCheck = link_approver_only
 
-    def show(self, token: str, now: float | None = None) -> HtmlPage:
-        """GET: the release, its evidence and the decision form; changes nothing."""
-        current = time.time() if now is None else now
+    # --- cookies ---
+    def _cookie(self, name: str, value: str, max_age: int, same_site: SameSite) -> Cookie:
+        return Cookie(name, value, path="/", secure=self.sign_in().settings.secure, http_only=True, max_age=max_age,
+                      same_site=same_site)
+
+    def session_of(self, cookies: Mapping[str, str], now: float) -> Session | None:
+        value = cookies.get(SESSION_COOKIE)
+        if not value:
+            return None
+        register_secret(value)
+        try:
+            return Session.unseal(self.keys.ring().keys, value, now)
+        except SessionInvalid:
+            return None
+
+    # --- GET ---
+    def show(self, token: str, cookies: Mapping[str, str], now: float | None = None) -> HtmlPage:
+        """GET: sends a visitor without a session to sign in; shows the signed-in approver the summary
+        and the form; changes nothing."""
+        current = now_or(now)
         claims, record = self._bound(token, current)
         if record.get("status") != PENDING:
             raise _decided_refusal(record)
         if int(record["expires_at"]) <= current:
             raise _expired_refusal(record)
+        session = self.session_of(cookies, current)
+        if session is None:
+            return self._to_sign_in(token, current)
+        self.approver_check(claims, session.identity, record)
+        nonce = form_nonce(self.keys.ring(), session, claims.jti, current)
         form = (
-            '<form method="post" action="">'
+            '<form class="decide" method="post" action="">'
             f'<input type="hidden" name="t" value="{html.escape(token, quote=True)}">'
+            f'<input type="hidden" name="n" value="{html.escape(nonce, quote=True)}">'
             '<button class="approve" type="submit" name="decision" value="approve">Approve</button>'
-            '<button class="reject" type="submit" name="decision" value="reject">Reject</button></form>'
+            '<button class="reject" type="submit" name="decision" value="reject">Reject</button>'
+            '<br><label>Comment (optional, recorded with your decision):<br>'
+            f'<textarea name="comment" rows="2" maxlength="{MAX_COMMENT_CHARS}"></textarea></label></form>'
         )
         body = (
-            '<p class="note">Promote this exact digest of podinfo from dev to prod? Opening this page changed '
-            "nothing. The first decision from any approver counts and cannot be changed.</p>"
-            f"{_facts_html(record, claims)}<h2>Decision</h2>{form}"
+            f'<p class="note">Signed in as <b>{html.escape(session.identity.email)}</b>. Promote this exact digest of '
+            "podinfo from dev to prod? Opening this page changed nothing; only the buttons decide, and a decision "
+            f"cannot be changed.</p>{form}<h2>At a glance</h2>{render.summary_html(record, current)}"
+            f"<h2>Details</h2>{render.raw_html(record)}"
         )
         return _page(200, f"Approve podinfo release {record['release_id']} for prod?", body)
 
-    def decide(self, token: str, decision: str, now: float | None = None) -> HtmlPage:
-        """POST: record the first decision and tell Step Functions; every later one is refused."""
-        current = time.time() if now is None else now
-        claims, record = self._bound(token, current)
-        status = DECISIONS[decision]
+    def _to_sign_in(self, token: str, now: float) -> HtmlPage:
+        login = LoginState.begin(token, now)
+        target = self.sign_in().authorize_url(login)
+        link = html.escape(target, quote=True)
+        page = _page(302, "Sign in to decide", f'<p><a href="{link}">Sign in</a> to see this release.</p>')
+        page.headers["Location"] = target
+        # Lax: the provider sends the browser back with a cross-site top-level GET (Strict would not be sent).
+        page.cookies.append(self._cookie(LOGIN_COOKIE, login.seal(self.keys.ring()), LOGIN_SECONDS, SameSite.LAX_MODE))
+        return page
+
+    def callback(self, query: Mapping[str, Sequence[str]], cookies: Mapping[str, str], now: float | None = None) -> HtmlPage:
+        """GET /callback: the provider's answer; checks state, redeems the code (PKCE) and the ID token
+        (nonce), then starts a session and sends the browser back to the link."""
+        current = now_or(now)
+        raw_login = cookies.get(LOGIN_COOKIE, "")
+        register_secret(raw_login)
+        try:
+            login = LoginState.unseal(self.keys.ring().keys, raw_login, current)
+        except SessionInvalid as exc:
+            raise _sign_in_again("This sign-in was not started here, or took too long.", "LoginStateInvalid") from exc
+        states, codes = list(query.get("state", [])), list(query.get("code", []))
+        if len(states) != 1 or not _same(states[0], login.state):
+            raise _sign_in_again("The provider's answer does not belong to this sign-in.", "LoginStateMismatch")
+        if query.get("error") or len(codes) != 1 or not codes[0]:
+            raise _sign_in_again("The provider did not sign you in.", "SignInDenied")
+        register_secret(codes[0])
+        try:
+            identity = self.sign_in().redeem(codes[0], login, current)
+        except SignInFailed as exc:
+            logger.warning("sign-in failed", extra={"reason": str(exc)[:200]})
+            raise _sign_in_again("The sign-in could not be verified.", "SignInFailed") from exc
+        session = Session.start(identity, current)
+        link = f"{self.sign_in().settings.redirect_uri.removesuffix(CALLBACK_PATH.lstrip('/'))}?t={login.link_token}"
+        logger.info("signed in", extra={"subject": identity.subject})
+        # A page, not a redirect: the session cookie is SameSite=Strict, and a redirect would continue the
+        # provider's cross-site navigation (Strict cookies are not sent on it); this page's own refresh is same-site.
+        page = _page(200, "Signed in",
+                     f'<meta http-equiv="refresh" content="0;url={html.escape(link, quote=True)}">'
+                     f"<p>Signed in as {html.escape(identity.email)}. "
+                     f'<a href="{html.escape(link, quote=True)}">Continue to the release</a>.</p>')
+        page.cookies.append(self._cookie(SESSION_COOKIE, session.seal(self.keys.ring()), SESSION_SECONDS, SameSite.STRICT_MODE))
+        page.cookies.append(self._cookie(LOGIN_COOKIE, "", 0, SameSite.LAX_MODE))
+        return page
+
+    # --- POST ---
+    def decide(self, form: DecisionForm, cookies: Mapping[str, str], now: float | None = None) -> HtmlPage:
+        """POST: the signed-in approver's decision on their link, with the page's nonce; the first counts."""
+        current = now_or(now)
+        register_secret(form.nonce)
+        session = self.session_of(cookies, current)
+        if session is None:
+            raise ApprovalRefused(401, "Sign in to decide",
+                                  "There is no signed-in session with this request: a decision needs both the link and your "
+                                  "sign-in. Open the link from the approval email. Nothing was decided.", "SignInRequired")
+        claims, record = self._bound(form.token, current)
+        self.approver_check(claims, session.identity, record)
+        try:
+            check_form_nonce(self.keys.ring().keys, form.nonce, session, claims.jti, current)
+        except SessionInvalid as exc:
+            raise ApprovalRefused(403, "This form is not from your approval page",
+                                  "The form's nonce does not match this page and session (a stale page or another site's "
+                                  "form). Open the link again. Nothing was decided.", "FormNonceInvalid") from exc
+        status = DECISIONS[form.decision]
         if record.get("status") != PENDING:
             # A delivery that failed transiently may be retried with the same decision; nothing else.
             if record.get("status") == status and record.get("callback") == "failed":
                 return self._deliver(record, current)
             raise _decided_refusal(record)
-        decided = self.store.decide(claims, status, current)
+        vote = {"decision": status, "subject": session.identity.subject, "email": session.identity.email,
+                "issuer": session.identity.issuer, "at": int(current), "link": claims.jti, "approver": claims.apr,
+                "comment": form.comment}
+        decided = self.store.decide(claims, status, current, vote)
         if decided is None:
             latest = self.store.get(claims.rid) or dict(record)
             raise _decided_refusal(latest) if latest.get("status") != PENDING else _expired_refusal(latest)
-        logger.info("decision recorded", extra={"decision": status, "decided_by": claims.apr})
+        logger.info("decision recorded",
+                    extra={"decision": status, "decided_by": claims.apr, "subject": session.identity.subject})
         return self._deliver(decided, current)
 
     def _bound(self, token: str, now: float) -> tuple[Claims, dict[str, Any]]:
@@ -277,26 +408,22 @@ class ApprovalPage:
         try:
             claims = self.keys.verify(token, now)
         except TokenExpired as exc:
-            raise ApprovalRefused(
-                410,
-                "This approval link has expired",
-                "The link is past its expiry. Ask the release owner to start a new release.",
-            ) from exc
+            raise ApprovalRefused(410, "This approval link has expired",
+                                  "The link is past its expiry. Ask the release owner to start a new release.",
+                                  "LinkExpired") from exc
         except TokenInvalid as exc:
             raise ApprovalRefused(
-                403,
-                "This approval link is not valid",
+                403, "This approval link is not valid",
                 "The link is damaged or was not issued by the release control plane. Open the link from the "
-                "approval email exactly as received; nothing was approved or rejected.",
+                "approval email exactly as received; nothing was approved or rejected.", "LinkInvalid",
             ) from exc
         bind_release(logger, claims.rid, self.tracer)
         record = self.store.get(claims.rid)
         if record is None:
             raise ApprovalRefused(
-                404,
-                "Unknown release",
+                404, "Unknown release",
                 f"There is no pending approval for release {claims.rid}. It may have been cleaned up after it "
-                "expired; check the release timeline.",
+                "expired; check the release timeline.", "UnknownRelease",
             )
         if (
             record.get("execution_arn") != claims.exe
@@ -304,10 +431,9 @@ class ApprovalPage:
             or claims.apr not in (record.get("approvers") or [])
         ):
             raise ApprovalRefused(
-                403,
-                "This approval link is not valid for this release",
+                403, "This approval link is not valid for this release",
                 "The link was issued for another execution, digest or approver. Use the link from the latest "
-                "approval email; nothing was approved or rejected.",
+                "approval email; nothing was approved or rejected.", "LinkNotForRelease",
             )
         return claims, record
 
@@ -315,15 +441,20 @@ class ApprovalPage:
         """Tell Step Functions the decision already committed in `record`; record what happened."""
         task_token = record["task_token"]
         register_secret(task_token)
+        votes = [v for v in record.get("votes") or [] if isinstance(v, dict)]
+        vote = votes[-1] if votes else {}
         try:
             if record["status"] == APPROVED:
-                self.sfn.send_task_success(
-                    taskToken=task_token,
-                    output=json.dumps({"approved_by": record["decided_by"], "decided_at": iso(record["decided_at"])}),
-                )
+                self.sfn.send_task_success(taskToken=task_token, output=json.dumps({
+                    "approved_by": record["decided_by"], "decided_at": iso(record["decided_at"]),
+                    "subject": vote.get("subject"), "link": vote.get("link"), "comment": vote.get("comment", ""),
+                    "votes": [render.vote_text(v) for v in votes]}))
             else:
+                comment = f': "{vote["comment"]}"' if vote.get("comment") else ""
                 self.sfn.send_task_failure(
-                    taskToken=task_token, error=ApprovalRejected.__name__, cause=f"rejected by {record['decided_by']}"
+                    taskToken=task_token, error=ApprovalRejected.__name__,
+                    cause=f"rejected by {record['decided_by']} (subject {vote.get('subject', '?')}, link "
+                          f"{vote.get('link', '?')}) at {iso(record['decided_at'])}{comment}"[:1000],
                 )
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "Unknown")
@@ -334,14 +465,15 @@ class ApprovalPage:
         self.store.set_callback(record["release_id"], "delivered", None, now)
         logger.info("decision delivered", extra={"decision": record["status"], "decided_by": record["decided_by"]})
         verb = "approved" if record["status"] == APPROVED else "rejected"
-        detail = (
-            "The same digest is now being promoted to prod."
-            if verb == "approved"
-            else "The release stops here; prod is unchanged."
-        )
+        detail = ("The same digest is now being promoted to prod." if verb == "approved"
+                  else "The release stops here; prod is unchanged.")
         return _page(
-            200,
-            f"Release {verb}",
+            200, f"Release {verb}",
             f"<p>Release {html.escape(record['release_id'])} ({html.escape(record['digest'])}) was {verb} by "
-            f"{html.escape(str(record['decided_by']))}. {html.escape(detail)}</p>",
+            f"{html.escape(str(record['decided_by']))}. {html.escape(detail)}</p>"
+            f"<h2>Decisions</h2><p>{html.escape(render.votes_text(record))}</p>",
         )
+
+
+def _same(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode(), expected.encode())

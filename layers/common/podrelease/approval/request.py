@@ -8,7 +8,6 @@ GET only shows what is being approved, POST decides.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from podrelease.approval.render import summary_text
 from podrelease.approval.store import PENDING, callback_state, iso
 from podrelease.approval.tokens import mint_token
 from podrelease.core import config
@@ -37,8 +37,6 @@ logger = get_logger("approval")
 MIN_TTL_SECONDS = 5
 MAX_TTL_SECONDS = 7 * 24 * 3600
 DEFAULT_TTL_SECONDS = 24 * 3600
-#: Longest evidence/dev block put into an email; the page shows everything.
-MAX_EMAIL_BLOCK_CHARS = 4000
 
 _EMAIL_RE = re.compile(r"^[^@\s,;<>\"']+@[^@\s,;<>\"']+\.[^@\s,;<>\"']+$")
 
@@ -127,23 +125,18 @@ def _link(base_url: str, token: str) -> str:
     return f"{base_url}{'&' if '?' in base_url else '?'}t={token}"
 
 
-def _block(value: Any) -> str:
-    text = json.dumps(value, indent=2, sort_keys=True, default=str) if value not in (None, {}, []) else "(none)"
-    if len(text) > MAX_EMAIL_BLOCK_CHARS:
-        text = text[:MAX_EMAIL_BLOCK_CHARS] + "\n... (truncated; the approval page shows everything)"
-    return text
-
-
 def email_subject(record: Mapping[str, Any]) -> str:
     digest = record["digest"]
     short = digest[: len("sha256:") + 12]
     return sns_subject(f"Approve podinfo {short}... for prod? [{record['release_id']}]")
 
 
-def _email_body(record: Mapping[str, Any], approver: str, link: str) -> str:
+def _email_body(record: Mapping[str, Any], approver: str, link: str, now: float) -> str:
     return "\n".join(
         [
             f"podinfo release {record['release_id']} is deployed to dev and waits for your approval to go to prod.",
+            "",
+            summary_text(record, now),
             "",
             f"Repository:     {record['repository']}",
             f"Digest:         {record['digest']}",
@@ -152,17 +145,13 @@ def _email_body(record: Mapping[str, Any], approver: str, link: str) -> str:
             f"Approver:       {approver}",
             f"Link expires:   {iso(record['expires_at'])}",
             "",
-            "Signature and SBOM evidence:",
-            _block(record.get("evidence")),
-            "",
-            "Dev deployment results:",
-            _block(record.get("dev")),
-            "",
-            "Open this link to review the release, then choose Approve or Reject on the page",
-            "(opening the link changes nothing; only the buttons decide):",
+            "Open this link, sign in as yourself, review the release, then choose Approve or Reject on the page",
+            "(opening the link changes nothing; only the buttons decide, and only when you are signed in as",
+            f"{approver}). The raw evidence and dev results are on the page.",
             link,
             "",
-            "The link is yours alone; do not forward it. The first decision from any approver counts.",
+            "The link is yours alone; do not forward it (it does nothing without your sign-in).",
+            "The first decision from any approver counts.",
         ]
     )
 
@@ -291,7 +280,7 @@ def request_approval(
             expires_at=int(record["expires_at"]),
         )
         register_secret(token)
-        body = _email_body(record, approver, _link(settings.base_url, token)).replace(task_token, "***")
+        body = _email_body(record, approver, _link(settings.base_url, token), current).replace(task_token, "***")
         message_id = sns.publish(
             TopicArn=settings.topic_arn,
             Subject=email_subject(record),

@@ -3,7 +3,8 @@
 
 `approval#<release id>`: task_token, execution_arn, digest, repository, image_uri, approvers,
 evidence, dev, status (pending | approved | rejected | superseded | withdrawn), decided_by, decided_at,
-decision_jti, callback (sending | delivered | task_gone | failed), callback_error, notified
+decision_jti, votes (each decision: decision, subject, email, issuer, at, link, approver, comment),
+callback (sending | delivered | task_gone | failed), callback_error, notified
 (approver -> SNS message id), created_at, updated_at, expires_at (also the table's TTL attribute).
 
 `approval-waiting#<repository>`: the release of the repository that waits for approval (the newest
@@ -113,17 +114,19 @@ class ApprovalStore:
             ExpressionAttributeValues={":m": message_id},
         )
 
-    def decide(self, claims: Claims, status: str, now: float) -> dict[str, Any] | None:
-        """Record the decision of `claims.apr` if the record is still pending, unexpired and bound to the
-        token's execution and digest; the decided record, or None when any of that no longer holds."""
+    def decide(self, claims: Claims, status: str, now: float, vote: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Record the decision (`vote`: who signed in, from which link, the comment) of the link `claims`
+        if the record is still pending, unexpired and bound to the token's execution and digest; the
+        decided record, or None when any of that no longer holds."""
         return self._update_if(
             Key=_key(claims.rid),
             UpdateExpression="SET #s = :s, decided_by = :by, decided_at = :now, decision_jti = :jti, "
-            "#c = :sending, updated_at = :now",
+            "#c = :sending, updated_at = :now, votes = list_append(if_not_exists(votes, :none), :vote)",
             ConditionExpression="#s = :pending AND expires_at > :now AND execution_arn = :exe AND digest = :dig",
             ExpressionAttributeNames={"#s": "status", "#c": "callback"},
-            ExpressionAttributeValues={":s": status, ":by": claims.apr, ":now": int(now), ":jti": claims.jti,
-                                       ":sending": "sending", ":pending": PENDING, ":exe": claims.exe, ":dig": claims.dig},
+            ExpressionAttributeValues={":s": status, ":by": vote.get("email") or claims.apr, ":now": int(now),
+                                       ":jti": claims.jti, ":sending": "sending", ":pending": PENDING, ":exe": claims.exe,
+                                       ":dig": claims.dig, ":none": [], ":vote": [_storable(vote)]},
         )
 
     def supersede(self, release_id: str, by: str, now: float) -> dict[str, Any] | None:

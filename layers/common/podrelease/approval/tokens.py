@@ -56,11 +56,11 @@ class Claims:
         return asdict(self)
 
 
-def _b64encode(data: bytes) -> str:
+def b64encode(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def _b64decode(segment: str) -> bytes:
+def b64decode(segment: str) -> bytes:
     if not _B64URL_RE.fullmatch(segment):
         msg = "approval token is not base64url"
         raise TokenInvalid(msg)
@@ -99,8 +99,8 @@ def mint_token(
         jti=token_id or secrets.token_urlsafe(16),
         kid=kid,
     )
-    payload = _b64encode(json.dumps(claims.to_dict(), sort_keys=True, separators=(",", ":")).encode())
-    token = f"{payload}.{_b64encode(_mac(key, payload))}"
+    payload = b64encode(json.dumps(claims.to_dict(), sort_keys=True, separators=(",", ":")).encode())
+    token = f"{payload}.{b64encode(_mac(key, payload))}"
     if len(token) > MAX_TOKEN_BYTES:
         msg = f"approval token would be {len(token)} bytes, over the {MAX_TOKEN_BYTES}-byte limit; shorten the release id"
         raise ConfigurationError(msg)
@@ -141,8 +141,8 @@ def verify_token(token: str, keys: Mapping[str, bytes], now: float | None = None
         msg = "approval token does not have two parts"
         raise TokenInvalid(msg)
     payload, mac_segment = parts
-    claims = _parse_claims(_b64decode(payload))
-    given_mac = _b64decode(mac_segment)
+    claims = _parse_claims(b64decode(payload))
+    given_mac = b64decode(mac_segment)
     key = keys.get(claims.kid)
     if key is None:
         msg = f"approval token was signed with unknown key version {claims.kid!r}"

@@ -53,6 +53,21 @@ def _timing_and_rollback(release: dict[str, Any]) -> dict[str, Any]:
     return facts
 
 
+def _what_was_left(outcome: str, error: Any, done: list[str]) -> str:
+    """What a release that did not succeed left serving traffic, in one line of the outcome email."""
+    if outcome == "REJECTED":
+        return "Nothing was deployed: the event was refused before any stage ran."
+    if error == "Superseded":
+        return "Nothing was deployed: a newer push of the repository took its place (a rollback deploys it anyway)."
+    if error == "ApprovalSuperseded":
+        return "dev now runs the newer release that superseded this one; prod was left as it was."
+    if "deploy dev" in done:
+        # dev's canary passed and dev was let go of: it keeps the release; prod is as it was.
+        return ("dev keeps running this release (its canary passed); prod was left as it was, "
+                "any prod deployment in flight was rolled back.")
+    return "Nothing from this release is left serving traffic: in-flight deployments were rolled back."
+
+
 def summarize(outcome: str, state: dict[str, Any], execution_name: str, console_url: str = "") -> dict[str, Any]:
     """The record of a finished release and the notification text (no secrets: facts only)."""
     release: dict[str, Any] = state["release"] if isinstance(state.get("release"), dict) else {}
@@ -93,21 +108,12 @@ def summarize(outcome: str, state: dict[str, Any], execution_name: str, console_
     ]
     if "approved_by" in record:
         lines.append(f"Approved by {record['approved_by']} at {record['approved_at']}")
+        # Each decision on the approval page: who signed in (provider subject, email), when, which link, the comment.
+        if isinstance(approval, dict):
+            lines += [f"  Decision: {vote}" for vote in approval.get("votes") or [] if isinstance(vote, str)]
     if outcome != "SUCCEEDED":
-        lines += [f"Stopped at: {stopped_at or 'start'}", f"Reason: {record['error']}: {record['cause']}"]
-        if outcome == "REJECTED":
-            lines.append("Nothing was deployed: the event was refused before any stage ran.")
-        elif record["error"] == "Superseded":
-            lines.append("Nothing was deployed: a newer push of the repository took its place "
-                         "(a rollback deploys it anyway).")
-        elif record["error"] == "ApprovalSuperseded":
-            lines.append("dev now runs the newer release that superseded this one; prod was left as it was.")
-        elif "deploy dev" in done:
-            # dev's canary passed and dev was let go of: it keeps the release; prod is as it was.
-            lines.append("dev keeps running this release (its canary passed); prod was left as it was, "
-                         "any prod deployment in flight was rolled back.")
-        else:
-            lines.append("Nothing from this release is left serving traffic: in-flight deployments were rolled back.")
+        lines += [f"Stopped at: {stopped_at or 'start'}", f"Reason: {record['error']}: {record['cause']}",
+                  _what_was_left(outcome, record["error"], done)]
     lines.append(f"Correlation id: {record['release_id']}")
     if console_url:
         lines.append(f"Execution: {console_url}")
