@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives import serialization
 
 from local.images import Pusher
 from local.runtime import ACCOUNT, REGION, WORKLOAD_REPOSITORY, LocalRuntime
+from podrelease_cli.target import process_alive
 
 ROOT = Path(__file__).resolve().parents[1]
 STATE = ROOT / ".demo" / "up" / "state.json"
@@ -71,7 +72,7 @@ def serve(state_file: Path, minute_seconds: float, approval_timeout: int) -> int
 def up(state_file: Path, minute_seconds: float, approval_timeout: int, timeout: float = 600) -> int:
     if state_file.exists():
         state = json.loads(state_file.read_text())
-        if _alive(int(state.get("pid", 0))):
+        if process_alive(int(state.get("pid", 0))):
             print(f"already up (pid {state['pid']}); `make down` stops it", file=sys.stderr)
             _print(state, state_file)
             return 0
@@ -111,12 +112,12 @@ def down(state_file: Path, timeout: float = 120) -> int:
         print("not up")
         return 0
     pid = int(json.loads(state_file.read_text()).get("pid", 0))
-    if pid and _alive(pid):
+    if pid and process_alive(pid):
         os.kill(pid, signal.SIGTERM)
         deadline = time.time() + timeout
-        while _alive(pid) and time.time() < deadline:
+        while process_alive(pid) and time.time() < deadline:
             time.sleep(0.3)
-        if _alive(pid):
+        if process_alive(pid):
             print(f"the local runtime (pid {pid}) did not stop within {timeout:g}s", file=sys.stderr)
             return 1
     state_file.unlink(missing_ok=True)
@@ -142,18 +143,6 @@ def push(state_file: Path, version: str, fault: str = "") -> int:
     print(f"pushed {WORKLOAD_REPOSITORY}@{image.digest} ({version}), signed; its release: "
           ".venv/bin/python -m podrelease --local releases")
     return 0
-
-
-def _alive(pid: int) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def main(argv: list[str] | None = None) -> int:

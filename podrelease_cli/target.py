@@ -113,7 +113,7 @@ def from_local(state_file: Path = LOCAL_STATE) -> Target:
         msg = f"no local runtime: {state_file} does not exist (start one with `make up`)"
         raise TargetError(msg) from None
     pid = int(state.get("pid", 0))
-    if pid and not _alive(pid):
+    if pid and not process_alive(pid):
         msg = f"the local runtime of {state_file} (pid {pid}) is not running any more (start one with `make up`)"
         raise TargetError(msg)
     return from_state(state)
@@ -127,7 +127,10 @@ def from_state(state: dict[str, Any]) -> Target:
     return Target(state["stack"], state["region"], state["outputs"], state["physical"], session, state["endpoint"], state)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` runs (`make up`'s runtime: its state file names it; 0 is none)."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -16,9 +16,9 @@ from local.runtime import LocalRuntime
 from tests.log_scan import known_secret
 
 
-def module_runtime(work: Path, **options: Any) -> Iterator[LocalRuntime]:
+def module_runtime(work: Path, minute_seconds: float = 0.5, **options: Any) -> Iterator[LocalRuntime]:
     """A local runtime for one test module; at the end its secrets go to the log scan, then it stops."""
-    runtime = LocalRuntime.start(work / "run", minute_seconds=0.5, **options)
+    runtime = LocalRuntime.start(work / "run", minute_seconds=minute_seconds, **options)
     try:
         yield runtime
     finally:

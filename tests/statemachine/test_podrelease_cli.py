@@ -27,7 +27,7 @@ from podrelease.release.actions import Actions
 from podrelease.release.events import execution_name
 from podrelease_cli.main import main
 from podrelease_cli.views import iso, plain
-from tests.statemachine.conftest import ledger_item, live_image, tell_log_scan, wait_for, wait_for_state
+from tests.statemachine.conftest import ledger_item, live_image, module_runtime, wait_for, wait_for_state
 
 pytestmark = pytest.mark.statemachine
 CALLER = "arn:aws:sts::123456789012:user/moto"  # what the local STS says of the operator's keys
@@ -38,14 +38,7 @@ RECORD_FIELDS = ("outcome", "repository", "digest", "stages_done", "stopped_at",
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRuntime]:
     # Canary minutes of 2 s: the dev canary bakes 10 s, long enough to abort a release in the middle of it.
-    runtime = LocalRuntime.start(tmp_path_factory.mktemp("cli") / "run", minute_seconds=2.0, approval_timeout=120)
-    try:
-        yield runtime
-    finally:
-        try:
-            tell_log_scan(runtime)
-        finally:
-            runtime.stop()
+    yield from module_runtime(tmp_path_factory.mktemp("cli"), minute_seconds=2.0, approval_timeout=120)
 
 
 @pytest.fixture(scope="module")
