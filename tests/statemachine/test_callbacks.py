@@ -70,7 +70,7 @@ def test_the_deploy_stage_waits_on_callbacks_not_a_poll_loop(env: LocalRuntime) 
     wait_for_state(env, name, "RequestApproval", timeout=180)
     states = entered(env, name)
     # THEN the dev deployment (canary and fleet) was one wait, answered by its events and schedules
-    assert states == ["Normalize", "AcquireDevLock", "Verify", "DeployDev", "DevDeployed?", "WatchDev", "DevDeployed?",
+    assert states == ["Normalize", "Rollback?", "AcquireDevLock", "Verify", "DeployDev", "DevDeployed?", "WatchDev", "DevDeployed?",
                       "ReleaseDevLock", "RequestApproval"]
     assert live_image(env, "dev").endswith(digest)
     assert env.emulation.scheduler.fired > 0  # the fleet's steps came from one-time schedules
