@@ -14,6 +14,7 @@ end-state checks and the summary are `local.demo_report`'s; the rotation scenari
 from __future__ import annotations
 
 import argparse
+import hashlib
 import html
 import json
 import re
@@ -199,8 +200,10 @@ def push_for(env: LocalRuntime, scenario: Scenario) -> Pushed:
     elif scenario.sbom == "spdx":
         env.pusher.attest_sbom(env.signing_key, image)
     elif scenario.sbom == "other-digest":
-        other_image = env.pusher.push_podinfo(WORKLOAD_REPOSITORY, "6.9.0-other", tag="other")
-        env.pusher.attest_sbom(env.signing_key, image, other_digest=other_image.digest)
+        # Another image's digest, not pushed: a push to the watched repository is a release of its own,
+        # newer than this one, which would take the dev lock after it.
+        other_digest = "sha256:" + hashlib.sha256(b"podinfo 6.9.0-other").hexdigest()
+        env.pusher.attest_sbom(env.signing_key, image, other_digest=other_digest)
     if scenario.provenance and scenario.signing in ("keyless", "keyless-rekor-v2"):
         env.pusher.attest_provenance_keyless(env.sigstore, image, identity=env.build_identity, ref=scenario.provenance,
                                              rekor_v2=scenario.signing == "keyless-rekor-v2")
