@@ -98,7 +98,9 @@ def test_starter_starts_a_refusal_execution_named_from_the_event_bytes(
     assert starter.executions() == [name]
 
 
-def test_starter_rerelease_starts_attempt_two_which_normalize_accepts(starter: Starter, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_starter_rerelease_starts_attempt_two_which_normalize_accepts(
+    starter: Starter, ledger: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # GIVEN the digest's first release exists
     starter.start(push_event())
     # WHEN an operator asks for a re-release of the same digest

@@ -160,7 +160,7 @@ def test_abort_mid_canary_undoes_the_release_as_the_failure_path_does(env: Local
     # GIVEN a release in the middle of its dev canary
     digest = push_signed(env, "6.9.3")
     name = execution_name(WORKLOAD_REPOSITORY, digest)
-    wait_for_state(env, name, "CheckDev", timeout=300)
+    wait_for_state(env, name, "WatchDev", timeout=300)
     assert ledger_item(env, "lock#dev")["holder"]["S"] == name
     # WHEN the operator aborts it
     aborted = cli("abort", name)
