@@ -217,9 +217,29 @@ def _in_threads(count: int, work: Callable[[int], None]) -> None:
     assert not errors, errors
 
 
-def test_racing_acquires_and_releases_resume_every_release_exactly_once(table: Any, tasks: Tasks) -> None:
+def _atomic_items(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each DynamoDB item call atomic, as DynamoDB makes it: moto's in-process table does not lock, so
+    two threads' conditional writes could both pass their condition. The races between calls (read
+    the queue, then write the lock) stay as they are."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    guard = threading.RLock()
+    for method in ("put_item", "update_item", "delete_item", "get_item", "query", "scan", "transact_write_items"):
+        original = getattr(DynamoDBBackend, method)
+
+        def atomic(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            with guard:
+                return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(DynamoDBBackend, method, atomic)
+
+
+def test_racing_acquires_and_releases_resume_every_release_exactly_once(
+    table: Any, tasks: Tasks, monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Twelve releases of twelve repositories ask at once, then every holder lets go while the
     others race to hand off: at every moment one holder, and each release resumed exactly once."""
+    _atomic_items(monkeypatch)
     count = 12
     releases = [release(f"r{i:02d}", f"repo{i}", time=f"2026-11-27T15:00:{i:02d}Z") for i in range(count)]
 
