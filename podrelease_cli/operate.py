@@ -146,11 +146,12 @@ def abort(target: Target, release_id: str) -> dict[str, Any]:
         raise OperationRefused(msg)
     who = target.caller()
     cause = f"aborted by {who} (podrelease abort)"
+    state = views.last_state(events) | {"error": {"Error": ABORTED, "Cause": cause}}
+    # The failure path's states, in its order: RecordFailure, Abort, NotifyFailure. The record comes
+    # before the stop: the status-change rule's cleanup then finds it and leaves the undo to this command.
+    summary = _invoke(target, "RecordFunction", {"outcome": "FAILED", "state": state, "execution_name": release_id})
     if running:
         target.client("stepfunctions").stop_execution(executionArn=execution["executionArn"], error=ABORTED, cause=cause)
-    state = views.last_state(events) | {"error": {"Error": ABORTED, "Cause": cause}}
-    # The failure path's states, in its order: RecordFailure, Abort, NotifyFailure.
-    summary = _invoke(target, "RecordFunction", {"outcome": "FAILED", "state": state, "execution_name": release_id})
     undone = _invoke(target, "DeployFunction", {"action": "abort", "state": state})
     sns = target.client("sns")
     sns.publish(TopicArn=target.outputs["NotifyTopicArn"], Subject=summary["subject"], Message=summary["message"])
