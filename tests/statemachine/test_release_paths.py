@@ -11,6 +11,7 @@ import json
 import time
 
 import pytest
+from moto.cloudwatch.models import cloudwatch_backends
 
 from local import signing
 from local.demo import approval_link, decide
@@ -259,19 +260,29 @@ def test_wrong_key_refused_before_anything_is_deployed(env: LocalRuntime) -> Non
     assert not ledger_item(env, "lock#dev")
 
 
-def test_fleet_alarm_rolls_back_both_targets(env: LocalRuntime) -> None:
+def test_fleet_alarm_rolls_back_both_targets(env: LocalRuntime, monkeypatch: pytest.MonkeyPatch) -> None:
     """An alarm on the EC2 fleet alone (the Lambda canary is healthy) fails the release, and the
     Abort path rolls back the Lambda target too: nothing half-deployed keeps serving."""
     dev_before = live_image(env, "dev")
+    alarm = env.stack.physical["FleetDevErrorsAlarm"]
+    fleet = env.emulation.fleet
+    shifted = fleet.on_listener_changed
+    raised: list[str] = []
+
+    def alarm_at_the_first_step(listener_arn: str) -> None:
+        # The alarm goes off inside the listener change that opens the 10 % step, before the
+        # controller's next step reads it: no window between the test's poll and the bake's end.
+        shifted(listener_arn)
+        lb = next(lb for lb in fleet.elbv2.load_balancers.values() if listener_arn in lb.listeners)
+        groups = (lb.listeners[listener_arn].default_actions[0].data.get("ForwardConfig") or {}).get("TargetGroups", [])
+        if alarm in fleet._alarms_of(lb) and sorted(int(g.get("Weight", 0)) for g in groups) == [10, 90] and not raised:
+            raised.append(listener_arn)
+            cloudwatch_backends[fleet.account][fleet.region].set_alarm_state(
+                alarm, "operator test: 5xx on the new colour", "{}", "ALARM")
+
+    monkeypatch.setattr(fleet, "on_listener_changed", alarm_at_the_first_step)
     digest = _push_signed(env, "6.9.8")
     name = execution_name(WORKLOAD_REPOSITORY, digest)
-    deadline = time.time() + 90
-    while time.time() < deadline and sorted(fleet_view(env, "dev")["weights"].values()) != [10, 90]:
-        time.sleep(0.05)
-    view = fleet_view(env, "dev")
-    assert sorted(view["weights"].values()) == [10, 90], f"the dev fleet canary never started: {view}"
-    env.client("cloudwatch").set_alarm_state(AlarmName=env.stack.physical["FleetDevErrorsAlarm"], StateValue="ALARM",
-                                             StateReason="operator test: 5xx on the new colour")
     execution = wait_for(env, name)
     assert execution["status"] == "FAILED"
     assert execution["error"] == "DeploymentFailed"
