@@ -3,10 +3,12 @@
     PYTHONPATH=layers/common:. python -m bench.control_plane [--minute-seconds S] [--burst N] [--burst-deadline S]
 
 Runs, in order:
-1. on a local runtime (`make build-local`'s build) with bakes at zero: the cold import of every built
-   function, then one happy release of the design in the tree and one of the poll design (the ASL pinned
-   at `bench.runs.BEFORE_REVISION`, read from git, put on the same state machine);
-2. the same two releases on a runtime at the shipped canary configs (a bake minute lasting `--minute-seconds`);
+1. with bakes at zero: on a local runtime of the tree (`make build-local`'s build) the cold import of
+   every built function and one happy release; then one happy release of the poll design: the whole
+   tree at `bench.runs.BASELINE_REVISION` (extracted with `git archive` into the work folder, built by
+   its own `make build-local`), its release run by `bench/baseline_runner.py` in a subprocess on that
+   tree's path (its local runtime, functions and ASL; our measurement code);
+2. the same two releases at the shipped canary configs (a bake minute lasting `--minute-seconds`);
 3. a burst of `--burst` signed pushes on a third runtime (bakes at zero, every approval given at once);
 4. the signature-gate and secret-gate benches (bench/bench_verify.py, bench/bench_gate.py).
 Then writes build/bench.json, docs/bench.md and the measured block of docs/scalability.md
@@ -81,24 +83,30 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     clock = time.monotonic()
     raw: dict[str, Any] = {"run": {"command": "make bench", "started": started.isoformat(timespec="seconds"),
                                    "machine": _machine(), "minute_seconds": args.minute_seconds,
-                                   "before_revision": runs.BEFORE_REVISION},
+                                   "before_revision": runs.BASELINE_REVISION},
                            "errors": {}, "release_runs": {"before": {}, "after": {}}, "imports": {}, "burst": None,
                            "gate": None, "burst_deadline": args.burst_deadline}
-    pinned = runs.pinned_asl()
     imports = raw["imports"]
+    try:
+        print(f"bench: the baseline tree ({runs.BASELINE_REVISION}): extract and build ...", flush=True)
+        tree = runs.baseline_tree(args.work)
+    except Exception as exc:
+        traceback.print_exc()
+        tree, raw["errors"]["before/build"] = None, f"{type(exc).__name__}: {exc}"
     for config, minute in (("bake0", 0.0), ("shipped", args.minute_seconds)):
         print(f"bench: one release of each design, {config} (a canary minute lasts {minute:g} s) ...", flush=True)
         on_runtime = (lambda env: imports.update(runs.cold_imports(env, args.imports))) if config == "bake0" else None
-        try:
-            found, errors = runs.release_runs(args.work / config, minute, [("after", None), ("before", pinned)], on_runtime)
-        except Exception as exc:
-            traceback.print_exc()
-            found, errors = {}, {"after": f"{type(exc).__name__}: {exc}", "before": "the local runtime did not start"}
-        for design, run in found.items():
-            raw["release_runs"][design][config] = run
-        for design, error in errors.items():
-            print(f"bench: {design}/{config} failed: {error}", flush=True)
-            raw["errors"][f"{design}/{config}"] = error
+        for design in ("after", "before"):
+            if design == "before" and tree is None:
+                continue
+            try:
+                raw["release_runs"][design][config] = (
+                    runs.release_run(args.work / config, minute, design, on_runtime) if design == "after"
+                    else runs.baseline_release(tree, args.work / f"before-{config}", minute))  # type: ignore[arg-type]
+            except Exception as exc:  # one design failing must not lose the other's figures
+                traceback.print_exc()
+                print(f"bench: {design}/{config} failed: {exc}", flush=True)
+                raw["errors"][f"{design}/{config}"] = f"{type(exc).__name__}: {exc}"
     _keep(args, raw)  # what is measured so far survives a later failure (recompute with --from-raw)
     print(f"bench: burst of {args.burst} pushes ...", flush=True)
     try:

@@ -6,7 +6,7 @@ from typing import Any
 
 from bench import metrics
 
-DESIGNS = {"before": "before: poll loop (ASL pinned at {rev})", "after": "after: the design in the tree"}
+DESIGNS = {"before": "before: poll loop and retry lock (tree at {rev})", "after": "after: callbacks and ordered lock (the tree)"}
 CONFIGS = {"bake0": "bakes at zero", "shipped": "shipped configs"}
 PER_DAY = (10, 100, 1000)
 
@@ -27,9 +27,10 @@ def _header(result: dict[str, Any]) -> list[str]:
         f"- **When:** {run['started']} (UTC), {run.get('duration_s', 0):.0f} s for the whole run.",
         f"- **Machine:** {machine['cpu']}, {machine['cpus']} CPUs, {machine['os']}; load average at start "
         f"{', '.join(str(x) for x in machine['load_average_at_start'])} (a shared, busy machine: compare ratios, not absolutes).",
-        f"- **Tree:** git {machine['git_revision']}; the \"before\" design is `statemachines/release.asl.json` at "
-        f"{run['before_revision']} (`git show {run['before_revision']}:statemachines/release.asl.json`), run on the same "
-        "functions and local runtime as the tree's design.",
+        f"- **Tree:** git {machine['git_revision']}; the \"before\" design is the whole tree at {run['before_revision']}, "
+        "main's last commit before the callback waits and the ordered lock (`git archive`, built by its own "
+        "`make build-local`, its release run by [bench/baseline_runner.py](../bench/baseline_runner.py) on its own local "
+        "runtime, functions and ASL; measured by the same code as the tree's design).",
         f"- **Local time scale:** a canary minute lasts {run['minute_seconds']:g} s at the shipped configs and 0 s at bake 0; "
         "the local poll is 1 s (`DeployPollSeconds=1`).",
         "",

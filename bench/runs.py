@@ -8,10 +8,15 @@ turns into figures.
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import re
+import shutil
 import statistics
 import subprocess
+import sys
+import tarfile
 import threading
 import time
 from collections.abc import Callable
@@ -26,32 +31,65 @@ from local.emulation.lambda_runtime import lambda_python
 from local.runtime import APPROVERS, WORKLOAD_REPOSITORY, LocalRuntime
 from podrelease.release.events import execution_name
 
-#: The pinned "before" design: the poll-loop ASL as it was at this revision (read from git, never copied).
-BEFORE_REVISION = "d35a2e2"
-ASL = "statemachines/release.asl.json"
+#: The "before" design: the whole tree of the last commit on main before the callbacks merge (3298c71,
+#: items 1 and 2 of issue 12). Its ASL polls CodeDeploy and the fleet in Wait/Check/Choice loops and
+#: its lock answers LockBusy to retry races; it runs with its own functions, layer and local runtime,
+#: because pinning only its ASL on today's functions no longer works (today's lock queues a task token
+#: instead of answering LockBusy, so the old ASL never reaches approval). def6662 rather than the
+#: ASL-only pin d35a2e2 used before: it is main just before the change measured, so the two designs
+#: differ by items 1 and 2 and nothing else merged in between (reconcile, ops CLI, provenance).
+BASELINE_REVISION = "def6662"
 ROOT = Path(__file__).resolve().parents[1]
+RUNNER = Path(__file__).resolve().parent / "baseline_runner.py"
 
 
 class BenchFailed(RuntimeError):
     """A run did not produce what the figure needs (the release did not succeed, the stack did not start)."""
 
 
-def pinned_asl(revision: str = BEFORE_REVISION) -> str:
-    """The ASL at `revision`, from git (the historical baseline is read, never copied into the tree)."""
-    command = ["git", "show", f"{revision}:{ASL}"]
-    return subprocess.run(command, cwd=ROOT, check=True, capture_output=True, text=True).stdout  # noqa: S603
+def baseline_tree(work: Path, revision: str = BASELINE_REVISION) -> Path:
+    """The baseline revision's whole tree under `work`, built with its own `make build-local` (the shared
+    venvs of this checkout; their install rules are not run again). Reused when already built."""
+    tree = work / f"baseline-{revision}"
+    marker = tree / ".bench-built"
+    if marker.exists() and marker.read_text() == revision:
+        return tree
+    shutil.rmtree(tree, ignore_errors=True)
+    tree.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", "--format=tar", revision], cwd=ROOT, check=True,  # noqa: S603, S607
+                             capture_output=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(tree, filter="data")
+    sam, lam = (str((ROOT / name).resolve()) for name in (".venv-sam", ".venv-lambda"))
+    make = ["make", "-C", str(tree), "build-local", f"SAM_VENV={sam}", f"LAMBDA_VENV={lam}",
+            "-o", f"{sam}/.installed", "-o", f"{lam}/.installed"]
+    subprocess.run(make, check=True, env=_baseline_env(tree))  # noqa: S603
+    marker.write_text(revision)
+    return tree
 
 
-def use_definition(env: LocalRuntime, text: str) -> None:
-    """Make the release state machine run `text` (an ASL with `${...}` placeholders) from now on, with the
-    substitutions the stack resolved for the template's definition."""
-    attributes = env.stack.attributes["ReleaseStateMachine"]
-    for key, value in json.loads(attributes["DefinitionSubstitutions"]).items():
-        text = text.replace("${" + key + "}", value)
-    unresolved = sorted(set(re.findall(r"\$\{[A-Za-z0-9]+\}", text)))
-    if unresolved:
-        raise BenchFailed(f"the pinned ASL needs substitutions the template no longer has: {unresolved}")
-    env.client("stepfunctions").update_state_machine(stateMachineArn=attributes["Arn"], definition=text)
+def _baseline_env(tree: Path) -> dict[str, str]:
+    """This process's environment with the tree's build and this checkout's Lambda interpreter (our
+    Makefile exports its own LOCAL_BUILD_DIR and PYTHONPATH: they must not reach the baseline)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "LOCAL_BUILD_DIR")}
+    return env | {"LOCAL_BUILD_DIR": str(tree / ".aws-sam" / "build-local"),
+                  "LOCAL_LAMBDA_VENV": str((ROOT / ".venv-lambda").resolve())}
+
+
+def baseline_release(tree: Path, work_dir: Path, minute_seconds: float) -> ReleaseRun:
+    """One happy release of the baseline design, measured by `bench/baseline_runner.py` in a fresh
+    interpreter on the tree's path (its local runtime, functions and ASL; our measurement code)."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    out = work_dir / "baseline-run.json"
+    out.unlink(missing_ok=True)
+    command = [sys.executable, "-I", "-B", str(RUNNER), str(tree), str(work_dir), f"{minute_seconds:g}", str(out)]
+    done = subprocess.run(command, cwd=tree, env=_baseline_env(tree), check=False)  # noqa: S603
+    found = json.loads(out.read_text()) if out.exists() else {}
+    if "run" not in found:
+        raise BenchFailed(f"the baseline runner exited {done.returncode}: {found.get('errors') or 'no result written'}")
+    run = found["run"]
+    return ReleaseRun(run["design"], float(run["minute_seconds"]), datetime.fromisoformat(run["pushed_at"]), run["events"],
+                      run["definition"], [Invocation(**i) for i in run["invocations"]], run["function_ids"])
 
 
 def _record_invocations(env: LocalRuntime, into: list[Invocation]) -> Callable[[], None]:
@@ -153,33 +191,18 @@ def _one_release(env: LocalRuntime, design: str, version: str, minute_seconds: f
     return ReleaseRun(design, minute_seconds, pushed_at, history(env, name), deployed, list(invocations), ids)
 
 
-def release_runs(work_dir: Path, minute_seconds: float, designs: list[tuple[str, str | None]],
-                 on_runtime: Callable[[LocalRuntime], None] | None = None) -> tuple[dict[str, ReleaseRun], dict[str, str]]:
-    """On one local runtime, one happy release per design, in order: push a signed, healthy image and
-    approve its release as soon as the email comes. A design is (name, ASL text), None for the tree's
-    own ASL. `on_runtime`: called with the runtime before the releases (cold imports are measured there).
-    Returns the runs and, per design that failed, why."""
-    found: dict[str, ReleaseRun] = {}
-    errors: dict[str, str] = {}
+def release_run(work_dir: Path, minute_seconds: float, design: str,
+                on_runtime: Callable[[LocalRuntime], None] | None = None) -> ReleaseRun:
+    """On a local runtime of the tree on the path, one happy release of that tree's own design: push a
+    signed, healthy image and approve its release as soon as the email comes. `on_runtime`: called with
+    the runtime before the release (cold imports are measured there)."""
     env = LocalRuntime.start(work_dir, minute_seconds=minute_seconds)
     try:
         if on_runtime is not None:
             on_runtime(env)
-        tree = env.client("stepfunctions").describe_state_machine(
-            stateMachineArn=env.stack.outputs["ReleaseStateMachineArn"])["definition"]
-        for n, (design, text) in enumerate(designs):
-            try:
-                if text is None:
-                    env.client("stepfunctions").update_state_machine(
-                        stateMachineArn=env.stack.outputs["ReleaseStateMachineArn"], definition=tree)
-                else:
-                    use_definition(env, text)
-                found[design] = _one_release(env, design, f"6.9.{10 + n}", minute_seconds)
-            except Exception as exc:  # one design failing must not lose the other's figures
-                errors[design] = f"{type(exc).__name__}: {exc}"
+        return _one_release(env, design, "6.9.10", minute_seconds)
     finally:
         stopped(env)
-    return found, errors
 
 
 def stopped(env: LocalRuntime) -> None:
