@@ -65,7 +65,9 @@ def _options() -> argparse.Namespace:
     options = argparse.ArgumentParser()
     options.add_argument("--minute-seconds", type=float, default=2.0, help="a canary minute, locally, at the shipped configs")
     options.add_argument("--burst", type=int, default=50)
-    options.add_argument("--burst-deadline", type=float, default=360.0, help="seconds to wait for the burst's releases to end")
+    options.add_argument("--burst-deadline", type=float, default=1800.0,
+                         help="seconds after the last push to wait for every release to end (the wait stops as soon "
+                              "as they have; a busy machine needs minutes for 50 cold starts)")
     options.add_argument("--imports", type=int, default=3, help="fresh interpreters per cold import (median)")
     options.add_argument("--work", type=Path, default=ROOT / "build" / "bench-work")
     options.add_argument("--json", type=Path, default=ROOT / "build" / "bench.json")
