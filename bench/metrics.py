@@ -109,18 +109,25 @@ def stage_split(events: Sequence[Mapping[str, Any]], pushed_at: datetime) -> dic
 
 
 def env_intervals(events: Sequence[Mapping[str, Any]]) -> dict[str, tuple[datetime, datetime]]:
-    """When this release was inside each environment: dev from `Verify` entered (the dev lock is held)
-    to `RequestApproval` entered (or the end); prod from `Promote` entered to the end. An execution that
-    never got that far has no interval there."""
+    """When this release held each environment's lock and worked in it: dev from `Verify` entered (the
+    dev lock is held) to `ReleaseDevLock` entered; prod from `VerifyProd` entered (`Promote` in an
+    ASL without it) to `ReleaseProdLock` entered. The lock is let go inside the `Release*Lock` task,
+    which hands it to the next waiter: the next holder starts after that state is entered, never
+    before, so two holders at once show as an overlap and a hand-off does not. Without that state
+    (an ASL without it, or a release that failed) the interval ends at `RequestApproval` entered for
+    dev, else at the execution's end. An execution that never got that far has no interval there."""
     marks = entries(events)
     names = {m.name for m in marks}
     end = _when(events[-1])
     found: dict[str, tuple[datetime, datetime]] = {}
     if "Verify" in names:
         start = _first(marks, "Verify").at
-        found["dev"] = (start, _first(marks, "RequestApproval").at if "RequestApproval" in names else end)
-    if "Promote" in names:
-        found["prod"] = (_first(marks, "Promote").at, end)
+        last = next((n for n in ("ReleaseDevLock", "RequestApproval") if n in names), None)
+        found["dev"] = (start, _first(marks, last, after=start).at if last else end)
+    first = next((n for n in ("VerifyProd", "Promote") if n in names), None)
+    if first:
+        start = _first(marks, first).at
+        found["prod"] = (start, _first(marks, "ReleaseProdLock", after=start).at if "ReleaseProdLock" in names else end)
     return found
 
 

@@ -143,8 +143,10 @@ def _burst(result: dict[str, Any]) -> list[str]:
               "arrives). `lost`: pushed digests that became neither an execution nor a ledger record; "
               "`starter_dead_letters`: push events the starter failed on three times (on AWS they wait in "
               "`StarterDeadLetters` for a redrive; recorded from this run on); `duplicated`: "
-              "executions beyond one per digest; in flight: a release is in dev from `Verify` entered to `RequestApproval` "
-              "entered (or its end), in prod from `Promote` entered to its end; `total_s`: first push to the last release's "
+              "executions beyond one per digest; in flight: a release holds dev from `Verify` entered to `ReleaseDevLock` "
+              "entered, prod from `VerifyProd` entered to `ReleaseProdLock` entered (to its end when it never gets there; "
+              "the lock is handed on inside `Release*Lock`); a push whose release ended `Superseded` is not lost; "
+              "`total_s`: first push to the last release's "
               "end (to the deadline when releases were still running); `prod_digest_push_index`: which push (1-based) is "
               "live in prod at the end; the newest is push "
               f"{burst.get('pushes')}.", ""]

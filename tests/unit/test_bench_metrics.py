@@ -119,6 +119,22 @@ def test_env_intervals_and_their_overlap():
     assert metrics.max_overlap([intervals["dev"], second, third]) == 2
 
 
+def test_env_intervals_end_where_the_lock_is_let_go():
+    # The callback design: the dev lock is let go in ReleaseDevLock (8-9), which resumes the next holder
+    # at 8.5, before this release enters RequestApproval (9): a hand-off, not two holders.
+    first = history(
+        (0, "ExecutionStarted", ""), *task(0, "Verify", 1), *task(1, "DeployDev", 1), *task(2, "WatchDev", 6),
+        *task(8, "ReleaseDevLock", 1), *task(9, "RequestApproval", 5), *task(14, "VerifyProd", 1), *task(15, "Promote", 2),
+        *task(17, "DeployProd", 1), *task(18, "ReleaseProdLock", 1), *task(19, "RecordSuccess", 2), (21, "ExecutionSucceeded", ""),
+    )
+    intervals = metrics.env_intervals(first)
+    assert intervals == {"dev": (T0, T0 + timedelta(seconds=8)), "prod": (T0 + timedelta(seconds=14), T0 + timedelta(seconds=18))}
+    handed = (T0 + timedelta(seconds=8.5), T0 + timedelta(seconds=30))
+    assert metrics.max_overlap([intervals["dev"], handed]) == 1
+    assert metrics.max_overlap([intervals["prod"], (T0 + timedelta(seconds=18.5), T0 + timedelta(seconds=40))]) == 1
+    assert metrics.max_overlap([intervals["prod"], (T0 + timedelta(seconds=17), T0 + timedelta(seconds=40))]) == 2
+
+
 def test_costs():
     # 1,000 transitions = $0.025.
     assert metrics.sfn_cost(1000) == pytest.approx(0.025)
