@@ -21,7 +21,8 @@ from podrelease.rotation.workload_secret import RotationStep, rotator_from_env
 logger = get_logger()
 tracer = get_tracer()
 ledger = Ledger(boto3.resource("dynamodb").Table(config.require("LEDGER_TABLE")))
-rotator = rotator_from_env(os.environ, boto3.client("secretsmanager"), boto3.client("lambda"), ledger)
+rotator = rotator_from_env(os.environ, boto3.client("secretsmanager"), boto3.client("lambda"), ledger,
+                           boto3.client("stepfunctions"))
 
 
 @logger.inject_lambda_context(clear_state=True)

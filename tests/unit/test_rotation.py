@@ -34,6 +34,7 @@ from podrelease.core.errors import (
 )
 from podrelease.release import podinfo
 from podrelease.release.ledger import Ledger
+from podrelease.release.lockqueue import LockQueue
 from podrelease.rotation.workload_secret import STEPS, Rotator, Target, secret_value, sign_token, staging_labels, verify_token
 from tests.conftest import FAKE_CREDENTIALS, FakeLambdaContext, import_handler
 
@@ -151,6 +152,50 @@ def test_rotation_waits_while_a_release_holds_the_environment(env: Env) -> None:
     assert env.ledger.lock_holder("dev") == "podinfo-release-1"
     assert env.labels() == {old_version: ["AWSCURRENT"], token: ["AWSPENDING"]}
     assert env.sm.get_secret_value(SecretId=env.arn)["VersionId"] == old_version
+
+
+class TaskTokens:
+    """Step Functions' side of the lock queue's task tokens: the answer each waiting task got."""
+
+    def __init__(self) -> None:
+        self.answers: dict[str, tuple[str, dict[str, Any]]] = {}
+
+    def send_task_success(self, taskToken: str, output: str) -> None:
+        self.answers[taskToken] = ("success", json.loads(output))
+
+    def send_task_failure(self, taskToken: str, error: str, cause: str) -> None:
+        self.answers[taskToken] = ("failure", {"error": error, **json.loads(cause)})
+
+
+@pytest.mark.parametrize("ending", ["finishSecret", "testSecret fails"])
+def test_a_release_queued_behind_the_rotation_is_handed_the_lock_when_it_lets_go(env: Env, ending: str) -> None:
+    # GIVEN a rotation holding the dev lock and a release that queued for it meanwhile
+    tasks = TaskTokens()
+    locks = LockQueue(env.table, tasks, lease_seconds=7200)
+    if ending != "finishSecret":  # a service whose cache never sees the new value: testSecret fails
+        env.invoke("f", "live", _request("/token", "POST"))
+        env.caches["live"].ttl = 3600
+    token = env.start_rotation()
+    rotator = env.rotator(unlock=locks.release)
+    rotator.rotate("createSecret", env.arn, token)
+    release = {"id": "podinfo-release-2", "repository": "podinfo", "digest": "sha256:" + "b" * 64, "time": "2026-11-27T18:00:00Z"}
+    queued = locks.acquire("dev", release, "task-token-2")
+    assert (queued["handed_to"], queued["queued_at"], tasks.answers) == (None, 0, {})
+    # WHEN the rotation lets go of the lock (finishing, or on a failing step)
+    if ending == "finishSecret":
+        for step in STEPS[1:]:
+            rotator.rotate(step, env.arn, token)
+    else:
+        with pytest.raises(SecretTestFailed):
+            rotator.rotate("testSecret", env.arn, token)
+    # THEN the queued release holds the lock with the release lease and its wait is answered now,
+    # not when its backstop runs out
+    assert env.ledger.lock_holder("dev") == "podinfo-release-2"
+    held = env.table.get_item(Key={"pk": "lock#dev"}, ConsistentRead=True)["Item"]
+    assert int(held["expires_at"]) - int(held["acquired_at"]) == 7200
+    kind, output = tasks.answers["task-token-2"]
+    assert (kind, output["holder"], output["environment"], output["queued"]) == ("success", "podinfo-release-2", "dev", True)
+    assert locks.queue("dev")[0] == []
 
 
 def test_concurrent_rotation_is_a_named_error(env: Env) -> None:

@@ -20,6 +20,9 @@ rotation retried after a crash at any point, ends with AWSCURRENT valid and at m
 - `finishSecret`: move AWSCURRENT to the token's version (Secrets Manager puts AWSPREVIOUS on the
   old one), drop AWSPENDING, release the lock.
 
+Releasing the lock hands it on as a release does (`LockQueue.release`): a release queued for the
+environment while the rotation held it is resumed at once, not when its wait's backstop runs out.
+
 Every step first checks the token (stage guard): it must be a version of this secret staged
 AWSPENDING; a version already AWSCURRENT means the rotation is done (the lock is released again,
 which is a no-op when it is not held). Every step renews the lock, so a release never deploys the
@@ -52,6 +55,7 @@ from podrelease.core.obs import register_secret
 from podrelease.release import podinfo
 from podrelease.release.fleet import http_get as fleet_http_get
 from podrelease.release.ledger import Ledger
+from podrelease.release.lockqueue import LockQueue
 from podrelease.rotation.stages import PENDING, STEPS, already_current, pending_string, promote_pending
 from secretgate import ISSUER, SECRET_KEY, check_token, parse_secret_string, sign_token, verify_token
 
@@ -105,8 +109,12 @@ def _probes(target: Target) -> int:
 class Rotator:
     def __init__(self, secretsmanager: Any, ledger: Ledger, targets: dict[str, Target], invoke: Invoker,
                  versions_of: Callable[[Target], list[str]], lease_seconds: int = 900, settle_seconds: float = 20.0,
-                 poll_seconds: float = 0.5, http_get: HttpGet | None = None, fleet_settle_seconds: float = 0.0) -> None:
+                 poll_seconds: float = 0.5, http_get: HttpGet | None = None, fleet_settle_seconds: float = 0.0,
+                 unlock: Callable[[str, str], bool] | None = None) -> None:
         self.http_get = http_get
+        # Let go of an environment's lock held by a token: `LockQueue.release` (hands it to the next
+        # queued release); the ledger's bare delete when no queue is given.
+        self._unlock = unlock or ledger.release_lock
         self.fleet_settle_seconds = fleet_settle_seconds
         self.sm = secretsmanager
         self.ledger = ledger
@@ -167,10 +175,10 @@ class Rotator:
             else:
                 result = getattr(self, "_" + step)(_Step(arn, token, target, meta))
         except Exception:  # the lock is released only when this rotation holds it
-            self.ledger.release_lock(target.environment, token)
+            self._unlock(target.environment, token)
             raise
         if standalone:
-            self.ledger.release_lock(target.environment, token)
+            self._unlock(target.environment, token)
         return {"step": step, "state": result, "environment": target.environment}
 
     def _lock(self, target: Target, token: str) -> None:
@@ -181,7 +189,7 @@ class Rotator:
 
     def _tidy_done(self, arn: str, token: str, meta: dict[str, Any], target: Target) -> None:
         promote_pending(self.sm, arn, token, meta)  # already current: only a left-over AWSPENDING goes
-        self.ledger.release_lock(target.environment, token)
+        self._unlock(target.environment, token)
 
     # -- the four steps --------------------------------------------------------------------------------
     def _createSecret(self, step: _Step) -> str:  # noqa: N802
@@ -282,7 +290,7 @@ class Rotator:
         except ClientError:
             self._call("describe_secret", SecretId=arn)  # names a KMS or missing-secret error
             raise
-        self.ledger.release_lock(target.environment, token)
+        self._unlock(target.environment, token)
         return f"AWSCURRENT moved from {current} to {token}"
 
 
@@ -318,9 +326,11 @@ class RotationStep:
         return cls(*(edge.field(raw, key, str, "rotate_workload_secret") for key in ("Step", "SecretId", "ClientRequestToken")))
 
 
-def rotator_from_env(env: Mapping[str, str], secretsmanager: Any, lambda_client: Any, ledger: Ledger) -> Rotator:
+def rotator_from_env(env: Mapping[str, str], secretsmanager: Any, lambda_client: Any, ledger: Ledger, sfn: Any) -> Rotator:
     """The rotation function's Rotator, from its settings (a missing one is a ConfigurationError).
 
+    The lock is let go through the release lock's queue (`sfn` resumes the release it is handed to,
+    with the releases' lease, LOCK_LEASE_SECONDS).
     WORKLOAD_SECRET_<ENV> and PODINFO_FUNCTION_<ENV> name each environment's secret and function,
     FLEET_URL_<ENV> and FLEET_SIZE its fleet. How long setSecret waits: a podinfo version re-reads
     the staged values after SECRET_CACHE_SECONDS, so twice that covers a read just before the new
@@ -342,4 +352,5 @@ def rotator_from_env(env: Mapping[str, str], secretsmanager: Any, lambda_client:
     return Rotator(secretsmanager, ledger, targets, invoke, alias_versions(lambda_client),
                    lease_seconds=config.integer("ROTATION_LEASE_SECONDS", 900, env),
                    settle_seconds=float(2 * cache_seconds), http_get=fleet_http_get,
-                   fleet_settle_seconds=float(refresh_seconds + 2 * cache_seconds))
+                   fleet_settle_seconds=float(refresh_seconds + 2 * cache_seconds),
+                   unlock=LockQueue(ledger.table, sfn, config.integer("LOCK_LEASE_SECONDS", 7200, env)).release)
