@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 
 from local import signing
+from podrelease.approval.render import summary_text, window_line
 from podrelease.core.errors import OutsideDeployWindow, PolicyError
+from podrelease.release.summary import summarize
 from podrelease.verify.policy import keys_document, parse_policy
 from podrelease.verify.windows import decide, forecast, next_opening, parse_window
 
@@ -164,3 +166,36 @@ def test_the_release_policy_carries_each_environment_s_window() -> None:
     document["environments"]["prod"]["deploy_window"] = {"timezone": "Nowhere/City"}
     with pytest.raises(PolicyError, match=r"environments\.prod\.deploy_window\.timezone"):
         parse_policy(json.dumps(document))
+
+
+# --- what people read: the approval summary and the outcome email ---------------------------------
+def test_the_approval_summary_says_when_an_approval_now_would_deploy() -> None:
+    closed = forecast(window(), "prod", at("2026-11-27T16:00:00+00:00"))
+    line = window_line({"window_ahead": {"environment": "prod", **closed}})
+    assert line is not None
+    assert (line.label, line.good) == ("Prod window", None)
+    assert line.text == ("closed: an approval is recorded now and the release waits until 2026-11-30T08:00:00Z to deploy "
+                         "(prod is outside its window (mon,tue,wed,thu,fri 09:00-17:00 Europe/Berlin))")
+    opened = window_line({"window_ahead": {"environment": "prod", **forecast(window(), "prod", at("2026-11-27T09:00:00+00:00"))}})
+    assert opened is not None
+    assert (opened.text, opened.good) == ("open: an approval deploys at once (mon,tue,wed,thu,fri 09:00-17:00 Europe/Berlin)", True)
+    far = forecast(window(max_wait_minutes=60), "prod", at("2026-11-27T16:00:00+00:00"))
+    never = window_line({"window_ahead": {"environment": "prod", **far}})
+    assert never is not None
+    assert never.good is False
+    assert never.text.startswith("closed too long: prod is outside its window")
+    assert window_line({}) is None  # no forecast (an older execution): no line
+    record = {"digest": "sha256:" + "a" * 64, "repository": "podinfo", "expires_at": 2_000_000_000,
+              "evidence": {"window_ahead": {"environment": "prod", **closed}}}
+    assert "    Prod window: closed: an approval is recorded now and the release waits until 2026-11-30T08:00:00Z" in \
+        summary_text(record, 1_900_000_000)
+
+
+def test_the_outcome_email_says_how_long_the_window_held_the_release() -> None:
+    waited = decide(window(), "prod", at("2026-11-27T16:00:00+00:00"))
+    state = {"release": {"id": "r1", "repository": "podinfo", "digest": "sha256:" + "b" * 64},
+             "evidence": {"window": {"open": True}}, "evidence_prod": {"window": waited}}
+    message = summarize("SUCCEEDED", state, "r1")["message"]
+    assert ("Waited for prod's deploy window until 2026-11-30T08:00:00Z "
+            "(prod is outside its window (mon,tue,wed,thu,fri 09:00-17:00 Europe/Berlin))") in message.splitlines()
+    assert "dev's deploy window" not in message

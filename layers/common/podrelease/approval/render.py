@@ -118,6 +118,24 @@ def _dev_lines(dev: Mapping[str, Any]) -> list[Line]:
     return lines or [Line("Dev", "no results recorded", good=False)]
 
 
+# --- deploy window (the release policy's, as dev's gate forecast it: podrelease.verify.windows) ---
+def window_line(evidence: Mapping[str, Any]) -> Line | None:
+    """When an approval now would reach prod: at once, after a wait (until when, why), or never
+    (further than the policy's max wait: the release would fail with OutsideDeployWindow)."""
+    ahead = evidence.get("window_ahead")
+    if not isinstance(ahead, dict):
+        return None
+    label = f"{str(ahead.get('environment', 'prod')).capitalize()} window"
+    policy = ahead.get("policy") if isinstance(ahead.get("policy"), dict) else {}
+    hours = f" ({', '.join(map(str, policy.get('open') or []))} {policy.get('timezone', '')})" if policy else ""
+    if ahead.get("open"):
+        return Line(label, f"open: an approval deploys at once{hours}", good=True)
+    if ahead.get("wait_until"):
+        return Line(label, f"closed: an approval is recorded now and the release waits until {ahead['wait_until']} "
+                           f"to deploy ({ahead.get('reason', '')})")
+    return Line(label, f"closed too long: {ahead.get('reason', '')}", good=False)
+
+
 def _section(record: Mapping[str, Any], name: str) -> dict[str, Any]:
     value = record.get(name)
     return value if isinstance(value, dict) else {}
@@ -135,6 +153,9 @@ def summary_lines(record: Mapping[str, Any], now: float) -> list[Line]:
         lines.append(Line("Prod now", "not recorded with this approval (see the release timeline)"))
     lines += [_build_line(evidence), _signature_verdict(evidence), _sbom_verdict(evidence), _scan_verdict(evidence)]
     lines += _dev_lines(dev)
+    window = window_line(evidence)
+    if window is not None:
+        lines.append(window)
     left = int(record.get("expires_at", 0)) - int(now)
     lines.append(Line("Time left", f"{left // 3600} h {left % 3600 // 60} min (until {iso(record['expires_at'])})"
                       if left > 0 else "none: the approval window has closed", good=left > 0))
