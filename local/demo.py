@@ -330,7 +330,7 @@ def window_problems(env: LocalRuntime, scenario: Scenario, arn: str, release: st
         return ["the release never waited for prod's window (no WaitForProdWindow state)"]
     if not names.index("RequestApproval") < names.index("WaitForProdWindow") < names.index("Promote"):
         return [f"WaitForProdWindow is not between the approval and the promotion: {names}"]
-    until = json.loads(entered[names.index("WaitForProdWindow")][1])["evidence_prod"]["window"]["wait_until"]
+    until = json.loads(entered[names.index("WaitForProdWindow")][1])["windows"]["prod"]["wait_until"]
     printer.line("release", f"waited for prod's window until {until} (the policy's wall clock; locally scaled)", release)
     mails = [m["body"] for m in list(env.emulation.outbox.messages) if m["to"] == APPROVERS[0] and release in m["subject"]]
     if not any("Prod window:" in body and "waits until" in body for body in mails):

@@ -194,8 +194,11 @@ def test_the_approval_summary_says_when_an_approval_now_would_deploy() -> None:
 def test_the_outcome_email_says_how_long_the_window_held_the_release() -> None:
     waited = decide(window(), "prod", at("2026-11-27T16:00:00+00:00"))
     state = {"release": {"id": "r1", "repository": "podinfo", "digest": "sha256:" + "b" * 64},
-             "evidence": {"window": {"open": True}}, "evidence_prod": {"window": waited}}
-    message = summarize("SUCCEEDED", state, "r1")["message"]
+             "evidence": {"window": {"open": True}}, "evidence_prod": {"window": waited},
+             "windows": {"prod": {"wait_until": waited["wait_until"], "reason": waited["reason"]}}}  # NoteProdWindow's
+    summary = summarize("SUCCEEDED", state, "r1")
+    message = summary["message"]
+    assert summary["record"]["windows"] == state["windows"]  # the ledger's release record keeps it
     assert ("Waited for prod's deploy window until 2026-11-30T08:00:00Z "
             "(prod is outside its window (mon,tue,wed,thu,fri 09:00-17:00 Europe/Berlin))") in message.splitlines()
     assert "dev's deploy window" not in message

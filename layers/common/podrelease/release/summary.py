@@ -112,8 +112,11 @@ def summarize(outcome: str, state: dict[str, Any], execution_name: str, console_
         if isinstance(approval, dict):
             lines += [f"  Decision: {vote}" for vote in approval.get("votes") or [] if isinstance(vote, str)]
     # A deploy window that held the release (podrelease.verify.windows): how long, and why.
-    for key, environment in (("evidence", "dev"), ("evidence_prod", "prod")):
-        window = state[key].get("window") if isinstance(state.get(key), dict) else None
+    windows = state.get("windows") if isinstance(state.get("windows"), dict) else {}
+    if windows:
+        record["windows"] = windows
+    for environment in ("dev", "prod"):
+        window = windows.get(environment)
         if isinstance(window, dict) and window.get("wait_until"):
             lines.append(f"Waited for {environment}'s deploy window until {window['wait_until']} ({window.get('reason', '')})")
     if outcome != "SUCCEEDED":
