@@ -141,14 +141,25 @@ def _section(record: Mapping[str, Any], name: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _prod_now_text(prod: Mapping[str, Any], now: float) -> str:
+    """Prod's digest, tag and age, and who approved it (the ledger's `live#prod`, as the last release there recorded it)."""
+    text = f"{_short(prod.get('digest'))} {prod.get('version') or prod.get('tag') or ''}".strip()
+    if prod.get("deployed_at"):
+        age = int(now) - int(prod.get("deployed_epoch") or now)
+        ago = f"{age // 86400} d {age % 86400 // 3600} h" if age >= 86400 else f"{age // 3600} h {age % 3600 // 60} min"
+        text += f", deployed {prod['deployed_at']} ({ago} ago)"
+    if prod.get("approved_by"):
+        text += f", approved by {prod['approved_by']}"
+    return text
+
+
 def summary_lines(record: Mapping[str, Any], now: float) -> list[Line]:
     """The at-a-glance summary of an approval record, in the order the page and emails show it."""
     evidence, dev, prod = (_section(record, name) for name in ("evidence", "dev", "prod"))
     candidate = f"{_short(record.get('digest'))} ({record.get('repository', '?')})"
     lines = [Line("Candidate", candidate)]
     if prod:
-        age = f", deployed {prod['deployed_at']}" if prod.get("deployed_at") else ""
-        lines.append(Line("Prod now", f"{_short(prod.get('digest'))} {prod.get('version') or ''}{age}".strip()))
+        lines.append(Line("Prod now", _prod_now_text(prod, now)))
     else:
         lines.append(Line("Prod now", "not recorded with this approval (see the release timeline)"))
     lines += [_build_line(evidence), _signature_verdict(evidence), _sbom_verdict(evidence), _scan_verdict(evidence)]

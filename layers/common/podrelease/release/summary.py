@@ -112,7 +112,7 @@ def summarize(outcome: str, state: dict[str, Any], execution_name: str, console_
         if isinstance(approval, dict):
             lines += [f"  Decision: {vote}" for vote in approval.get("votes") or [] if isinstance(vote, str)]
     # A deploy window that held the release (podrelease.verify.windows): how long, and why.
-    windows = state.get("windows") if isinstance(state.get("windows"), dict) else {}
+    windows: dict[str, Any] = state["windows"] if isinstance(state.get("windows"), dict) else {}
     if windows:
         record["windows"] = windows
     for environment in ("dev", "prod"):
