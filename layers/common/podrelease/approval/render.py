@@ -161,7 +161,7 @@ def summary_lines(record: Mapping[str, Any], now: float) -> list[Line]:
     if prod:
         lines.append(Line("Prod now", _prod_now_text(prod, now)))
     else:
-        lines.append(Line("Prod now", "not recorded with this approval (see the release timeline)"))
+        lines.append(Line("Prod now", "no release of this stack has reached prod yet"))
     lines += [_build_line(evidence), _signature_verdict(evidence), _sbom_verdict(evidence), _scan_verdict(evidence)]
     lines += _dev_lines(dev)
     window = window_line(evidence)
