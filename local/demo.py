@@ -122,7 +122,8 @@ def approval_link(env: LocalRuntime, approver: str, release: str, timeout: float
 
 def _approver(env: LocalRuntime, scenario: Scenario, release: str, printer: Printer, manual: bool,
               failures: list[str] | None = None) -> None:
-    link = approval_link(env, APPROVERS[0], release)
+    # The thread starts with the release: on a loaded machine dev alone can take minutes to pass.
+    link = approval_link(env, APPROVERS[0], release, timeout=900)
     if link is None:
         return
     if manual:
