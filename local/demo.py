@@ -97,6 +97,11 @@ SCENARIOS = {s.name: s for s in [
              "and once stopped at its approval its link refuses", "ABORTED", "ReleaseStopped", None, stop=True),
     Scenario("rotation", "the dev JWT secret rotates in the middle of authenticated traffic (Lambda and fleet): zero failed requests",
              "SUCCEEDED", None, None, secret_rotation=True),
+    Scenario("outside-window", "prod's change window is closed when the approval arrives: the approval is recorded, the release "
+             "waits (the page and the timeline say until when), then the window opens and it deploys", "SUCCEEDED", None,
+             policy="keys+window"),
+    Scenario("window-too-far", "prod's next window is further away than the policy's max wait: after the approval the "
+             "release fails with OutsideDeployWindow and prod is untouched", "FAILED", "OutsideDeployWindow", policy="keys+window-far"),
     Scenario("rollback", "two releases reach prod; `podrelease rollback prod` puts the first one's digest back, re-verified, "
              "recorded with who asked", "SUCCEEDED", None, rollback=True),
 ]}
@@ -117,7 +122,8 @@ def approval_link(env: LocalRuntime, approver: str, release: str, timeout: float
 
 def _approver(env: LocalRuntime, scenario: Scenario, release: str, printer: Printer, manual: bool,
               failures: list[str] | None = None) -> None:
-    link = approval_link(env, APPROVERS[0], release)
+    # The thread starts with the release: on a loaded machine dev alone can take minutes to pass.
+    link = approval_link(env, APPROVERS[0], release, timeout=900)
     if link is None:
         return
     if manual:
@@ -132,6 +138,9 @@ def _approver(env: LocalRuntime, scenario: Scenario, release: str, printer: Prin
     status, page = decide(link, scenario.decision, f"demo: {scenario.name}")
     printer.line("approval", f"{APPROVERS[0]} signed in at the local OIDC provider and pressed "
                  f"{scenario.decision.capitalize()}: HTTP {status}", release)
+    waits = re.search(r"The approval is recorded\. (Prod window: [^<]*)", page)
+    if waits:
+        printer.line("approval", f"the page says: {html.unescape(waits.group(1))[:300]}", release)
     if status >= 500 and failures is not None:  # the decision did not reach the release: say why, stop waiting
         text = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", part)) for part in re.findall(r"<(?:h1|p)>(.*?)</(?:h1|p)>", page))
         said = " ".join(text.split())
@@ -309,6 +318,27 @@ def stop_mid_canary(env: LocalRuntime, printer: Printer, arn: str, release: str,
     return problems
 
 
+def window_problems(env: LocalRuntime, scenario: Scenario, arn: str, release: str, printer: Printer) -> list[str]:
+    """outside-window: the approval email said prod's window was closed and until when; the release
+    waited in WaitForProdWindow after the approval and before promoting, until that time."""
+    if scenario.policy != "keys+window":
+        return []
+    events = env.client("stepfunctions").get_execution_history(executionArn=arn, maxResults=1000)["events"]
+    entered = [(e["stateEnteredEventDetails"]["name"], e["stateEnteredEventDetails"].get("input", "{}"))
+               for e in events if e["type"].endswith("StateEntered")]
+    names = [name for name, _ in entered]
+    if "WaitForProdWindow" not in names:
+        return ["the release never waited for prod's window (no WaitForProdWindow state)"]
+    if not names.index("RequestApproval") < names.index("WaitForProdWindow") < names.index("Promote"):
+        return [f"WaitForProdWindow is not between the approval and the promotion: {names}"]
+    until = json.loads(entered[names.index("WaitForProdWindow")][1])["windows"]["prod"]["wait_until"]
+    printer.line("release", f"waited for prod's window until {until} (the policy's wall clock; locally scaled)", release)
+    mails = [m["body"] for m in list(env.emulation.outbox.messages) if m["to"] == APPROVERS[0] and release in m["subject"]]
+    if not any("Prod window:" in body and "waits until" in body for body in mails):
+        return ["the approval email did not say that prod's window was closed and until when"]
+    return []
+
+
 def tag_only_event(env: LocalRuntime) -> dict[str, Any]:
     """An ECR push event for the watched repository that names a tag but no digest."""
     return {"version": "0", "id": "malformed-demo-event", "detail-type": "ECR Image Action", "source": "aws.ecr",
@@ -378,6 +408,7 @@ def run(scenario: Scenario, manual: bool, minute_seconds: float, work_dir: Path)
         problems = approval_failures + check_outcome(env, scenario, image, execution) + newer_problems
         problems += _time_source_problems(scenario, execution)
         problems = approval_failures + reconciled + stopped + check_outcome(env, scenario, image, execution) + newer_problems
+        problems += window_problems(env, scenario, arn, release, printer)
         if scenario.lost_event:
             problems += reconcile_again(env, printer, release)
         # The demo's own (local, throw-away) secrets, for the e2e tier's log scan: a separate process

@@ -76,7 +76,7 @@ def _cause(cause: str) -> str:
 
 
 #: Refusals that come after dev was deployed (at or after the approval): dev keeps the new digest.
-DEV_RUNS_AFTER = ("ApprovalRejected", "ApprovalTimedOut", "ProvenanceMismatch")
+DEV_RUNS_AFTER = ("ApprovalRejected", "ApprovalTimedOut", "ProvenanceMismatch", "OutsideDeployWindow")
 
 
 def check_outcome(env: LocalRuntime, scenario: Scenario, image: Pushed, execution: dict[str, Any]) -> list[str]:

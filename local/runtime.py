@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import datetime
 import json
 import logging
 import os
@@ -78,10 +79,29 @@ def release_policy(kind: str, pem: str) -> str:
         text = json.dumps(document)
         parse_policy(text)  # what the stack reads must parse
         return text
+    if kind in ("keys+window", "keys+window-far"):
+        return _window_document(pem, far=kind.endswith("far"))
     if kind == "default":
         return ""
     msg = f"unknown local policy {kind!r}"
     raise ValueError(msg)
+
+
+def _window_document(pem: str, *, far: bool) -> str:
+    """Keys, and a prod deploy window, every day, that is closed now (UTC): it opens an hour from now
+    (the outside-window scenario's release waits for it: an hour lasts 60 x minute_seconds here), or
+    three hours from now with a max wait of one hour (window-too-far: OutsideDeployWindow)."""
+    opens = datetime.datetime.now(datetime.UTC).replace(second=0, microsecond=0) + datetime.timedelta(hours=3 if far else 1)
+    document = json.loads(keys_document(pem))
+    document["environments"]["prod"]["deploy_window"] = {
+        "timezone": "UTC",
+        "open": [{"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "from": f"{opens:%H:%M}",
+                  "to": f"{opens + datetime.timedelta(hours=2):%H:%M}"}],
+        "max_wait_minutes": 60 if far else 120,
+    }
+    text = json.dumps(document)
+    parse_policy(text)
+    return text
 
 
 def local_architecture() -> str:

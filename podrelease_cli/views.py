@@ -24,11 +24,14 @@ ENVIRONMENTS = ("dev", "prod")
 #: WaitDev/WaitProd are the poll loop of executions started before the deploy waits became callbacks.
 STAGE_OF = {
     "Normalize": "normalize", "Rollback?": "normalize",
-    "AcquireDevLock": "dev lock", "Verify": "verify",
+    "AcquireDevLock": "dev lock", "Verify": "verify", "DevWindowOpen?": "verify",
+    "NoteDevWindow": "dev window", "WaitForDevWindow": "dev window",  # waits for dev's deploy window (release policy)
     "DeployDev": "deploy dev", "WatchDev": "deploy dev", "WaitDev": "deploy dev", "CheckDev": "deploy dev",
     "DevDeployed?": "deploy dev",
     "ReleaseDevLock": "deploy dev", "RequestApproval": "approval", "ApprovalTimedOut": "approval",
-    "AcquireProdLock": "prod lock", "VerifyProd": "verify for prod", "Promote": "promote", "VerifyPromoted": "promote",
+    "AcquireProdLock": "prod lock", "VerifyProd": "verify for prod", "ProdWindowOpen?": "verify for prod",
+    "NoteProdWindow": "prod window", "WaitForProdWindow": "prod window",  # an approval in a freeze waits here
+    "Promote": "promote", "VerifyPromoted": "promote",
     "DeployProd": "deploy prod", "WatchProd": "deploy prod", "WaitProd": "deploy prod", "CheckProd": "deploy prod",
     "ProdDeployed?": "deploy prod",
     "ReleaseProdLock": "deploy prod",

@@ -35,5 +35,5 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = GateRequest.parse(event)
     return gate_release(
         registry, ecr, policy(), request.repository, request.digest, request.environment, grace_seconds=GRACE_SECONDS,
-        scan_repository=request.scan_repository,
+        scan_repository=request.scan_repository, check_window=request.check_window, forecast_for=request.forecast,
     )

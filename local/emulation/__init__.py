@@ -12,7 +12,8 @@ Each module fills the documented gaps of one service and owns its patches of mot
   alarms evaluated during each bake, rollback, StopDeployment, state-change events to EventBridge
   (`CodeDeployLifecycle`).
 - `scheduler`         EventBridge Scheduler's one-time schedules fire their Lambda target (`SchedulerTimers`).
-- Step Functions      `local.sfn_aws` holds moto's ASL engine to the AWS rules (installed from here).
+- Step Functions      `local.sfn_aws` holds moto's ASL engine to the AWS rules (installed from here);
+  `waits`: a Wait state's timestamp is on the local clock (a minute lasts `minute_seconds`).
 - `secrets_rotation`  RotateSecret runs the rotation steps as AWS does (`SecretsRotation`).
 - `fleet`             the EC2 fleet's ALBs, instances, target health, 5xx alarms and secret files
   (`FleetEmulation`), with ELBv2 and Auto Scaling changes fed to it.
@@ -31,7 +32,7 @@ from typing import Any
 from werkzeug.serving import make_server
 
 from local import sfn_aws
-from local.emulation import codedeploy, ecr, fleet, lambda_runtime, outbox, scheduler, secrets_rotation
+from local.emulation import codedeploy, ecr, fleet, lambda_runtime, outbox, scheduler, secrets_rotation, waits
 from local.emulation.base import LocalError, Timeline
 from local.emulation.codedeploy import CodeDeployLifecycle
 from local.emulation.ecr import EcrExtension
@@ -137,10 +138,12 @@ class Emulation:
         scheduler.install(cls.active)
         secrets_rotation.install(cls.active)
         outbox.install(cls.active)
+        waits.install(cls.active)  # Wait states on the local clock (local/emulation/waits.py)
 
     @classmethod
     def uninstall(cls) -> None:
         """Put moto back as it was (the runtime's stop does this, so later in-process moto use is plain)."""
+        waits.uninstall()
         outbox.uninstall()
         secrets_rotation.uninstall()
         scheduler.uninstall()

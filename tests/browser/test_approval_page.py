@@ -245,6 +245,9 @@ def test_the_link_sends_to_sign_in_then_shows_the_summary_and_changes_nothing(
     assert "succeeded" in shown["Dev Lambda"]
     assert shown["Votes"] == "none yet"
     assert " h " in shown["Time left"]
+    # what changes: prod's side (nothing yet in this runtime) and when an approval would reach it
+    assert shown["Prod now"] == "no release of this stack has reached prod yet"
+    assert shown["Prod window"] == "\u2713 open: an approval deploys at once"
     for button in ("Approve", "Reject"):
         box = page.get_by_role("button", name=button).bounding_box()
         assert box is not None

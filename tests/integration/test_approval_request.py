@@ -7,10 +7,12 @@ import json
 import re
 import time
 
+import boto3
 import pytest
 
 from podrelease.approval.tokens import verify_token
 from podrelease.core.errors import MalformedEvent
+from podrelease.release.ledger import Ledger
 from tests.integration.approval_world import (
     APPROVERS,
     BASE_URL,
@@ -18,9 +20,11 @@ from tests.integration.approval_world import (
     DIGEST,
     EVIDENCE,
     OTHER_DIGEST,
+    REGION,
     RELEASE_ID,
     REPOSITORY,
     SIGNING_KEY,
+    TABLE,
     World,
 )
 
@@ -106,3 +110,19 @@ def test_request_for_same_release_id_but_other_digest_is_refused(world: World) -
         world.request(other)
     assert world.record() == before
     assert len(world.emails()) == 2
+
+
+def test_the_email_shows_what_prod_runs_now_as_the_last_release_there_recorded_it(world: World) -> None:
+    # GIVEN an earlier release that reached prod (the Record state writes the ledger's live#prod)
+    earlier = "sha256:" + "c" * 64
+    Ledger(boto3.resource("dynamodb", region_name=REGION).Table(TABLE)).record_release(
+        "podinfo-earlier", {"outcome": "SUCCEEDED", "digest": earlier, "repository": REPOSITORY, "approved_by": "bob@example.com"},
+        now=time.time() - 2 * 86400 - 3 * 3600)
+    execution, task_token = world.start_release()
+    # WHEN this release asks for approval
+    world.request(world.event(execution, task_token))
+    # THEN every email (and the page, from the same record) puts prod's digest, age and approver beside the candidate's
+    prod = world.ledger()["prod"]
+    assert (prod["digest"], prod["release_id"], prod["approved_by"]) == (earlier, "podinfo-earlier", "bob@example.com")
+    for _, body, _, _, _ in world.emails():
+        assert re.search(r"Prod now:\s+sha256:cccccccccccc, deployed \S+Z \(2 d 3 h ago\), approved by bob@example.com", body), body

@@ -8,6 +8,7 @@ what is asserted is the handler's reply or its named error for exact registry co
 
 from __future__ import annotations
 
+import datetime
 import json
 from typing import Any
 
@@ -18,7 +19,14 @@ from moto import mock_aws
 
 from local import signing
 from local.registry import MemoryRegistry
-from podrelease.core.errors import ConfigurationError, InvalidRequest, PolicyError, SbomMissing, ScanUnavailable
+from podrelease.core.errors import (
+    ConfigurationError,
+    InvalidRequest,
+    OutsideDeployWindow,
+    PolicyError,
+    SbomMissing,
+    ScanUnavailable,
+)
 from podrelease.verify.policy import build_identity, keys_document
 from podrelease.verify.registry import OCI_MANIFEST, sha256_digest
 from tests.conftest import FakeLambdaContext, import_handler
@@ -223,3 +231,41 @@ def test_an_event_without_what_the_gate_reads_is_an_invalid_request_naming_the_f
     with pytest.raises(InvalidRequest) as info:
         app.handler(bad_event, FakeLambdaContext())
     assert str(info.value) == message
+
+
+def _windowed(pem: str, opens_in: datetime.timedelta, max_wait_minutes: int) -> str:
+    """Keys; prod may deploy every day for two hours starting `opens_in` from now (UTC)."""
+    opens = datetime.datetime.now(datetime.UTC).replace(second=0, microsecond=0) + opens_in
+    document = json.loads(keys_document(pem))
+    document["environments"]["prod"]["deploy_window"] = {
+        "timezone": "UTC", "max_wait_minutes": max_wait_minutes,
+        "open": [{"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "from": f"{opens:%H:%M}",
+                  "to": f"{opens + datetime.timedelta(hours=2):%H:%M}"}]}
+    return json.dumps(document)
+
+
+@pytest.mark.usefixtures("aws_credentials")
+def test_the_states_before_a_deploy_get_the_window_decision(monkeypatch: pytest.MonkeyPatch, image: Any) -> None:
+    # GIVEN prod's window opens in an hour; dev has none
+    registry, digest, _, pem = image
+    app = handler(monkeypatch, registry, _windowed(pem, datetime.timedelta(hours=1), 120))
+    # WHEN Verify (dev) runs as the state machine calls it THEN dev is open and prod's window is forecast
+    evidence = app.handler({**event(digest, "dev"), "check_window": True, "forecast_window": "prod"}, FakeLambdaContext())
+    assert evidence["window"] == {"open": True}
+    assert evidence["window_ahead"]["environment"] == "prod"
+    assert evidence["window_ahead"]["open"] is False
+    # WHEN VerifyProd runs THEN the evidence says until when prod waits (whole seconds, UTC, as a Wait state reads it)
+    window = app.handler({**event(digest, "prod"), "check_window": True}, FakeLambdaContext())["window"]
+    until = datetime.datetime.strptime(window["wait_until"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
+    assert window["open"] is False
+    assert datetime.timedelta(minutes=50) < until - datetime.datetime.now(datetime.UTC) <= datetime.timedelta(hours=1)
+    # AND VerifyPromoted (no check_window) does not decide again
+    assert "window" not in app.handler(event(digest, "prod"), FakeLambdaContext())
+
+
+@pytest.mark.usefixtures("aws_credentials")
+def test_a_window_further_than_the_max_wait_is_outside_deploy_window(monkeypatch: pytest.MonkeyPatch, image: Any) -> None:
+    registry, digest, _, pem = image
+    app = handler(monkeypatch, registry, _windowed(pem, datetime.timedelta(hours=3), 60))
+    with pytest.raises(OutsideDeployWindow, match="further than the policy's max wait of 60 minutes; nothing was deployed"):
+        app.handler({**event(digest, "prod"), "check_window": True}, FakeLambdaContext())

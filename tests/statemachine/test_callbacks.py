@@ -70,8 +70,9 @@ def test_the_deploy_stage_waits_on_callbacks_not_a_poll_loop(env: LocalRuntime) 
     wait_for_state(env, name, "RequestApproval", timeout=180)
     states = entered(env, name)
     # THEN the dev deployment (canary and fleet) was one wait, answered by its events and schedules
-    assert states == ["Normalize", "Rollback?", "AcquireDevLock", "Verify", "DeployDev", "DevDeployed?", "WatchDev", "DevDeployed?",
-                      "ReleaseDevLock", "RequestApproval"]
+    # (DevWindowOpen?: dev has no deploy window in this policy, one Choice and on)
+    assert states == ["Normalize", "Rollback?", "AcquireDevLock", "Verify", "DevWindowOpen?", "DeployDev", "DevDeployed?",
+                      "WatchDev", "DevDeployed?", "ReleaseDevLock", "RequestApproval"]
     assert live_image(env, "dev").endswith(digest)
     assert env.emulation.scheduler.fired > 0  # the fleet's steps came from one-time schedules
     assert _approve(env, name, "reject") == 200

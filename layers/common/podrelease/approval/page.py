@@ -467,6 +467,9 @@ class ApprovalPage:
         verb = "approved" if record["status"] == APPROVED else "rejected"
         detail = ("The same digest is now being promoted to prod." if verb == "approved"
                   else "The release stops here; prod is unchanged.")
+        window = render.window_line(record.get("evidence") or {}) if verb == "approved" else None
+        if window is not None and not window.good:  # closed: the approval takes effect when prod's window opens
+            detail = f"The approval is recorded. {window.label}: {window.text}."
         return _page(
             200, f"Release {verb}",
             f"<p>Release {html.escape(record['release_id'])} ({html.escape(record['digest'])}) was {verb} by "

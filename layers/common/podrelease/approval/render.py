@@ -118,9 +118,39 @@ def _dev_lines(dev: Mapping[str, Any]) -> list[Line]:
     return lines or [Line("Dev", "no results recorded", good=False)]
 
 
+# --- deploy window (the release policy's, as dev's gate forecast it: podrelease.verify.windows) ---
+def window_line(evidence: Mapping[str, Any]) -> Line | None:
+    """When an approval now would reach prod: at once, after a wait (until when, why), or never
+    (further than the policy's max wait: the release would fail with OutsideDeployWindow)."""
+    ahead = evidence.get("window_ahead")
+    if not isinstance(ahead, dict):
+        return None
+    label = f"{str(ahead.get('environment', 'prod')).capitalize()} window"
+    policy = ahead.get("policy") if isinstance(ahead.get("policy"), dict) else {}
+    hours = f" ({', '.join(map(str, policy.get('open') or []))} {policy.get('timezone', '')})" if policy else ""
+    if ahead.get("open"):
+        return Line(label, f"open: an approval deploys at once{hours}", good=True)
+    if ahead.get("wait_until"):
+        return Line(label, f"closed: an approval is recorded now and the release waits until {ahead['wait_until']} "
+                           f"to deploy ({ahead.get('reason', '')})")
+    return Line(label, f"closed too long: {ahead.get('reason', '')}", good=False)
+
+
 def _section(record: Mapping[str, Any], name: str) -> dict[str, Any]:
     value = record.get(name)
     return value if isinstance(value, dict) else {}
+
+
+def _prod_now_text(prod: Mapping[str, Any], now: float) -> str:
+    """Prod's digest, tag and age, and who approved it (the ledger's `live#prod`, as the last release there recorded it)."""
+    text = f"{_short(prod.get('digest'))} {prod.get('version') or prod.get('tag') or ''}".strip()
+    if prod.get("deployed_at"):
+        age = int(now) - int(prod.get("deployed_epoch") or now)
+        ago = f"{age // 86400} d {age % 86400 // 3600} h" if age >= 86400 else f"{age // 3600} h {age % 3600 // 60} min"
+        text += f", deployed {prod['deployed_at']} ({ago} ago)"
+    if prod.get("approved_by"):
+        text += f", approved by {prod['approved_by']}"
+    return text
 
 
 def summary_lines(record: Mapping[str, Any], now: float) -> list[Line]:
@@ -129,12 +159,14 @@ def summary_lines(record: Mapping[str, Any], now: float) -> list[Line]:
     candidate = f"{_short(record.get('digest'))} ({record.get('repository', '?')})"
     lines = [Line("Candidate", candidate)]
     if prod:
-        age = f", deployed {prod['deployed_at']}" if prod.get("deployed_at") else ""
-        lines.append(Line("Prod now", f"{_short(prod.get('digest'))} {prod.get('version') or ''}{age}".strip()))
+        lines.append(Line("Prod now", _prod_now_text(prod, now)))
     else:
-        lines.append(Line("Prod now", "not recorded with this approval (see the release timeline)"))
+        lines.append(Line("Prod now", "no release of this stack has reached prod yet"))
     lines += [_build_line(evidence), _signature_verdict(evidence), _sbom_verdict(evidence), _scan_verdict(evidence)]
     lines += _dev_lines(dev)
+    window = window_line(evidence)
+    if window is not None:
+        lines.append(window)
     left = int(record.get("expires_at", 0)) - int(now)
     lines.append(Line("Time left", f"{left // 3600} h {left % 3600 // 60} min (until {iso(record['expires_at'])})"
                       if left > 0 else "none: the approval window has closed", good=left > 0))

@@ -157,6 +157,15 @@ def _email_body(record: Mapping[str, Any], approver: str, link: str, now: float)
 
 
 # --- the record ---------------------------------------------------------------------------------
+def _prod_now(store: ApprovalStore) -> dict[str, Any]:
+    """What prod runs now, for the summary's "Prod now" line (digest, tag, since when, who approved)."""
+    live = store.live("prod") or {}
+    facts = {k: live[k] for k in ("digest", "repository", "tag", "release_id", "approved_by") if live.get(k)}
+    if live.get("deployed_at"):
+        facts["deployed_at"], facts["deployed_epoch"] = iso(int(live["deployed_at"])), int(live["deployed_at"])
+    return facts
+
+
 def _create_or_refresh(
     store: ApprovalStore, facts: ReleaseFacts, task_token: str, settings: RequestSettings, evidence: Any, dev: Any, now: float
 ) -> dict[str, Any]:
@@ -170,6 +179,7 @@ def _create_or_refresh(
         "approvers": list(settings.approvers),
         "evidence": evidence if isinstance(evidence, dict) else {},
         "dev": dev if isinstance(dev, dict) else {},
+        "prod": _prod_now(store),
         "status": PENDING,
         "notified": {},
         "created_at": int(now),

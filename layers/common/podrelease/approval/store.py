@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from podrelease.core.ledger_keys import live_key
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -68,6 +70,11 @@ class ApprovalStore:
     def get(self, release_id: str) -> dict[str, Any] | None:
         """The approval record of a release, read consistently, or None."""
         item = self.table.get_item(Key=_key(release_id), ConsistentRead=True).get("Item")
+        return _plain(item) if item else None
+
+    def live(self, environment: str) -> dict[str, Any] | None:
+        """What runs in `environment` now, as the last release there recorded it, or None."""
+        item = self.table.get_item(Key=live_key(environment), ConsistentRead=True).get("Item")
         return _plain(item) if item else None
 
     def create(self, record: Mapping[str, Any]) -> bool:

@@ -133,6 +133,11 @@ class Superseded(ReleaseError):
     nothing, so the environment never moves back to an older digest unless a rollback asks for it."""
 
 
+class OutsideDeployWindow(ReleaseError):
+    """The environment's change window (or a freeze) keeps it closed longer than the release policy's
+    max wait: the release deploys nothing there. Re-release when the window is near, or widen it."""
+
+
 class HookCheckFailed(ReleaseError):
     """A traffic hook found the new version unhealthy."""
 

@@ -21,6 +21,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from podrelease.core.errors import InvalidRequest, LockBusy
+from podrelease.core.ledger_keys import live_key
 
 RELEASE_RETENTION_SECONDS = 400 * 24 * 3600
 
@@ -113,6 +114,9 @@ class Ledger:
             "expires_at": int(now + RELEASE_RETENTION_SECONDS),
         }
         self.table.put_item(Item=item)
+        if record.get("outcome") == "SUCCEEDED" and record.get("digest"):  # prod runs it now (a rollback too)
+            live = {k: record[k] for k in ("digest", "repository", "tag", "approved_by") if record.get(k)}
+            self.table.put_item(Item={**live_key("prod"), **live, "release_id": release_id, "deployed_at": int(now)})
         return item
 
     def get_release(self, release_id: str) -> dict[str, Any] | None:

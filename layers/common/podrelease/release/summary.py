@@ -111,6 +111,14 @@ def summarize(outcome: str, state: dict[str, Any], execution_name: str, console_
         # Each decision on the approval page: who signed in (provider subject, email), when, which link, the comment.
         if isinstance(approval, dict):
             lines += [f"  Decision: {vote}" for vote in approval.get("votes") or [] if isinstance(vote, str)]
+    # A deploy window that held the release (podrelease.verify.windows): how long, and why.
+    windows: dict[str, Any] = state["windows"] if isinstance(state.get("windows"), dict) else {}
+    if windows:
+        record["windows"] = windows
+    for environment in ("dev", "prod"):
+        window = windows.get(environment)
+        if isinstance(window, dict) and window.get("wait_until"):
+            lines.append(f"Waited for {environment}'s deploy window until {window['wait_until']} ({window.get('reason', '')})")
     if outcome != "SUCCEEDED":
         lines += [f"Stopped at: {stopped_at or 'start'}", f"Reason: {record['error']}: {record['cause']}",
                   _what_was_left(outcome, record["error"], done)]

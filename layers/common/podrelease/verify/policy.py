@@ -44,6 +44,8 @@ Fields of an environment:
 - `scan` (optional): `block_at` (CRITICAL, HIGH, MEDIUM, LOW, INFORMATIONAL, UNDEFINED),
   `in_progress` (`wait`, the default, or `fail`), `wait_seconds` (0..60, default 30), `top`
   (finding ids kept in the evidence, 0..50, default 10).
+- `deploy_window` (optional): when a deploy may start there: windows in a time zone, freezes and
+  the longest wait for the next opening (`podrelease.verify.windows`). Absent: any time.
 
 Parsing is strict: invalid JSON, duplicate keys, unknown fields, wrong types, empty signers, a
 missing or unknown environment are all a `PolicyError` that names the place (`environments.prod.
@@ -75,6 +77,7 @@ from podrelease.core.errors import ConfigurationError, PolicyError, PolicyUnavai
 from podrelease.verify.provenance import ProvenanceRequirement
 from podrelease.verify.scan import ScanPolicy
 from podrelease.verify.trust_policy import KeylessVerifier, TrustedKey, TrustPolicy
+from podrelease.verify.windows import DeployWindow, parse_window
 
 ENVIRONMENTS: tuple[str, ...] = ("dev", "prod")
 POLICY_VERSION = 1
@@ -126,6 +129,8 @@ class EnvironmentPolicy:
     provenance: ProvenanceRequirement | None = None
     #: None: attestations share the signature's grace.
     attestation_wait_seconds: int | None = None
+    #: None: a deploy may start at any time.
+    window: DeployWindow | None = None
 
     def describe(self) -> dict[str, Any]:
         """JSON-able summary for logs and evidence (key ids, never key material)."""
@@ -141,6 +146,8 @@ class EnvironmentPolicy:
             out["require_provenance"] = dict(vars(self.provenance))
         if self.attestation_wait_seconds is not None:
             out["attestation_wait_seconds"] = self.attestation_wait_seconds
+        if self.window is not None:
+            out["deploy_window"] = self.window.describe()
         return out
 
 
@@ -303,7 +310,8 @@ def _environment(
     name: str, value: object, keyless_factory: KeylessFactory | None, kms_resolver: KmsResolver | None = None
 ) -> EnvironmentPolicy:
     where = f"environments.{name}"
-    body = _object(value, where, {"signers", "require_sbom", "require_provenance", "attestation_wait_seconds", "scan"},
+    body = _object(value, where, {"signers", "require_sbom", "require_provenance", "attestation_wait_seconds", "scan",
+                                         "deploy_window"},
                    {"signers"})
     signers = _object(body["signers"], f"{where}.signers", {"keys", "keyless", "kms"})
     keys = _keys(signers.get("keys", []), f"{where}.signers.keys")
@@ -336,6 +344,7 @@ def _environment(
                     if "require_provenance" in body else None),
         attestation_wait_seconds=(_attestation_wait(body["attestation_wait_seconds"], f"{where}.attestation_wait_seconds")
                                   if "attestation_wait_seconds" in body else None),
+        window=parse_window(body["deploy_window"], f"{where}.deploy_window") if "deploy_window" in body else None,
     )
 
 

@@ -8,6 +8,7 @@ be read or parsed is a PolicyError (or ConfigurationError): the release stops, n
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ from podrelease.core.obs import get_logger
 from podrelease.verify.gate import enforce
 from podrelease.verify.policy import ReleasePolicy
 from podrelease.verify.registry import Registry
+from podrelease.verify.windows import Clock, decide, forecast, utc_now
 
 logger = get_logger(__name__)
 
@@ -31,12 +33,17 @@ class GateRequest:
     """The verify function's event: the release's repository and digest, and the environment;
     `scan_repository` (optional) is where the scan result is read: the VerifyPromoted state reads
     signatures and attestations from the prod repository after promotion, the scan from the
-    workload repository that scanned the image on push."""
+    workload repository that scanned the image on push. `check_window`: the environment's deploy
+    window is checked now (the states before a deploy ask; VerifyPromoted does not); `forecast`:
+    another environment whose window the evidence forecasts (dev's gate forecasts prod's, for the
+    approval page)."""
 
     repository: str
     digest: str
     environment: str
     scan_repository: str | None = None
+    check_window: bool = False
+    forecast: str | None = None
 
     @classmethod
     def parse(cls, event: Any) -> GateRequest:
@@ -46,6 +53,8 @@ class GateRequest:
             digest=edge.field(release, "digest", str, "verify.release"),
             environment=edge.field(event, "environment", str, "verify", default=DEFAULT_ENVIRONMENT),
             scan_repository=edge.field(event, "scan_repository", str, "verify", default="") or None,
+            check_window=edge.field(event, "check_window", bool, "verify", default=False),
+            forecast=edge.field(event, "forecast_window", str, "verify", default="") or None,
         )
 
 
@@ -64,10 +73,23 @@ def gate_release(
     *,
     grace_seconds: float,
     scan_repository: str | None = None,
+    check_window: bool = False,
+    forecast_for: str | None = None,
+    clock: Clock = utc_now,
 ) -> dict[str, Any]:
     """Everything `environment` requires of repository@digest (`podrelease.verify.gate.enforce`):
-    the combined evidence, or the first refusal, a named VerificationFailed."""
+    the combined evidence, or the first refusal, a named VerificationFailed. With `check_window`,
+    the environment's deploy window first (`podrelease.verify.windows.decide`: OutsideDeployWindow
+    before anything is read) and its decision in the evidence's `window`; with `forecast_for`, that
+    environment's window as of now in `window_ahead`."""
     section = policy.environment(environment)
+    now: dt.datetime = clock()
+    window = decide(section.window, environment, now) if check_window else None
     evidence = enforce(registry, ecr_client, repository, digest, section, grace_seconds, scan_repository=scan_repository)
+    if window is not None:
+        evidence["window"] = window
+    if forecast_for is not None:
+        ahead = policy.environment(forecast_for).window
+        evidence["window_ahead"] = {"environment": forecast_for, **forecast(ahead, forecast_for, now)}
     logger.info("release gate passed", extra={"environment": section.name, "policy": policy.source, "evidence": evidence})
     return evidence
