@@ -405,9 +405,8 @@ def run(scenario: Scenario, manual: bool, minute_seconds: float, work_dir: Path)
                       if e["name"].startswith(release[:30])]
         # The newer release of the superseded scenario runs on after this one ended: its outcome first.
         newer_problems = _newer_outcome(env, newer, printer) if scenario.superseded else []
-        problems = approval_failures + check_outcome(env, scenario, image, execution) + newer_problems
-        problems += _time_source_problems(scenario, execution)
         problems = approval_failures + reconciled + stopped + check_outcome(env, scenario, image, execution) + newer_problems
+        problems += _time_source_problems(scenario, execution)
         problems += window_problems(env, scenario, arn, release, printer)
         if scenario.lost_event:
             problems += reconcile_again(env, printer, release)
