@@ -63,6 +63,8 @@ class _Run:
     deployment_id: str
     hook_status: dict[str, str] = field(default_factory=dict)
     stop_requested: bool = False
+    #: StopDeployment's autoRollbackEnabled: False leaves the alias where the stop found it (as on AWS).
+    roll_back_on_stop: bool = True
     events: dict[str, str] = field(default_factory=dict)
     #: StopDeployment and the deployment's completion do not interleave.
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -120,7 +122,10 @@ class CodeDeployLifecycle:
         with run.lock:
             if str(self._info(run.deployment_id).status) in ("Succeeded", "Failed", "Stopped"):
                 raise LocalError("DeploymentAlreadyCompletedException", f"deployment {run.deployment_id} has already completed")
+            run.roll_back_on_stop = bool(params.get("autoRollbackEnabled", True))
             run.stop_requested = True
+        if not run.roll_back_on_stop:
+            return {"status": "Pending", "statusMessage": "stop requested; traffic stays where it is"}
         return {"status": "Pending", "statusMessage": "stop requested; the deployment rolls back"}
 
     # --- the engine -----------------------------------------------------------------------------------
@@ -172,6 +177,10 @@ class CodeDeployLifecycle:
                 self.timeline.add("codedeploy", f"{env}: {int(weight * 100)}% of traffic on version {target}, baking "
                                   f"{minutes} min (locally {minutes * self.minute_seconds:.0f}s)", release)
                 verdict = self._bake(deployment_id, group, function, alias, minutes * self.minute_seconds, release)
+                if verdict and verdict[0] == "DEPLOYMENT_STOPPED" and not self.runs[deployment_id].roll_back_on_stop:
+                    self._finish(deployment_id, "Stopped", verdict[0], "the deployment was stopped on request; "
+                                 f"traffic left as it was ({int(weight * 100)}% on version {target})", rolled_back=False)
+                    return
                 if verdict:
                     self._rollback(function, alias, current)
                     code, message = verdict
@@ -187,6 +196,10 @@ class CodeDeployLifecycle:
             return
         with self.runs[deployment_id].lock:
             if self.runs[deployment_id].stop_requested:  # StopDeployment before it completed: it rolls back
+                if not self.runs[deployment_id].roll_back_on_stop:
+                    self._finish(deployment_id, "Stopped", "DEPLOYMENT_STOPPED", "the deployment was stopped on request; "
+                                 "traffic left as it was", rolled_back=False)
+                    return
                 self._rollback(function, alias, current)
                 self._finish(deployment_id, "Stopped", "DEPLOYMENT_STOPPED", "the deployment was stopped on request and rolled back",
                              rolled_back=True)
