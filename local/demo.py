@@ -99,6 +99,8 @@ SCENARIOS = {s.name: s for s in [
              "SUCCEEDED", None, None, secret_rotation=True),
     Scenario("rollback", "two releases reach prod; `podrelease rollback prod` puts the first one's digest back, re-verified, "
              "recorded with who asked", "SUCCEEDED", None, rollback=True),
+    Scenario("latency-rollback", "slow responses (1.5 s) under canary traffic trip the latency alarms (p99 Lambda duration, "
+             "ALB target response time): dev rolls back", "FAILED", "DeploymentFailed", None, fault="slow"),
 ]}
 
 
@@ -380,6 +382,8 @@ def run(scenario: Scenario, manual: bool, minute_seconds: float, work_dir: Path)
         problems = approval_failures + reconciled + stopped + check_outcome(env, scenario, image, execution) + newer_problems
         if scenario.lost_event:
             problems += reconcile_again(env, printer, release)
+        if scenario.fault == "slow" and "latency" not in str(execution.get("cause", "")):
+            problems.append(f"the release did not fail on a latency alarm: {str(execution.get('cause', ''))[:300]}")
         # The demo's own (local, throw-away) secrets, for the e2e tier's log scan: a separate process
         # cannot otherwise know them. Never written anywhere but this local work directory.
         (work_dir / "known-secrets.json").write_text(json.dumps(env.known_secrets()))

@@ -8,7 +8,8 @@ the ledger (`podrelease.release.actions`) with who did it (the caller's ARN).
   for approval as every release does; reject it to keep prod as it is).
 - `abort ID`: stop the execution and run what its failure path runs, in the same order, with the same
   functions: Record (outcome FAILED, `AbortedByOperator`), Abort (roll back what is in flight, release
-  its locks), notify. `StopExecution` alone would leave the canary running and the locks held. An
+  its locks, withdraw a pending approval: `podrelease.release.cleanup.undo_stopped`, the status-change
+  rule's own undo), notify. `StopExecution` alone would leave the canary running and the locks held. An
   execution that already ended without its failure path (stopped by hand, timed out, no record or a
   lock still held) gets the same cleanup, without the stop.
 - `finish ID`: end the current canary bake now and shift the rest of the traffic, post-traffic
@@ -20,10 +21,13 @@ the ledger (`podrelease.release.actions`) with who did it (the caller's ARN).
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
+from podrelease.approval.store import ApprovalStore
 from podrelease.core.errors import InvalidRequest
 from podrelease.release import actions as ledger_actions
+from podrelease.release.cleanup import CleanupFailed, undo_stopped
 from podrelease.release.events import DIGEST_RE, execution_name
 from podrelease.release.ledger import Ledger
 from podrelease.release.start import start_release
@@ -170,11 +174,15 @@ def abort(target: Target, release_id: str) -> dict[str, Any]:
     summary = _invoke(target, "RecordFunction", {"outcome": "FAILED", "state": state, "execution_name": release_id})
     if running:
         target.client("stepfunctions").stop_execution(executionArn=execution["executionArn"], error=ABORTED, cause=cause)
-    undone = _invoke(target, "DeployFunction", {"action": "abort", "state": state})
+    try:
+        undone = undo_stopped(target.client("lambda"), target.function("DeployFunction"), ApprovalStore(target.table()).withdraw,
+                              release_id, state, cause, time.time())
+    except CleanupFailed as exc:
+        raise OperationRefused(str(exc)) from exc
     sns = target.client("sns")
     sns.publish(TopicArn=target.outputs["NotifyTopicArn"], Subject=summary["subject"], Message=summary["message"])
     _actions(target).record("abort", who, release_id=release_id, stopped=undone.get("stopped", []),
-                            locks_released=undone.get("locks_released", []))
+                            locks_released=undone.get("locks_released", []), approval_withdrawn=undone["approval_withdrawn"])
     return {"release_id": release_id, "aborted_by": who, "stopped": undone.get("stopped", []),
             "locks_released": undone.get("locks_released", []), "stopped_at": summary["record"].get("stopped_at")}
 

@@ -1,8 +1,8 @@
 """CodeDeploy: a Lambda deployment actually runs, as CodeDeploy runs it on moto's stored deployments.
 
 BeforeAllowTraffic hook, canary or linear traffic shifting on the alias, alarm checks during each
-bake (CloudWatch: the group's alarms go into ALARM on errors of synthetic requests sent through the
-alias), AfterAllowTraffic hook, rollback on failure/alarm/stop. `PutLifecycleEventHookExecutionStatus`
+bake (CloudWatch: the group's error alarms go into ALARM on errors of synthetic requests sent through
+the alias, its latency alarm when their p99 duration is over its threshold), AfterAllowTraffic hook, rollback on failure/alarm/stop. `PutLifecycleEventHookExecutionStatus`
 and `StopDeployment` are added, and a deployment's `errorInformation`/`rollbackInfo` are reported.
 Bake minutes are shortened to `minute_seconds` seconds locally.
 
@@ -31,7 +31,7 @@ from moto.cloudwatch.models import cloudwatch_backends
 from moto.codedeploy.models import CodeDeployBackend, DeploymentInfo, codedeploy_backends
 from moto.codedeploy.responses import CodeDeployResponse
 
-from local.emulation.base import Current, LocalError, Patches, Timeline, error_response
+from local.emulation.base import Current, LocalError, Patches, Timeline, error_response, p99_seconds, server_seconds
 from local.emulation.lambda_runtime import LambdaRuntime
 
 _CONFIG_RE = re.compile(r"^CodeDeployDefault\.Lambda(?:(?P<kind>Canary|Linear)(?P<pct>\d+)Percent(?:Every)?(?P<min>\d+)Minutes?|AllAtOnce)$")
@@ -237,14 +237,31 @@ class CodeDeployLifecycle:
             return [a["name"] for a in config.get("alarms", [])] if config.get("enabled", True) else []
         return [a["name"] if isinstance(a, dict) else str(a) for a in getattr(config, "alarms", [])]
 
+    def _latency_alarms(self, names: list[str]) -> dict[str, float]:
+        """Of the group's alarms, those on the function's p99 Duration: name -> threshold in seconds
+        (the template's alarm is metric math, `duration / 1000`, against LatencyAlarmSeconds)."""
+        cw = cloudwatch_backends[self.account][self.region]
+        found = {}
+        for name in names:
+            alarm = cw.alarms.get(name)
+            queries = getattr(alarm, "metric_data_queries", None) or []
+            metrics = [getattr(q, "metric_stat", None) or {} for q in queries]
+            if alarm is not None and (alarm.metric_name == "Duration" or any("Duration" in json.dumps(m, default=str) for m in metrics)):
+                found[name] = float(alarm.threshold)
+        return found
+
     def _bake(self, deployment_id: str, group: Any, function: str, alias: str, seconds: float, release: str) -> tuple[str, str] | None:
-        """Synthetic traffic through the alias during the bake; errors trip the group's alarms."""
+        """Synthetic traffic through the alias during the bake, evaluated as CloudWatch would: errors
+        trip the group's error alarms, a p99 duration (podinfo's own time on each request) over a
+        latency alarm's threshold trips that alarm."""
         runtime = self.runtime_ref()
         cw = cloudwatch_backends[self.account][self.region]
         alarms = self._alarm_names(group)
+        latency = self._latency_alarms(alarms)
         local_fn = runtime.stack.function_by_name(function) if runtime else None
         deadline = time.time() + seconds
         sent = errors = 0
+        durations: list[float] = []
         while True:
             if self.stopping.is_set():
                 raise _Shutdown
@@ -255,18 +272,31 @@ class CodeDeployLifecycle:
                     reply = runtime.run(local_fn, alias, {"rawPath": "/", "requestContext": {"http": {"method": "GET", "path": "/"}}})
                     sent += 1
                     errors += "error" in reply
-                if errors:
-                    for name in alarms:
-                        if name in cw.alarms and cw.alarms[name].state_value != "ALARM":
-                            cw.set_alarm_state(name, f"Threshold Crossed: {errors} errors in {sent} canary requests (evaluated locally)",
-                                               json.dumps({"errors": errors}), "ALARM")
-                            self.timeline.add("cloudwatch", f"alarm {name} -> ALARM ({errors} errors in {sent} requests)", release)
+                    if (took := server_seconds(reply)) is not None:
+                        durations.append(took)
+                    if self._evaluate(cw, [n for n in alarms if n not in latency], latency, errors, sent, durations, release):
+                        break
             active = [name for name in alarms if name in cw.alarms and cw.alarms[name].state_value == "ALARM"]
             if active:
                 return ("ALARM_ACTIVE", f"alarm(s) {', '.join(active)} went into ALARM during the canary; traffic was moved back")
             if time.time() >= deadline:
                 return None
             self.stopping.wait(min(0.1, max(deadline - time.time(), 0)))
+
+    def _evaluate(self, cw: Any, error_alarms: list[str], latency: dict[str, float], errors: int, sent: int,
+                  durations: list[float], release: str) -> bool:
+        """Put the alarms the canary traffic so far breaches into ALARM; True when one is."""
+        breached: list[tuple[str, str]] = []
+        if errors:
+            breached += [(name, f"{errors} errors in {sent} canary requests") for name in error_alarms]
+        p99 = p99_seconds(durations)
+        breached += [(name, f"p99 duration {p99:.2f}s over {limit:g}s in {len(durations)} canary requests")
+                     for name, limit in latency.items() if durations and p99 > limit]
+        for name, why in breached:
+            if name in cw.alarms and cw.alarms[name].state_value != "ALARM":
+                cw.set_alarm_state(name, f"Threshold Crossed: {why} (evaluated locally)", json.dumps({"p99": p99, "errors": errors}), "ALARM")
+                self.timeline.add("cloudwatch", f"alarm {name} -> ALARM ({why})", release)
+        return bool(breached)
 
     def _rollback(self, function: str, alias: str, current: str) -> None:
         self._alias().update_alias(alias, function, current, "", {"AdditionalVersionWeights": {}})
