@@ -118,8 +118,9 @@ class Watcher:
             try:
                 result = self._step(environment, item)
             except DeploymentFailed as exc:
-                if not self._finish(item, "failed", str(exc)):
-                    continue  # another step (an operator's finish) changed the state meanwhile: step it again
+                if self._finish_marked_since(environment, item):
+                    continue  # `podrelease finish` stopped the canary after this step read the state: step the marked state
+                self._finish(item, "failed", str(exc))
                 self._answer(str(item["task_token"]), failure=str(exc))
                 return {"environment": environment, "release": item["release"], "status": "Failed", "reason": str(exc)}
             if result["status"] != CONFLICT:
@@ -186,17 +187,18 @@ class Watcher:
             raise
         return True
 
-    def _finish(self, item: dict[str, Any], done: str, reason: str = "") -> bool:
-        """Mark the watch done unless the state changed since `item` was read (False then)."""
-        try:
-            self.table.update_item(Key={"pk": item["pk"]}, UpdateExpression="SET done = :done, reason = :reason",
-                                   ConditionExpression="version = :v",
-                                   ExpressionAttributeValues={":done": done, ":reason": reason, ":v": int(item["version"])})
-        except ClientError as exc:
-            if _code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+    def _finish_marked_since(self, environment: str, item: dict[str, Any]) -> bool:
+        """Whether an operator's finish marked the deployment after `item` was read (its stop of the
+        Lambda canary is then no failure: the marked state's step completes it)."""
+        if json.loads(str(item["deployment"])).get(finishing.MARK):
+            return False
+        latest = self._item(environment) or {}
+        return latest.get("release") == item.get("release") and not latest.get("done") and bool(
+            json.loads(str(latest.get("deployment") or "{}")).get(finishing.MARK))
+
+    def _finish(self, item: dict[str, Any], done: str, reason: str = "") -> None:
+        self.table.update_item(Key={"pk": item["pk"]}, UpdateExpression="SET done = :done, reason = :reason",
+                               ExpressionAttributeValues={":done": done, ":reason": reason})
 
     def _answer(self, token: str, success: dict[str, Any] | None = None, failure: str | None = None) -> None:
         try:
