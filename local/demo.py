@@ -58,6 +58,9 @@ class Scenario:
     rollback: bool = False  # two releases to prod, then `podrelease rollback prod` (run_rollback)
     lost_event: bool = False  # ECR's push event never arrives: the scheduled reconciler starts the release
     stop: bool = False  # StopExecution mid-canary; then the next release runs and is stopped at its approval
+    #: The shortest canary minute the scenario can show its point in: slow requests need a bake long enough
+    #: for canary traffic to reach the new version and be measured (a 10 % canary: 1 request in 10).
+    min_minute_seconds: float = 0.0
 
 
 SCENARIOS = {s.name: s for s in [
@@ -100,7 +103,8 @@ SCENARIOS = {s.name: s for s in [
     Scenario("rollback", "two releases reach prod; `podrelease rollback prod` puts the first one's digest back, re-verified, "
              "recorded with who asked", "SUCCEEDED", None, rollback=True),
     Scenario("latency-rollback", "slow responses (1.5 s) under canary traffic trip the latency alarms (p99 Lambda duration, "
-             "ALB target response time): dev rolls back", "FAILED", "DeploymentFailed", None, fault="slow"),
+             "ALB target response time): dev rolls back", "FAILED", "DeploymentFailed", None, fault="slow",
+             min_minute_seconds=4.0),
 ]}
 
 
@@ -326,6 +330,7 @@ def run(scenario: Scenario, manual: bool, minute_seconds: float, work_dir: Path)
         return run_rollback(scenario, minute_seconds, work_dir)
     started = time.time()
     printer = Printer(started)
+    minute_seconds = max(minute_seconds, scenario.min_minute_seconds)
     print(f"== scenario {scenario.name}: {scenario.summary}", flush=True)
     print(f"   local AWS: moto server + emulation; canary minutes last {minute_seconds:g}s here; "
           f"approval window {scenario.approval_timeout}s", flush=True)
