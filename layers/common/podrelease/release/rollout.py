@@ -157,9 +157,10 @@ class Rollout:
         """Undo what the release `release_id` has in flight (its execution's `state`), release its locks."""
         in_flight = {env: state[env]["deployment"] for env in ENVIRONMENTS
                      if isinstance(state.get(env), dict) and isinstance(state[env].get("deployment"), dict)}
-        # A watched deployment's latest state is in the ledger (the execution has only its start).
+        # A watched deployment's latest state is in the ledger (the execution has only its start); its
+        # watch is ended first, so no tick steps the deployment on while this undoes it.
         for env in list(in_flight):
-            latest = self.ledger.watched_deployment(env, release_id) if release_id else None
+            latest = self.ledger.end_watch(env, release_id) if release_id else None
             if latest is not None:
                 in_flight[env] = latest
         # The environment(s) this release still holds were being deployed when it failed: everything
