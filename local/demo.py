@@ -58,6 +58,9 @@ class Scenario:
     rollback: bool = False  # two releases to prod, then `podrelease rollback prod` (run_rollback)
     lost_event: bool = False  # ECR's push event never arrives: the scheduled reconciler starts the release
     stop: bool = False  # StopExecution mid-canary; then the next release runs and is stopped at its approval
+    #: The shortest canary minute the scenario can show its point in: slow requests need a bake long enough
+    #: for canary traffic to reach the new version and be measured (a 10 % canary: 1 request in 10).
+    min_minute_seconds: float = 0.0
 
 
 SCENARIOS = {s.name: s for s in [
@@ -104,6 +107,9 @@ SCENARIOS = {s.name: s for s in [
              "release fails with OutsideDeployWindow and prod is untouched", "FAILED", "OutsideDeployWindow", policy="keys+window-far"),
     Scenario("rollback", "two releases reach prod; `podrelease rollback prod` puts the first one's digest back, re-verified, "
              "recorded with who asked", "SUCCEEDED", None, rollback=True),
+    Scenario("latency-rollback", "slow responses (1.5 s) under canary traffic trip the latency alarms (p99 Lambda duration, "
+             "ALB target response time): dev rolls back", "FAILED", "DeploymentFailed", None, fault="slow",
+             min_minute_seconds=4.0),
 ]}
 
 
@@ -354,6 +360,7 @@ def run(scenario: Scenario, manual: bool, minute_seconds: float, work_dir: Path)
         return run_rollback(scenario, minute_seconds, work_dir)
     started = time.time()
     printer = Printer(started)
+    minute_seconds = max(minute_seconds, scenario.min_minute_seconds)
     print(f"== scenario {scenario.name}: {scenario.summary}", flush=True)
     print(f"   local AWS: moto server + emulation; canary minutes last {minute_seconds:g}s here; "
           f"approval window {scenario.approval_timeout}s", flush=True)
@@ -410,6 +417,8 @@ def run(scenario: Scenario, manual: bool, minute_seconds: float, work_dir: Path)
         problems += window_problems(env, scenario, arn, release, printer)
         if scenario.lost_event:
             problems += reconcile_again(env, printer, release)
+        if scenario.fault == "slow" and "latency" not in str(execution.get("cause", "")):
+            problems.append(f"the release did not fail on a latency alarm: {str(execution.get('cause', ''))[:300]}")
         # The demo's own (local, throw-away) secrets, for the e2e tier's log scan: a separate process
         # cannot otherwise know them. Never written anywhere but this local work directory.
         (work_dir / "known-secrets.json").write_text(json.dumps(env.known_secrets()))

@@ -10,6 +10,11 @@ The image decides the behaviour: the version comes from the image config's
   `unready`   /readyz answers 503 (a failing pre-traffic hook)
   `errors`    health endpoints pass, but every other request is a function error (a canary alarm)
   `crash`     every request is a function error
+  `slow`      health endpoints pass, but every other request takes SLOW_SECONDS (a latency alarm)
+
+Every answer carries the time podinfo spent on it as `Server-Timing: app;dur=<ms>` (what Lambda's
+Duration and the ALB's TargetResponseTime measure: the target's own time, not the caller's queue
+or a cold start), which the local CloudWatch evaluation reads (`local.emulation.base.p99_seconds`).
 
 podinfo's JWT endpoints are answered by the code the image runs in front of podinfo,
 `secretgate.token_reply`: `POST /token` issues a token signed with the workload secret's
@@ -38,6 +43,8 @@ __all__ = ["FAULT_LABEL", "VERSION_LABEL", "FunctionError", "SdkSource", "Secret
            "handle"]
 
 FAULT_LABEL = "dev.podinfo-release.demo-fault"
+#: How long the `slow` fault makes a request take: over the template's LatencyAlarmSeconds default (1 s).
+SLOW_SECONDS = 1.5
 VERSION_LABEL = "org.opencontainers.image.version"
 
 
@@ -81,6 +88,13 @@ def _token_endpoint(request: podinfo.Incoming, secrets: StagedSource | None) -> 
 
 
 def handle(event: dict[str, Any], image_uri: str, labels: dict[str, str], secrets: StagedSource | None = None) -> dict[str, Any]:
+    started = time.monotonic()
+    reply = _handle(event, image_uri, labels, secrets)
+    reply.setdefault("headers", {})["server-timing"] = f"app;dur={(time.monotonic() - started) * 1000:.1f}"
+    return reply
+
+
+def _handle(event: dict[str, Any], image_uri: str, labels: dict[str, str], secrets: StagedSource | None) -> dict[str, Any]:
     fault = labels.get(FAULT_LABEL, "")
     version = labels.get(VERSION_LABEL, "0.0.0")
     request = podinfo.parse_request(event)
@@ -99,5 +113,7 @@ def handle(event: dict[str, Any], image_uri: str, labels: dict[str, str], secret
         return _token_endpoint(request, secrets)
     if fault == "errors":
         raise FunctionError(f"podinfo {version}: demo fault 'errors' on {path}")
+    if fault == "slow":
+        time.sleep(SLOW_SECONDS)
     return _reply(200, {"hostname": "podinfo-standin", "version": version, "message": f"greetings from podinfo v{version}",
                         "image": image_uri})

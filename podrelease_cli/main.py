@@ -55,8 +55,13 @@ def parser() -> argparse.ArgumentParser:
     to = back.add_mutually_exclusive_group()
     to.add_argument("--to", dest="to_digest", metavar="DIGEST", help="the digest to roll back to")
     to.add_argument("--to-release", metavar="ID", help="the release whose digest to roll back to")
+    back.add_argument("--fast", action="store_true", help="switch all traffic at once (no canary steps); still "
+                      "re-verified, checked by the traffic hooks, recorded and notified")
     abort = sub.add_parser("abort", help="stop a running release and undo it as its failure path does")
     abort.add_argument("release_id")
+    finish = sub.add_parser("finish", help="end a release's current canary bake and shift the rest of the traffic now "
+                            "(the post-traffic checks still run)")
+    finish.add_argument("release_id")
     again = sub.add_parser("rerelease", help="a new release of a digest, through every stage")
     again.add_argument("digest")
     blocking = sub.add_parser("block", help="refuse every release of a digest (DigestBlocked) until unblocked")
@@ -86,10 +91,13 @@ def run(args: argparse.Namespace, target: Target) -> tuple[Any, str]:  # one dis
         columns = ["environment", "target", "digest", "since", "release_id", "approved_by", "in_flight", "release_in_flight"]
         return rows, render.table(rows, columns)
     if args.command == "rollback":
-        done = operate.rollback(target, args.environment, args.to_digest, args.to_release)
+        done = operate.rollback(target, args.environment, args.to_digest, args.to_release, fast=args.fast)
         return done, render.block(done)
     if args.command == "abort":
         done = operate.abort(target, args.release_id)
+        return done, render.block(done)
+    if args.command == "finish":
+        done = operate.finish(target, args.release_id)
         return done, render.block(done)
     if args.command == "rerelease":
         done = operate.rerelease(target, args.digest)

@@ -1,4 +1,4 @@
-"""What the command changes: rollback, abort, re-release, block and unblock. Each action is recorded in
+"""What the command changes: rollback, abort, finish, re-release, block and unblock. Each action is recorded in
 the ledger (`podrelease.release.actions`) with who did it (the caller's ARN).
 
 - `rollback ENV`: a release of an earlier digest into ENV, started as the starter starts a re-release
@@ -8,18 +8,26 @@ the ledger (`podrelease.release.actions`) with who did it (the caller's ARN).
   for approval as every release does; reject it to keep prod as it is).
 - `abort ID`: stop the execution and run what its failure path runs, in the same order, with the same
   functions: Record (outcome FAILED, `AbortedByOperator`), Abort (roll back what is in flight, release
-  its locks), notify. `StopExecution` alone would leave the canary running and the locks held. An
+  its locks, withdraw a pending approval: `podrelease.release.cleanup.undo_stopped`, the status-change
+  rule's own undo), notify. `StopExecution` alone would leave the canary running and the locks held. An
   execution that already ended without its failure path (stopped by hand, timed out, no record or a
   lock still held) gets the same cleanup, without the stop.
+- `finish ID`: end the current canary bake now and shift the rest of the traffic, post-traffic
+  checks still run: the watch function's `finish` action (`podrelease.release.finish`).
+- `rollback ENV --fast`: the rollback release switches all traffic at once (CodeDeploy's
+  LambdaAllAtOnce, the fleet in one step), its hooks and checks still run.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
+from podrelease.approval.store import ApprovalStore
 from podrelease.core.errors import InvalidRequest
 from podrelease.release import actions as ledger_actions
+from podrelease.release.cleanup import CleanupFailed, undo_stopped
 from podrelease.release.events import DIGEST_RE, execution_name
 from podrelease.release.ledger import Ledger
 from podrelease.release.start import start_release
@@ -118,8 +126,10 @@ def rollback_choice(history: list[dict[str, Any]], environment: str, live_digest
     return current, chosen
 
 
-def rollback(target: Target, environment: str, to_digest: str | None = None, to_release: str | None = None) -> dict[str, Any]:
-    """Release an earlier digest into `environment` (re-verified, canaried, recorded with who asked)."""
+def rollback(target: Target, environment: str, to_digest: str | None = None, to_release: str | None = None,
+             *, fast: bool = False) -> dict[str, Any]:
+    """Release an earlier digest into `environment` (re-verified, canaried, recorded with who asked);
+    `fast`: all traffic at once instead of the canary steps (the hooks and checks still run)."""
     live = next(row["digest"] for row in views.status(target) if row["environment"] == environment and row["target"] == "lambda")
     history = views.records(target)
     current, chosen = rollback_choice(history, environment, live, to_digest, to_release)
@@ -127,11 +137,23 @@ def rollback(target: Target, environment: str, to_digest: str | None = None, to_
     repository = str(chosen.get("repository") or _repository_of(target, digest, history))
     who = target.caller()
     request = {"environment": environment, "requested_by": who, "replaces": (current or {}).get("release_id") or ""}
-    started = _start(target, repository, digest, {k: v for k, v in request.items() if v})
+    asked: dict[str, Any] = {k: v for k, v in request.items() if v} | ({"fast": True} if fast else {})
+    started = _start(target, repository, digest, asked)
     _actions(target).record("rollback", who, release_id=started["name"], digest=digest, environment=environment,
-                            replaces=request["replaces"], from_digest=live, to_release=chosen.get("release_id"))
+                            replaces=request["replaces"], from_digest=live, to_release=chosen.get("release_id"),
+                            fast=fast or None)
     return {"release_id": started["name"], "environment": environment, "digest": digest, "from_digest": live,
-            "replaces": request["replaces"] or None, "to_release": chosen.get("release_id"), "requested_by": who}
+            "replaces": request["replaces"] or None, "to_release": chosen.get("release_id"), "requested_by": who,
+            "fast": fast}
+
+
+def finish(target: Target, release_id: str) -> dict[str, Any]:
+    """End the release's current bake and shift the rest now (post-traffic checks still run), recorded with who asked."""
+    who = target.caller()
+    done = _invoke(target, "WatchFunction", {"action": "finish", "release": {"id": release_id}, "requested_by": who})
+    _actions(target).record("finish", who, release_id=release_id, environment=done.get("environment"))
+    return {"release_id": release_id, "environment": done.get("environment"), "finished_by": who,
+            "status": done.get("status")}
 
 
 def abort(target: Target, release_id: str) -> dict[str, Any]:
@@ -152,11 +174,15 @@ def abort(target: Target, release_id: str) -> dict[str, Any]:
     summary = _invoke(target, "RecordFunction", {"outcome": "FAILED", "state": state, "execution_name": release_id})
     if running:
         target.client("stepfunctions").stop_execution(executionArn=execution["executionArn"], error=ABORTED, cause=cause)
-    undone = _invoke(target, "DeployFunction", {"action": "abort", "state": state})
+    try:
+        undone = undo_stopped(target.client("lambda"), target.function("DeployFunction"), ApprovalStore(target.table()).withdraw,
+                              release_id, state, cause, time.time())
+    except CleanupFailed as exc:
+        raise OperationRefused(str(exc)) from exc
     sns = target.client("sns")
     sns.publish(TopicArn=target.outputs["NotifyTopicArn"], Subject=summary["subject"], Message=summary["message"])
     _actions(target).record("abort", who, release_id=release_id, stopped=undone.get("stopped", []),
-                            locks_released=undone.get("locks_released", []))
+                            locks_released=undone.get("locks_released", []), approval_withdrawn=undone["approval_withdrawn"])
     return {"release_id": release_id, "aborted_by": who, "stopped": undone.get("stopped", []),
             "locks_released": undone.get("locks_released", []), "stopped_at": summary["record"].get("stopped_at")}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -66,3 +67,16 @@ class Patches:
                     delattr(target, name)
             else:
                 setattr(target, name, original)
+
+
+def server_seconds(reply: dict[str, Any]) -> float | None:
+    """The target's own time on a reply (its `Server-Timing: app;dur=<ms>` header), in seconds."""
+    timing = str((reply.get("headers") or {}).get("server-timing", ""))
+    match = re.search(r"dur=([0-9.]+)", timing)
+    return float(match.group(1)) / 1000 if match else None
+
+
+def p99_seconds(samples: list[float]) -> float:
+    """The 99th percentile of `samples` (nearest rank: the largest of fewer than 100)."""
+    ordered = sorted(samples)
+    return ordered[max(0, -(-99 * len(ordered) // 100) - 1)] if ordered else 0.0

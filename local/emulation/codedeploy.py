@@ -1,8 +1,8 @@
 """CodeDeploy: a Lambda deployment actually runs, as CodeDeploy runs it on moto's stored deployments.
 
 BeforeAllowTraffic hook, canary or linear traffic shifting on the alias, alarm checks during each
-bake (CloudWatch: the group's alarms go into ALARM on errors of synthetic requests sent through the
-alias), AfterAllowTraffic hook, rollback on failure/alarm/stop. `PutLifecycleEventHookExecutionStatus`
+bake (CloudWatch: the group's error alarms go into ALARM on errors of synthetic requests sent through
+the alias, its latency alarm when their p99 duration is over its threshold), AfterAllowTraffic hook, rollback on failure/alarm/stop. `PutLifecycleEventHookExecutionStatus`
 and `StopDeployment` are added, and a deployment's `errorInformation`/`rollbackInfo` are reported.
 Bake minutes are shortened to `minute_seconds` seconds locally.
 
@@ -31,7 +31,7 @@ from moto.cloudwatch.models import cloudwatch_backends
 from moto.codedeploy.models import CodeDeployBackend, DeploymentInfo, codedeploy_backends
 from moto.codedeploy.responses import CodeDeployResponse
 
-from local.emulation.base import Current, LocalError, Patches, Timeline, error_response
+from local.emulation.base import Current, LocalError, Patches, Timeline, error_response, p99_seconds, server_seconds
 from local.emulation.lambda_runtime import LambdaRuntime
 
 _CONFIG_RE = re.compile(r"^CodeDeployDefault\.Lambda(?:(?P<kind>Canary|Linear)(?P<pct>\d+)Percent(?:Every)?(?P<min>\d+)Minutes?|AllAtOnce)$")
@@ -63,6 +63,8 @@ class _Run:
     deployment_id: str
     hook_status: dict[str, str] = field(default_factory=dict)
     stop_requested: bool = False
+    #: StopDeployment's autoRollbackEnabled: False leaves the alias where the stop found it (as on AWS).
+    roll_back_on_stop: bool = True
     events: dict[str, str] = field(default_factory=dict)
     #: StopDeployment and the deployment's completion do not interleave.
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -120,7 +122,10 @@ class CodeDeployLifecycle:
         with run.lock:
             if str(self._info(run.deployment_id).status) in ("Succeeded", "Failed", "Stopped"):
                 raise LocalError("DeploymentAlreadyCompletedException", f"deployment {run.deployment_id} has already completed")
+            run.roll_back_on_stop = bool(params.get("autoRollbackEnabled", True))
             run.stop_requested = True
+        if not run.roll_back_on_stop:
+            return {"status": "Pending", "statusMessage": "stop requested; traffic stays where it is"}
         return {"status": "Pending", "statusMessage": "stop requested; the deployment rolls back"}
 
     # --- the engine -----------------------------------------------------------------------------------
@@ -172,6 +177,10 @@ class CodeDeployLifecycle:
                 self.timeline.add("codedeploy", f"{env}: {int(weight * 100)}% of traffic on version {target}, baking "
                                   f"{minutes} min (locally {minutes * self.minute_seconds:.0f}s)", release)
                 verdict = self._bake(deployment_id, group, function, alias, minutes * self.minute_seconds, release)
+                if verdict and verdict[0] == "DEPLOYMENT_STOPPED" and not self.runs[deployment_id].roll_back_on_stop:
+                    self._finish(deployment_id, "Stopped", verdict[0], "the deployment was stopped on request; "
+                                 f"traffic left as it was ({int(weight * 100)}% on version {target})", rolled_back=False)
+                    return
                 if verdict:
                     self._rollback(function, alias, current)
                     code, message = verdict
@@ -187,6 +196,10 @@ class CodeDeployLifecycle:
             return
         with self.runs[deployment_id].lock:
             if self.runs[deployment_id].stop_requested:  # StopDeployment before it completed: it rolls back
+                if not self.runs[deployment_id].roll_back_on_stop:
+                    self._finish(deployment_id, "Stopped", "DEPLOYMENT_STOPPED", "the deployment was stopped on request; "
+                                 "traffic left as it was", rolled_back=False)
+                    return
                 self._rollback(function, alias, current)
                 self._finish(deployment_id, "Stopped", "DEPLOYMENT_STOPPED", "the deployment was stopped on request and rolled back",
                              rolled_back=True)
@@ -224,14 +237,31 @@ class CodeDeployLifecycle:
             return [a["name"] for a in config.get("alarms", [])] if config.get("enabled", True) else []
         return [a["name"] if isinstance(a, dict) else str(a) for a in getattr(config, "alarms", [])]
 
+    def _latency_alarms(self, names: list[str]) -> dict[str, float]:
+        """Of the group's alarms, those on the function's p99 Duration: name -> threshold in seconds
+        (the template's alarm is metric math, `duration / 1000`, against LatencyAlarmSeconds)."""
+        cw = cloudwatch_backends[self.account][self.region]
+        found = {}
+        for name in names:
+            alarm = cw.alarms.get(name)
+            queries = getattr(alarm, "metric_data_queries", None) or []
+            metrics = [getattr(q, "metric_stat", None) or {} for q in queries]
+            if alarm is not None and (alarm.metric_name == "Duration" or any("Duration" in json.dumps(m, default=str) for m in metrics)):
+                found[name] = float(alarm.threshold)
+        return found
+
     def _bake(self, deployment_id: str, group: Any, function: str, alias: str, seconds: float, release: str) -> tuple[str, str] | None:
-        """Synthetic traffic through the alias during the bake; errors trip the group's alarms."""
+        """Synthetic traffic through the alias during the bake, evaluated as CloudWatch would: errors
+        trip the group's error alarms, a p99 duration (podinfo's own time on each request) over a
+        latency alarm's threshold trips that alarm."""
         runtime = self.runtime_ref()
         cw = cloudwatch_backends[self.account][self.region]
         alarms = self._alarm_names(group)
+        latency = self._latency_alarms(alarms)
         local_fn = runtime.stack.function_by_name(function) if runtime else None
         deadline = time.time() + seconds
         sent = errors = 0
+        durations: list[float] = []
         while True:
             if self.stopping.is_set():
                 raise _Shutdown
@@ -242,18 +272,31 @@ class CodeDeployLifecycle:
                     reply = runtime.run(local_fn, alias, {"rawPath": "/", "requestContext": {"http": {"method": "GET", "path": "/"}}})
                     sent += 1
                     errors += "error" in reply
-                if errors:
-                    for name in alarms:
-                        if name in cw.alarms and cw.alarms[name].state_value != "ALARM":
-                            cw.set_alarm_state(name, f"Threshold Crossed: {errors} errors in {sent} canary requests (evaluated locally)",
-                                               json.dumps({"errors": errors}), "ALARM")
-                            self.timeline.add("cloudwatch", f"alarm {name} -> ALARM ({errors} errors in {sent} requests)", release)
+                    if (took := server_seconds(reply)) is not None:
+                        durations.append(took)
+                    if self._evaluate(cw, [n for n in alarms if n not in latency], latency, errors, sent, durations, release):
+                        break
             active = [name for name in alarms if name in cw.alarms and cw.alarms[name].state_value == "ALARM"]
             if active:
                 return ("ALARM_ACTIVE", f"alarm(s) {', '.join(active)} went into ALARM during the canary; traffic was moved back")
             if time.time() >= deadline:
                 return None
             self.stopping.wait(min(0.1, max(deadline - time.time(), 0)))
+
+    def _evaluate(self, cw: Any, error_alarms: list[str], latency: dict[str, float], errors: int, sent: int,
+                  durations: list[float], release: str) -> bool:
+        """Put the alarms the canary traffic so far breaches into ALARM; True when one is."""
+        breached: list[tuple[str, str]] = []
+        if errors:
+            breached += [(name, f"{errors} errors in {sent} canary requests") for name in error_alarms]
+        p99 = p99_seconds(durations)
+        breached += [(name, f"p99 duration {p99:.2f}s over {limit:g}s in {len(durations)} canary requests")
+                     for name, limit in latency.items() if durations and p99 > limit]
+        for name, why in breached:
+            if name in cw.alarms and cw.alarms[name].state_value != "ALARM":
+                cw.set_alarm_state(name, f"Threshold Crossed: {why} (evaluated locally)", json.dumps({"p99": p99, "errors": errors}), "ALARM")
+                self.timeline.add("cloudwatch", f"alarm {name} -> ALARM ({why})", release)
+        return bool(breached)
 
     def _rollback(self, function: str, alias: str, current: str) -> None:
         self._alias().update_alias(alias, function, current, "", {"AdditionalVersionWeights": {}})

@@ -25,7 +25,7 @@ from moto.ec2.models import ec2_backends
 from moto.elbv2.models import ELBv2Backend, FakeTargetGroup, elbv2_backends
 
 from local import standin
-from local.emulation.base import Current, Patches, Timeline
+from local.emulation.base import Current, Patches, Timeline, p99_seconds, server_seconds
 from local.emulation.ecr import EcrExtension
 from local.template import ROOT
 from podrelease.release import podinfo
@@ -216,11 +216,20 @@ class FleetEmulation:
 
     # -- canary traffic and alarms ------------------------------------------------------------------------
     def _alarms_of(self, lb: Any) -> list[str]:
+        """The load balancer's 5xx alarms."""
+        return [name for name in self._lb_alarms(lb) if name not in self._latency_alarms_of(lb)]
+
+    def _latency_alarms_of(self, lb: Any) -> dict[str, float]:
+        """The load balancer's p99 TargetResponseTime alarms: name -> threshold in seconds."""
+        cw = cloudwatch_backends[self.account][self.region]
+        return {name: float(cw.alarms[name].threshold) for name in self._lb_alarms(lb)
+                if cw.alarms[name].metric_name == "TargetResponseTime"}
+
+    def _lb_alarms(self, lb: Any) -> list[str]:
         full_name = lb.arn.split(":loadbalancer/", 1)[1]
         cw = cloudwatch_backends[self.account][self.region]
-        # The 5xx alarms (errors are what this emulation measures; the latency alarms are left alone).
-        return [name for name, alarm in cw.alarms.items() if alarm.metric_name != "TargetResponseTime"
-                and any(d.name == "LoadBalancer" and d.value == full_name for d in alarm.dimensions)]
+        return [name for name, alarm in cw.alarms.items()
+                if any(d.name == "LoadBalancer" and d.value == full_name for d in alarm.dimensions)]
 
     def on_listener_changed(self, listener_arn: str) -> None:
         lb = next((lb for lb in self.elbv2.load_balancers.values() if listener_arn in lb.listeners), None)
@@ -233,7 +242,7 @@ class FleetEmulation:
         self.timeline.add("fleet", f"{lb.name}: traffic {split}")
         cw = cloudwatch_backends[self.account][self.region]
         if sum(1 for g in groups if int(g.get("Weight", 0)) > 0) < 2:
-            for name in self._alarms_of(lb):
+            for name in self._lb_alarms(lb):
                 if cw.alarms[name].state_value != "OK":
                     cw.set_alarm_state(name, "traffic on one colour again: evaluated afresh", "{}", "OK")
             return
@@ -242,20 +251,27 @@ class FleetEmulation:
         thread.start()
 
     def _canary_traffic(self, lb: Any) -> None:
-        errors = 0
-        for _ in range(self.canary_requests):
+        """Client traffic while the listener is split, evaluated as CloudWatch would after each request:
+        5xx answers trip the 5xx alarms, a p99 target response time (the target's own time on each
+        request) over a latency alarm's threshold trips that alarm."""
+        cw = cloudwatch_backends[self.account][self.region]
+        errors_alarms, latency = self._alarms_of(lb), self._latency_alarms_of(lb)
+        errors, durations = 0, []
+        for sent in range(1, self.canary_requests + 1):
             if self.stopping.is_set():  # the runtime stopped: no client traffic any more
                 return
             reply = self.route(lb.dns_name, 80, "GET", "/", "", {"user-agent": "local-client-traffic"}, "")
             errors += int(reply.get("statusCode", 0)) >= 500
-        if not errors:
-            return
-        cw = cloudwatch_backends[self.account][self.region]
-        for name in self._alarms_of(lb):
-            if cw.alarms[name].state_value != "ALARM":
-                reason = f"Threshold Crossed: {errors} 5xx in {self.canary_requests} requests (evaluated locally)"
-                cw.set_alarm_state(name, reason, "{}", "ALARM")
-                self.timeline.add("cloudwatch", f"alarm {name} -> ALARM ({errors} 5xx in {self.canary_requests} requests)")
+            if (took := server_seconds(reply)) is not None:
+                durations.append(took)
+            p99 = p99_seconds(durations)
+            breached = [(name, f"{errors} 5xx in {sent} requests") for name in errors_alarms if errors]
+            breached += [(name, f"p99 target response time {p99:.2f}s over {limit:g}s in {sent} requests")
+                         for name, limit in latency.items() if durations and p99 > limit]
+            for name, why in breached:
+                if cw.alarms[name].state_value != "ALARM":
+                    cw.set_alarm_state(name, f"Threshold Crossed: {why} (evaluated locally)", "{}", "ALARM")
+                    self.timeline.add("cloudwatch", f"alarm {name} -> ALARM ({why})")
 
     def on_group_scaled(self, name: str, desired: int) -> None:
         self.timeline.add("fleet", f"{name}: desired capacity {desired}")

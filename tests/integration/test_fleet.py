@@ -335,3 +335,32 @@ def test_a_digest_is_not_already_live_on_a_colour_with_no_healthy_instance(aws_l
     assert state["phase"] == "launching"
     assert sizes(aws_live_never_up) == {"blue": 0, "green": 2}
     assert image_tag(aws_live_never_up, "green") == f"{REPO}@{DIGEST_OLD}"
+
+
+# --- an operator's finish and a fast rollback ----------------------------------------------------------------
+def test_finish_moves_to_the_last_step_at_the_next_step_and_still_checks(aws: dict[str, Any], podinfo: Podinfo,
+                                                                           clock: Clock) -> None:
+    # GIVEN a release baking at 10 % of a 5-minute canary
+    fleet = fleet_of(aws, podinfo, clock)
+    state = fleet.advance(started(fleet))
+    assert fleet.weights() == {"blue": 90, "green": 10}
+    # WHEN an operator finishes it a second into the bake THEN the next step moves all traffic at once
+    clock.now += 1
+    state = fleet.advance(state | {"finish": {"requested_by": "arn:aws:iam::123456789012:user/ops", "at": 1001}})
+    assert (state["phase"], fleet.weights()) == ("shifting", {"blue": 0, "green": 100})
+    # and the post-traffic checks still decide: a failing one rolls back
+    podinfo.failing = {"/readyz"}
+    with pytest.raises(DeploymentFailed, match="post-traffic checks failed"):
+        fleet.advance(state)
+    assert fleet.weights() == {"blue": 100, "green": 0}
+
+
+def test_an_all_at_once_release_shifts_in_one_step_after_its_checks(aws: dict[str, Any], podinfo: Podinfo, clock: Clock) -> None:
+    # GIVEN the 5-minute canary configured WHEN a fast rollback asks for all at once
+    fleet = fleet_of(aws, podinfo, clock)
+    state = fleet.start("rel-1", DIGEST_NEW, f"{REPO}@{DIGEST_NEW}", all_at_once=True)
+    state = fleet.advance(state)  # pre-traffic checks on green, then one step
+    assert (state["phase"], fleet.weights()) == ("shifting", {"blue": 0, "green": 100})
+    assert any(h.get("X-Podinfo-Colour") == "green" for _, h in podinfo.requests)
+    state = fleet.advance(state)  # post-traffic checks through the listener, no bake
+    assert state["phase"] == "shifted"

@@ -33,6 +33,12 @@ RELEASE_DURATION = "ReleaseDuration"
 UNCLEAN_ENDINGS = "ReleasesEndedWithoutRecord"
 PROBE_FAILURES = "ProbeFailures"
 PROBE_LATENCY = "ProbeLatency"
+#: DORA metrics over the last DORA_WINDOW_DAYS, published by the dora function on its schedule.
+DORA_DEPLOYMENTS = "DoraDeployments"
+DORA_DEPLOYMENT_FREQUENCY = "DoraDeploymentsPerDay"
+DORA_LEAD_TIME = "DoraLeadTime"
+DORA_CHANGE_FAILURE_RATE = "DoraChangeFailureRate"
+DORA_TIME_TO_RESTORE = "DoraTimeToRestore"
 
 
 def count(name: str, dimension: str = "", value: str = "", amount: float = 1) -> None:
@@ -53,3 +59,9 @@ def seconds(name: str, amount: float, dimension: str = "", value: str = "") -> N
     with single_metric(name=name, unit=MetricUnit.Seconds, value=max(amount, 0.0), namespace=NAMESPACE) as metric:
         if dimension:
             metric.add_dimension(name=dimension, value=value or "none")
+
+
+def gauge(name: str, amount: float, unit: str = "Count") -> None:
+    """A figure as it stands now (`unit`: a CloudWatch unit name, e.g. Count or Seconds)."""
+    with single_metric(name=name, unit=MetricUnit[unit], value=amount, namespace=NAMESPACE):
+        pass

@@ -6,9 +6,10 @@ by an error `States.ALL` cannot catch (`FAILED` without a release record) ran ne
 Abort. The rule on the state machine's status-change events calls `Cleanup.run`, which does what the
 failure path does, from the execution's last known state (its history):
 
-1. undo: the deploy function's `abort` action, the failure path's own Task (stops the CodeDeploy
-   deployment in flight, points the alias back, moves fleet traffic back, releases the locks);
-2. withdraws an approval still pending, so its links refuse (`ApprovalStore.withdraw`, given by the handler);
+1-2. `undo_stopped` (shared with `podrelease abort`): the deploy function's `abort` action, the
+   failure path's own Task (stops the CodeDeploy deployment in flight, points the alias back, moves
+   fleet traffic back, releases the locks), then withdraws an approval still pending, so its links
+   refuse (`ApprovalStore.withdraw`, given by the caller);
 3. records the release as FAILED with the ending as its error, and notifies (once).
 
 Exactly once: a `cleanup#<release id>` item in the ledger. Steps 1-2 are idempotent and are repeated
@@ -88,6 +89,24 @@ def last_state(sfn: Any, execution_arn: str) -> dict[str, Any]:
     return found
 
 
+def undo_stopped(lambda_client: Any, deploy_function: str, withdraw: Callable[[str, str, float], object], release_id: str,
+                 state: dict[str, Any], reason: str, now: float) -> dict[str, Any]:
+    """Undo a release that stopped (or is being stopped) without its failure path: the one entry point
+    of the status-change rule's cleanup and of `podrelease abort`. Runs the failure path's Abort Task
+    (the deploy function's `abort` action with the execution's `state`: in-flight deployments rolled
+    back, alias and fleet traffic moved back, locks released), then withdraws an approval still pending
+    so its links refuse. Idempotent. The deploy function's reply, with `approval_withdrawn`."""
+    reply = lambda_client.invoke(FunctionName=deploy_function, Payload=json.dumps({"action": "abort", "state": state}).encode())
+    body = json.loads(reply["Payload"].read() or b"null")
+    if reply.get("FunctionError"):
+        error = body.get("errorType", "Unhandled") if isinstance(body, dict) else "Unhandled"
+        message = body.get("errorMessage", "") if isinstance(body, dict) else ""
+        msg = f"the deploy function's abort failed with {error} ({message}); nothing was marked done, so it can be run again"
+        raise CleanupFailed(msg)
+    undone = dict(body) if isinstance(body, dict) else {}
+    return undone | {"approval_withdrawn": withdraw(release_id, reason, now) is not None}
+
+
 @dataclass(frozen=True)
 class Cleanup:
     """The clients and names one stack's cleanup uses (injected)."""
@@ -128,17 +147,6 @@ class Cleanup:
             raise
         return True
 
-    def undo(self, state: dict[str, Any]) -> dict[str, Any]:
-        """The failure path's Abort Task: the deploy function's `abort` action with the execution's state."""
-        reply = self.lambda_client.invoke(FunctionName=self.deploy_function,
-                                          Payload=json.dumps({"action": "abort", "state": state}).encode())
-        body = json.loads(reply["Payload"].read() or b"null")
-        if reply.get("FunctionError"):
-            error = body.get("errorType", "Unhandled") if isinstance(body, dict) else "Unhandled"
-            msg = f"the deploy function's abort failed with {error}; the ending is cleaned up again on the event's retry"
-            raise CleanupFailed(msg)
-        return body if isinstance(body, dict) else {}
-
     def run(self, ending: Ending, now: float | None = None) -> dict[str, Any]:
         now = time.time() if now is None else now
         if ending.status not in ENDINGS:
@@ -150,8 +158,9 @@ class Cleanup:
         if claim.get("status") == "done":
             return {"release_id": ending.name, "cleaned": False, "reason": "already cleaned up"}
         state = last_state(self.sfn, ending.execution_arn)
-        undone = self.undo(state)
-        withdrawn = self.withdraw(ending.name, f"the release ended {ending.status}", now) is not None
+        undone = undo_stopped(self.lambda_client, self.deploy_function, self.withdraw, ending.name, state,
+                              f"the release ended {ending.status}", now)
+        withdrawn = bool(undone.pop("approval_withdrawn"))
         error = {"Error": ending.error if ending.status == "FAILED" and ending.error else ENDING_ERRORS[ending.status],
                  "Cause": ending.cause or f"the execution ended {ending.status} without running its failure path; "
                                            "cleaned up by the status-change rule"}

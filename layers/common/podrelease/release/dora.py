@@ -1,4 +1,5 @@
-"""The four DORA metrics, computed from the ledger's release records alone (pure: no AWS, no clock).
+"""The four DORA metrics, computed from the ledger's release records alone (`compute`: pure, no AWS,
+no clock), and published on a schedule (`publish_from_ledger`, the dora function: Powertools Metrics).
 
 A release record (`podrelease.release.summary`) says how a release ended (`outcome`), which stages
 it completed (`stages_done`), when it was recorded (`recorded_at`, epoch seconds), when its image
@@ -25,6 +26,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
+
+from podrelease.core import metrics
+from podrelease.release.actions import scan_prefix
 
 DAY = 86400
 PROD_STAGE = "deploy prod"
@@ -98,3 +102,31 @@ def compute(records: Iterable[Mapping[str, Any]], since: float, until: float) ->
         change_failure_rate=round(failures / changes, 4) if changes else None,
         time_to_restore_seconds=statistics.median(restores) if restores else None,
     )
+
+
+#: Metric name -> (the figure, its unit) as published; template.yaml's releases dashboard shows them.
+PUBLISHED = {
+    metrics.DORA_DEPLOYMENTS: ("deployments", "Count"),
+    metrics.DORA_DEPLOYMENT_FREQUENCY: ("deployment_frequency_per_day", "Count"),
+    metrics.DORA_LEAD_TIME: ("lead_time_seconds", "Seconds"),
+    metrics.DORA_CHANGE_FAILURE_RATE: ("change_failure_rate", "Count"),
+    metrics.DORA_TIME_TO_RESTORE: ("time_to_restore_seconds", "Seconds"),
+}
+
+
+def publish(figures: Dora) -> dict[str, float]:
+    """Each figure as one metric (EMF); a figure that is None (nothing to compute it from) is not
+    published, so the dashboard shows a gap rather than a 0 that never happened. What was published."""
+    published: dict[str, float] = {}
+    for name, (field, unit) in PUBLISHED.items():
+        value = getattr(figures, field)
+        if value is not None:
+            metrics.gauge(name, float(value), unit)
+            published[name] = float(value)
+    return published
+
+
+def publish_from_ledger(table: Any, now: float, window_days: int) -> dict[str, Any]:
+    """The figures of the `window_days` before `now` from the ledger's release records, published."""
+    figures = compute(scan_prefix(table, "release#"), now - window_days * DAY, now)
+    return figures.to_dict() | {"published": publish(figures)}

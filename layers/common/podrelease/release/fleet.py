@@ -227,7 +227,8 @@ class Fleet:
         return results
 
     # -- the controller --------------------------------------------------------------------------------------
-    def start(self, release_id: str, digest: str, image_uri: str) -> dict[str, Any]:
+    def start(self, release_id: str, digest: str, image_uri: str, *, all_at_once: bool = False) -> dict[str, Any]:
+        """`all_at_once` (a fast rollback): one step to 100 % after the pre-traffic checks, the post-traffic checks still run."""
         if "@sha256:" not in image_uri or not image_uri.endswith("@" + digest):
             msg = f"refusing to deploy {image_uri!r} to the {self.target.environment} fleet: a release deploys by digest only"
             raise DeploymentFailed(msg)
@@ -236,6 +237,8 @@ class Fleet:
         idle = next(c for c in COLOURS if c != live)
         state = {"environment": self.target.environment, "release": release_id, "image": image_uri, "live": live,
                  "idle": idle, "weights": weights, "step": -1, "since": self.clock(), "checks": []}
+        if all_at_once:
+            state["steps"] = [100]
         if weights[live] == 100 and self.image_of(live) == image_uri and self.healthy(live):
             return state | {"phase": "Succeeded", "note": f"{digest} is already live on the {self.target.environment} fleet"}
         if weights[idle]:
@@ -298,11 +301,15 @@ class Fleet:
         if not self.healthy(state["live"]):
             # Nothing to protect: skip the canary steps; the post-traffic checks and the alarm still decide.
             note = f"{state['live']} had no healthy instance, so all traffic moved to {idle} at once"
-            return self._shift_to(state | {"note": note}, len(self.target.steps) - 1, now)
+            return self._shift_to(state | {"note": note}, len(self._steps(state)) - 1, now)
         return self._shift_to(state, 0, now)
 
+    def _steps(self, state: dict[str, Any]) -> list[int]:
+        """The release's traffic steps: the target's canary, or one step when it asked for all at once."""
+        return [int(p) for p in state.get("steps") or self.target.steps]
+
     def _shift_to(self, state: dict[str, Any], step: int, now: float) -> dict[str, Any]:
-        percent = self.target.steps[step]
+        percent = self._steps(state)[step]
         weights = {state["idle"]: percent, state["live"]: 100 - percent}
         self.set_weights(weights)
         return state | {"phase": "shifting", "step": step, "since": now, "weights": weights}
@@ -314,8 +321,10 @@ class Fleet:
             msg = (f"{self.target.environment} fleet canary at {state['weights'][state['idle']]}%: alarm {name} "
                    f"is in ALARM ({reason}); traffic moved back to {state['live']} and {state['idle']} was scaled to zero")
             raise DeploymentFailed(msg)
-        step = state["step"]
-        if step + 1 < len(self.target.steps):
+        step, steps = state["step"], self._steps(state)
+        if step + 1 < len(steps):
+            if state.get("finish"):  # an operator ended the bake (podrelease finish): the last step now
+                return self._shift_to(state, len(steps) - 1, now)
             if now - state["since"] < self.target.interval_seconds:
                 return state
             return self._shift_to(state, step + 1, now)

@@ -37,6 +37,8 @@ UPDATING = "Updating"
 #: template.yaml must leave room above it for the API calls around the wait (tests check both).
 UPDATE_WAIT_SECONDS = 45.0
 UPDATE_POLL_SECONDS = 3.0
+#: The configuration a fast rollback deploys with: all traffic at once, both hooks still run (it overrides the group's canary).
+ALL_AT_ONCE = "CodeDeployDefault.LambdaAllAtOnce"
 _DESCRIPTION_RE = re.compile(r"release=(?P<release>[A-Za-z0-9_-]+) digest=(?P<digest>sha256:[0-9a-f]{64}) env=(?P<env>\w+)")
 
 
@@ -164,6 +166,8 @@ def start(lambda_client: Any, codedeploy: Any, target: LambdaTarget, release: di
     current_version = str(lambda_client.get_alias(FunctionName=target.function_name, Name=ALIAS)["FunctionVersion"])
     pending = {"id": None, "status": UPDATING, "environment": target.environment, "function": target.function_name,
                "release": release_id, "digest": digest, "image": image_uri, "previous_version": current_version}
+    if release.get("config"):  # a fast rollback: the deployment overrides the group's canary (ALL_AT_ONCE)
+        pending["config"] = str(release["config"])
     return _advance(lambda_client, codedeploy, target, pending, wait_seconds, sleep, clock, retry_failed=True)
 
 
@@ -218,6 +222,7 @@ def _publish_and_deploy(lambda_client: Any, codedeploy: Any, target: LambdaTarge
                 "appSpecContent": {"content": content, "sha256": hashlib.sha256(content.encode()).hexdigest()},
             },
             description=describe(release_id, digest, target.environment),
+            **({"deploymentConfigName": pending["config"]} if pending.get("config") else {}),
         )["deploymentId"]
     except ClientError as exc:
         msg = f"CodeDeploy refused the {target.environment} deployment ({_error_code(exc)}): {exc}"
@@ -229,6 +234,7 @@ def _publish_and_deploy(lambda_client: Any, codedeploy: Any, target: LambdaTarge
         "function": target.function_name,
         "previous_version": current_version,
         "version": target_version,
+        **({"config": pending["config"]} if pending.get("config") else {}),
     }
 
 

@@ -103,6 +103,25 @@ class Ledger:
             return None
         return dict(json.loads(str(item["deployment"])))
 
+    def end_watch(self, environment: str, release_id: str) -> dict[str, Any] | None:
+        """Stop the watch of `release_id`'s deployment in `environment` (an abort is undoing it: no
+        later tick may step it on) and return its latest state; None when it is not the one watched.
+        The version moves on, so a tick in the middle of a step stores nothing (`watch.Watcher._store`)."""
+        try:
+            item = self.table.update_item(
+                Key={"pk": f"watch#{environment}"},
+                UpdateExpression="SET done = :aborted, version = version + :one",
+                ConditionExpression="#r = :release AND done = :open",
+                ExpressionAttributeNames={"#r": "release"},
+                ExpressionAttributeValues={":aborted": "aborted", ":one": 1, ":release": release_id, ":open": False},
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+            return self.watched_deployment(environment, release_id)
+        return dict(json.loads(str(item["deployment"])))
+
     # --- release records ----------------------------------------------------------------------------
     def record_release(self, release_id: str, record: dict[str, Any], now: float | None = None) -> dict[str, Any]:
         now = time.time() if now is None else now

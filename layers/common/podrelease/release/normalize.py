@@ -21,7 +21,10 @@ def _rollback(event: dict[str, Any]) -> dict[str, Any] | None:
     if not isinstance(rollback, dict) or rollback.get("environment") not in ROLLBACK_ENVIRONMENTS:
         msg = f"normalize: 'rollback' must name an environment ({', '.join(ROLLBACK_ENVIRONMENTS)})"
         raise InvalidRequest(msg)
-    return {k: str(v) for k, v in rollback.items() if k in ("environment", "requested_by", "replaces") and v}
+    asked: dict[str, Any] = {k: str(v) for k, v in rollback.items() if k in ("environment", "requested_by", "replaces") and v}
+    if rollback.get("fast") is True:  # `podrelease rollback --fast`: all traffic at once, hooks and checks still run
+        asked["fast"] = True
+    return asked
 
 
 def normalize(event: Any, execution: str, name: str, watched: tuple[str, ...], settings: dict[str, Any],

@@ -25,7 +25,7 @@ from typing import Any
 from podrelease.core import config, edge
 from podrelease.core.errors import InvalidRequest
 from podrelease.core.obs import release_id_of
-from podrelease.release import fleet
+from podrelease.release import finish, fleet
 from podrelease.release import lambda_target as deploy
 from podrelease.release.ledger import Ledger
 
@@ -123,25 +123,33 @@ class Rollout:
 
     def start(self, release: dict[str, Any], environment: str) -> dict[str, Any]:
         image_uri = self.image_uri(release, environment)
-        result = deploy.start(self.lambda_client, self.codedeploy, self.targets[environment], release | {"image_uri": image_uri})
+        rollback: dict[str, Any] = release["rollback"] if isinstance(release.get("rollback"), dict) else {}
+        fast = rollback.get("fast") is True and rollback.get("environment") == environment  # podrelease rollback --fast
+        asked = release | {"image_uri": image_uri} | ({"config": deploy.ALL_AT_ONCE} if fast else {})
+        result = deploy.start(self.lambda_client, self.codedeploy, self.targets[environment], asked)
         controller = self._fleet(environment)
         if controller is not None:
-            state = controller.start(release["id"], release["digest"], image_uri)
+            state = controller.start(release["id"], release["digest"], image_uri, all_at_once=fast)
             result = result | {"lambda_status": result["status"], "fleet": state}
         return _combined(result)
 
     def status(self, environment: str, deployment: dict[str, Any]) -> dict[str, Any]:
         fleet_state = deployment.get("fleet")
+        finishing = deployment.get(finish.MARK)  # an operator asked to end the bake now (podrelease finish)
         lambda_part = {k: v for k, v in deployment.items() if k not in ("fleet", "lambda_status")}
         lambda_part["status"] = deployment.get("lambda_status", deployment.get("status"))
         if lambda_part["status"] == deploy.UPDATING:  # Lambda was still applying the image: carry on the start
             lambda_part = deploy.resume(self.lambda_client, self.codedeploy, self.targets[environment], lambda_part)
+        elif lambda_part["status"] != deploy.TERMINAL_OK and finishing:
+            lambda_part = finish.lambda_now(self.lambda_client, self.codedeploy, lambda_part)
         elif lambda_part["status"] != deploy.TERMINAL_OK:
             lambda_part = deploy.status(self.codedeploy, lambda_part)
         controller = self._fleet(environment)
         if fleet_state is None or controller is None:
             return lambda_part
         lambda_done = lambda_part["status"] == deploy.TERMINAL_OK
+        if finishing:
+            fleet_state = fleet_state | {finish.MARK: finishing}
         advanced = controller.advance(fleet_state, retire=lambda_done)
         return _combined(lambda_part | {"lambda_status": lambda_part["status"], "fleet": advanced})
 
@@ -149,9 +157,10 @@ class Rollout:
         """Undo what the release `release_id` has in flight (its execution's `state`), release its locks."""
         in_flight = {env: state[env]["deployment"] for env in ENVIRONMENTS
                      if isinstance(state.get(env), dict) and isinstance(state[env].get("deployment"), dict)}
-        # A watched deployment's latest state is in the ledger (the execution has only its start).
+        # A watched deployment's latest state is in the ledger (the execution has only its start); its
+        # watch is ended first, so no tick steps the deployment on while this undoes it.
         for env in list(in_flight):
-            latest = self.ledger.watched_deployment(env, release_id) if release_id else None
+            latest = self.ledger.end_watch(env, release_id) if release_id else None
             if latest is not None:
                 in_flight[env] = latest
         # The environment(s) this release still holds were being deployed when it failed: everything

@@ -94,6 +94,12 @@ def summarize(outcome: str, state: dict[str, Any], execution_name: str, console_
     for key in ("evidence", "evidence_prod"):
         if isinstance(state.get(key), dict):
             record[key] = state[key]
+    # Who ended a canary's bake early (`podrelease finish`), per environment.
+    finished = {env: str(section["deployment"]["finish"].get("requested_by", "?")) for env in ("dev", "prod")
+                if isinstance(section := state.get(env), dict) and isinstance(section.get("deployment"), dict)
+                and isinstance(section["deployment"].get("finish"), dict)}
+    if finished:
+        record["finished_early_by"] = finished
     # Who let it into prod, for as long as the record lives (the approval record expires with its window).
     approval = state.get("approval")
     if isinstance(approval, dict) and approval.get("approved_by"):
@@ -119,6 +125,7 @@ def summarize(outcome: str, state: dict[str, Any], execution_name: str, console_
         window = windows.get(environment)
         if isinstance(window, dict) and window.get("wait_until"):
             lines.append(f"Waited for {environment}'s deploy window until {window['wait_until']} ({window.get('reason', '')})")
+    lines += [f"Canary in {env} finished early by {who} (podrelease finish)" for env, who in finished.items()]
     if outcome != "SUCCEEDED":
         lines += [f"Stopped at: {stopped_at or 'start'}", f"Reason: {record['error']}: {record['cause']}",
                   _what_was_left(outcome, record["error"], done)]

@@ -14,6 +14,9 @@ Each `tick` runs one step of `Rollout.status` on the stored state and, when the 
 answers the token: SendTaskSuccess with the deployment, or SendTaskFailure `DeploymentFailed` with
 the same reason the poll loop gave. Events are best effort: the task's TimeoutSeconds is the
 backstop, after which the execution asks `check` once (the same step, on the same stored state).
+
+`finish` (an operator's `podrelease finish`) marks the watched deployment to end its bake now (who,
+when; see `podrelease.release.finish`) and takes a step at once; every later step honours the mark.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from botocore.exceptions import ClientError
 
 from podrelease.core import edge
 from podrelease.core.errors import DeploymentFailed, InvalidRequest
+from podrelease.release import finish as finishing
 from podrelease.release import lambda_target as deploy
 from podrelease.release.lockqueue import GONE
 from podrelease.release.rollout import ENVIRONMENTS, Rollout
@@ -114,12 +118,29 @@ class Watcher:
             try:
                 result = self._step(environment, item)
             except DeploymentFailed as exc:
+                if self._finish_marked_since(environment, item):
+                    continue  # `podrelease finish` stopped the canary after this step read the state: step the marked state
                 self._finish(item, "failed", str(exc))
                 self._answer(str(item["task_token"]), failure=str(exc))
                 return {"environment": environment, "release": item["release"], "status": "Failed", "reason": str(exc)}
             if result["status"] != CONFLICT:
                 return result
         return result
+
+    def finish(self, release_id: str, requested_by: str) -> dict[str, Any]:
+        """End the current bake of `release_id`'s deployment in flight and shift the rest now (the
+        post-traffic checks still run): mark the watched state, then step it. Repeating it is harmless."""
+        for environment in ENVIRONMENTS:
+            for _ in range(STEP_ATTEMPTS):
+                item = self._item(environment)
+                if not item or item.get("release") != release_id or item.get("done"):
+                    break
+                deployment = json.loads(str(item["deployment"]))
+                if deployment.get(finishing.MARK) or self._store(item, deployment | {
+                        finishing.MARK: {"requested_by": requested_by, "at": int(self.clock())}}, done=False):
+                    return self.tick(environment, release_id) | {"finish_requested_by": requested_by}
+        msg = f"release {release_id} has no deployment in flight to finish (nothing of it is being watched)"
+        raise InvalidRequest(msg)
 
     def check(self, environment: str, release_id: str) -> dict[str, Any]:
         """The backstop: one step now, its state handed back (DeploymentFailed when it failed)."""
@@ -165,6 +186,15 @@ class Watcher:
                 return False
             raise
         return True
+
+    def _finish_marked_since(self, environment: str, item: dict[str, Any]) -> bool:
+        """Whether an operator's finish marked the deployment after `item` was read (its stop of the
+        Lambda canary is then no failure: the marked state's step completes it)."""
+        if json.loads(str(item["deployment"])).get(finishing.MARK):
+            return False
+        latest = self._item(environment) or {}
+        return latest.get("release") == item.get("release") and not latest.get("done") and bool(
+            json.loads(str(latest.get("deployment") or "{}")).get(finishing.MARK))
 
     def _finish(self, item: dict[str, Any], done: str, reason: str = "") -> None:
         self.table.update_item(Key={"pk": item["pk"]}, UpdateExpression="SET done = :done, reason = :reason",
@@ -214,11 +244,12 @@ class WatchRequest:
     """The watch function's three events: the state machine's `watch`/`check`, a schedule's tick,
     CodeDeploy's state-change event (EventBridge)."""
 
-    action: str  # watch | check | tick
+    action: str  # watch | check | tick | finish
     environment: str
     release_id: str = ""
     deployment: dict[str, Any] | None = None
     task_token: str = ""
+    requested_by: str = ""  # finish: the operator's ARN
 
     @classmethod
     def parse(cls, event: Any, rollout: Rollout, where: str = "watch") -> WatchRequest:
@@ -233,9 +264,11 @@ class WatchRequest:
             return cls("tick", environment)
         if "tick" in body:
             return cls("tick", _environment(edge.field(body, "tick", str, where), where), str(body.get("release", "")))
-        action = edge.action(body, ("watch", "check"), where)
+        action = edge.action(body, ("watch", "check", "finish"), where)
         release = edge.field(body, "release", dict, where)
         release_id = edge.field(release, "id", str, f"{where}: release")
+        if action == "finish":
+            return cls(action, "", release_id, requested_by=edge.field(body, "requested_by", str, where))
         environment = _environment(edge.field(body, "environment", str, where), where)
         if action == "check":
             return cls(action, environment, release_id)
@@ -255,4 +288,6 @@ def run(watcher: Watcher, request: WatchRequest) -> dict[str, Any]:
         return watcher.watch(request.environment, request.release_id, request.deployment or {}, request.task_token)
     if request.action == "check":
         return watcher.check(request.environment, request.release_id)
+    if request.action == "finish":
+        return watcher.finish(request.release_id, request.requested_by)
     return watcher.tick(request.environment, request.release_id or None)
