@@ -28,6 +28,7 @@ from typing import Any
 
 from local import signing
 from local.approver import Approver, link_approver
+from local.demo_approvers import run_approvers
 from local.demo_report import Printer, check_outcome, fleet_problems, follow_execution, print_release, verdict
 from local.demo_rollback import run_rollback
 from local.demo_rotation import run_rotation
@@ -58,6 +59,7 @@ class Scenario:
     rollback: bool = False  # two releases to prod, then `podrelease rollback prod` (run_rollback)
     lost_event: bool = False  # ECR's push event never arrives: the scheduled reconciler starts the release
     stop: bool = False  # StopExecution mid-canary; then the next release runs and is stopped at its approval
+    approver_policy: bool = False  # an approver-policy scenario (local.demo_approvers)
 
 
 SCENARIOS = {s.name: s for s in [
@@ -99,6 +101,14 @@ SCENARIOS = {s.name: s for s in [
              "SUCCEEDED", None, None, secret_rotation=True),
     Scenario("rollback", "two releases reach prod; `podrelease rollback prod` puts the first one's digest back, re-verified, "
              "recorded with who asked", "SUCCEEDED", None, rollback=True),
+    # --- the approver policy (local.demo_approvers) ---
+    Scenario("self-approval", "alice triggered the build (its provenance's actor) and prod forbids self-approval: her approval "
+             "is refused by name, bob's counts", "SUCCEEDED", None, policy="keys+self-approval", provenance="refs/heads/main",
+             approver_policy=True),
+    Scenario("two-approvers", "prod needs 2 of 3 approvers: alice's approval leaves it waiting (her second vote does not count), "
+             "bob's releases it", "SUCCEEDED", None, policy="keys+two-approvers", approver_policy=True),
+    Scenario("blocked-digest", "alice rejects and blocks the digest; released again, it stops at once with DigestBlocked",
+             "FAILED", "DigestBlocked", "reject", approver_policy=True),
 ]}
 
 
@@ -322,6 +332,8 @@ def run(scenario: Scenario, manual: bool, minute_seconds: float, work_dir: Path)
         return run_rotation(scenario, minute_seconds, work_dir)
     if scenario.rollback:
         return run_rollback(scenario, minute_seconds, work_dir)
+    if scenario.approver_policy:
+        return run_approvers(scenario, minute_seconds, work_dir)
     started = time.time()
     printer = Printer(started)
     print(f"== scenario {scenario.name}: {scenario.summary}", flush=True)
