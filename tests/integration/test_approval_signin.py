@@ -33,7 +33,8 @@ def refused(world: World, execution: str, before: Any, response: dict[str, Any],
     assert 'name="decision"' not in response["body"]
     assert_security_headers(response)
     after = world.record()
-    assert after is not None and before is not None
+    assert after is not None
+    assert before is not None
     assert without_attempts(after) == without_attempts(before)
     if "refused" in after:  # the approver check's refusal, noted with who and why
         assert after["refused"]["L"][-1]["M"]["reason"]["S"] == reason
