@@ -28,6 +28,7 @@ from typing import Any
 
 from local import signing
 from local.approver import Approver, link_approver
+from local.demo_approvers import run_approvers
 from local.demo_report import Printer, check_outcome, fleet_problems, follow_execution, print_release, verdict
 from local.demo_rollback import run_rollback
 from local.demo_rotation import run_rotation
@@ -61,6 +62,7 @@ class Scenario:
     #: The shortest canary minute the scenario can show its point in: slow requests need a bake long enough
     #: for canary traffic to reach the new version and be measured (a 10 % canary: 1 request in 10).
     min_minute_seconds: float = 0.0
+    approver_policy: bool = False  # an approver-policy scenario (local.demo_approvers)
 
 
 SCENARIOS = {s.name: s for s in [
@@ -110,6 +112,14 @@ SCENARIOS = {s.name: s for s in [
     Scenario("latency-rollback", "slow responses (1.5 s) under canary traffic trip the latency alarms (p99 Lambda duration, "
              "ALB target response time): dev rolls back", "FAILED", "DeploymentFailed", None, fault="slow",
              min_minute_seconds=4.0),
+    # --- the approver policy (local.demo_approvers) ---
+    Scenario("self-approval", "alice triggered the build (its provenance's actor) and prod forbids self-approval: her approval "
+             "is refused by name, bob's counts", "SUCCEEDED", None, policy="keys+self-approval", provenance="refs/heads/main",
+             approver_policy=True),
+    Scenario("two-approvers", "prod needs 2 of 3 approvers: alice's approval leaves it waiting (her second vote does not count), "
+             "bob's releases it", "SUCCEEDED", None, policy="keys+two-approvers", approver_policy=True),
+    Scenario("blocked-digest", "alice rejects and blocks the digest; released again, it stops at once with DigestBlocked",
+             "FAILED", "DigestBlocked", "reject", approver_policy=True),
 ]}
 
 
@@ -354,10 +364,10 @@ def tag_only_event(env: LocalRuntime) -> dict[str, Any]:
 
 
 def run(scenario: Scenario, manual: bool, minute_seconds: float, work_dir: Path) -> int:  # noqa: PLR0915 - the scenario told top to bottom: start, push, follow, then print what happened
-    if scenario.secret_rotation:
-        return run_rotation(scenario, minute_seconds, work_dir)
-    if scenario.rollback:
-        return run_rollback(scenario, minute_seconds, work_dir)
+    special = (run_rotation if scenario.secret_rotation else run_rollback if scenario.rollback
+               else run_approvers if scenario.approver_policy else None)
+    if special is not None:
+        return special(scenario, minute_seconds, work_dir)
     started = time.time()
     printer = Printer(started)
     minute_seconds = max(minute_seconds, scenario.min_minute_seconds)

@@ -37,6 +37,11 @@ def subject_of(email: str) -> str:
     return "sub-" + email.split("@", 1)[0]
 
 
+def login_of(email: str) -> str:
+    """The GitHub login of a demo approver (what the release policy's `identities` map it to)."""
+    return email.split("@", 1)[0] + "-gh"
+
+
 def _challenge(verifier: str) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
 

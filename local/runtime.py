@@ -37,7 +37,7 @@ from local import iam, signing
 from local.emulation import Emulation
 from local.emulation.eventbridge import schedule_of, scheduled_event
 from local.images import Pusher
-from local.oidc import CLIENT_ID, LocalOidcProvider
+from local.oidc import APPROVER_GROUP, CLIENT_ID, LocalOidcProvider, login_of
 from local.provision import create_stack
 from local.sigstore_local import LocalSigstore
 from local.stack import Stack
@@ -52,10 +52,19 @@ STACK = "podrel"
 WORKLOAD_REPOSITORY = "podinfo"
 PROD_REPOSITORY = "podinfo-prod"
 APPROVERS = ("alice@example.com", "bob@example.com")
+#: The third approver of the two-approvers scenario (prod needs 2 of 3).
+CAROL = "carol@example.com"
 NOTIFY = "releases@example.com"
 
 
 POLICY_PARAMETER = f"/{STACK}/release-policy"
+#: Prod's approvers in the local policies that name them: no self-approval (the build's GitHub actor
+#: is mapped to the provider identities, `local.oidc.login_of`), and 2 of the group's members.
+APPROVER_POLICIES: dict[str, dict[str, Any]] = {
+    "keys+self-approval": {"emails": list(APPROVERS), "no_self_approval": True,
+                           "identities": {email: login_of(email) for email in APPROVERS}},
+    "keys+two-approvers": {"groups": [APPROVER_GROUP], "required": 2},
+}
 #: The GitHub repository the local stack is deployed for: its build workflow's keyless identity is
 #: what the default policy trusts (the keyless scenario signs as that workflow, see `build_identity`).
 GITHUB_REPOSITORY = ("acme", "podinfo")
@@ -81,6 +90,17 @@ def release_policy(kind: str, pem: str) -> str:
         return text
     if kind in ("keys+window", "keys+window-far"):
         return _window_document(pem, far=kind.endswith("far"))
+    if kind in APPROVER_POLICIES:  # prod's approvers (podrelease.core.approvers), beside keys
+        document = json.loads(keys_document(pem))
+        if kind == "keys+self-approval":  # both environments require provenance: its actor is in dev's evidence
+            owner, repository = GITHUB_REPOSITORY
+            for section in document["environments"].values():
+                section["require_provenance"] = {"builder": build_identity(owner, repository, "main"),
+                                                 "repository": f"https://github.com/{owner}/{repository}", "ref": "refs/heads/main"}
+        document["environments"]["prod"]["approvers"] = APPROVER_POLICIES[kind]
+        text = json.dumps(document)
+        parse_policy(text)
+        return text
     if kind == "default":
         return ""
     msg = f"unknown local policy {kind!r}"
@@ -167,7 +187,7 @@ class LocalRuntime(AbstractContextManager["LocalRuntime"]):
 
     @classmethod
     def start(cls, work_dir: Path, minute_seconds: float = 1.0, approval_timeout: int = 300, extra_keys: str = "",  # noqa: PLR0915 - the start-up sequence, step by step
-              policy: str = "keys", build_dir: Path | None = None) -> LocalRuntime:
+              policy: str = "keys", build_dir: Path | None = None, approvers: tuple[str, ...] = APPROVERS) -> LocalRuntime:
         """`policy`: "keys" (dev and prod accept the demo key), "keys+sbom" (and require a signed
         SBOM), both written to an SSM parameter as `make deploy POLICY=...` does; or "default" (no
         policy parameter: the stack's default policy, the build workflow's keyless identity and its
@@ -216,7 +236,7 @@ class LocalRuntime(AbstractContextManager["LocalRuntime"]):
 
         urls = FunctionUrls(session.client("lambda", endpoint_url=endpoint))
         # The approvers sign in through the embedded OIDC provider (local.oidc), as through Cognito on AWS.
-        oidc = LocalOidcProvider.start(APPROVERS)
+        oidc = LocalOidcProvider.start(approvers)
         document = release_policy(policy, public_pem + extra_keys)
         policy_version = 0
         if document:  # as `make deploy POLICY=file` does before `sam deploy`
@@ -230,7 +250,7 @@ class LocalRuntime(AbstractContextManager["LocalRuntime"]):
             "ReleasePolicyVersion": str(policy_version),
             "GitHubOrg": GITHUB_REPOSITORY[0],
             "GitHubRepo": GITHUB_REPOSITORY[1],
-            "ApproverEmails": ",".join(APPROVERS),
+            "ApproverEmails": ",".join(approvers),
             "NotifyEmail": NOTIFY,
             "DeployPollSeconds": "1",
             "SecretCacheSeconds": "2",
@@ -254,7 +274,7 @@ class LocalRuntime(AbstractContextManager["LocalRuntime"]):
                              built_template(build_dir) if build_dir else None)
         # Approvers beyond the first are subscribed as the README tells operators to do.
         sns = session.client("sns", endpoint_url=endpoint)
-        for approver in APPROVERS[1:]:
+        for approver in approvers[1:]:
             sns.subscribe(TopicArn=stack.outputs["ApprovalTopicArn"], Protocol="email", Endpoint=approver,
                           Attributes={"FilterPolicy": json.dumps({"approver": [approver]}), "FilterPolicyScope": "MessageAttributes"})
         # The demo cannot get real Fulcio certificates: keyless signatures come from a local

@@ -1,27 +1,32 @@
 """The approval page behind a Lambda Function URL (payload format 2.0), on Powertools' resolver.
 
 GET `?t=<token>` sends the visitor to sign in (OIDC, code flow with PKCE), then shows the release;
-GET `/callback` finishes the sign-in; POST (form: t, n, decision=approve|reject, comment) decides for
-the signed-in approver of the link; any other method is 405. Every answer is HTML with strict
-security headers (`podrelease.approval.page`); the routes are in `podrelease.approval.web`.
+GET `/callback` finishes the sign-in; POST (t, n, decision=approve|reject|reject-block, comment) votes
+for the signed-in approver of the link, as prod's approver policy says (`podrelease.approval.approvers`);
+reject-block also blocks the digest in the ledger. Routes: `podrelease.approval.web`.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 from typing import TYPE_CHECKING, Any
 
 import boto3
 from aws_lambda_powertools.utilities.parameters import SecretsProvider, SSMProvider
 
 from podrelease.approval import page, web
+from podrelease.approval.approvers import ApproverCheck, load_approvers
 from podrelease.approval.keys import SigningKeys
 from podrelease.approval.signin import OidcClient, SignInSettings
 from podrelease.approval.store import ApprovalStore
 from podrelease.core.obs import get_logger, get_tracer
+from podrelease.release.actions import Actions
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
+
+    from podrelease.core.approvers import ApproverPolicy
 
 logger = get_logger()
 tracer = get_tracer()
@@ -34,12 +39,20 @@ def sign_in() -> OidcClient:
     return OidcClient(SignInSettings.parse(ssm.get(settings.sign_in_parameter)))
 
 
+@functools.cache  # the policy version the stack runs: read once per execution environment
+def approvers() -> ApproverPolicy | None:
+    return load_approvers(os.environ, ssm.get)
+
+
+table = boto3.resource("dynamodb").Table(settings.table)
 approvals = page.ApprovalPage(
-    store=ApprovalStore(boto3.resource("dynamodb").Table(settings.table)),
+    store=ApprovalStore(table),
     keys=SigningKeys(SecretsProvider(boto3_client=boto3.client("secretsmanager")), settings.key_secret_id),
     sfn=boto3.client("stepfunctions"),
     sign_in=sign_in,
     tracer=tracer,
+    approver_check=ApproverCheck(approvers),
+    block=Actions(table).block,
 )
 app = web.resolver(approvals, logger)
 

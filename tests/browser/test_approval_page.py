@@ -164,7 +164,7 @@ def press(page: Page, button: str) -> Response:
         page.expect_event("load"),
         page.expect_response(lambda r: r.request.is_navigation_request() and r.request.method == "POST") as sent,
     ):
-        page.get_by_role("button", name=button).click()
+        page.get_by_role("button", name=button, exact=True).click()
     return sent.value
 
 
@@ -248,8 +248,8 @@ def test_the_link_sends_to_sign_in_then_shows_the_summary_and_changes_nothing(
     # what changes: prod's side (nothing yet in this runtime) and when an approval would reach it
     assert shown["Prod now"] == "no release of this stack has reached prod yet"
     assert shown["Prod window"] == "\u2713 open: an approval deploys at once"
-    for button in ("Approve", "Reject"):
-        box = page.get_by_role("button", name=button).bounding_box()
+    for button in ("Approve", "Reject", "Reject and block this digest"):
+        box = page.get_by_role("button", name=button, exact=True).bounding_box()
         assert box is not None
         assert box["y"] + box["height"] <= 800, f"{button} is below the first 800 pixels at 1280 wide"
     page.screenshot(path=str(artifacts / "approval-page-1280.png"), full_page=True)

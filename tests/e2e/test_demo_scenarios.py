@@ -21,8 +21,9 @@ from tests.log_scan import known_secret, scan_text
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
-#: Scenarios that run more than one release (seconds for the whole demo process).
-LONGER = {"rollback": 900, "stopped": 600, "lost-event": 600, "outside-window": 600, "latency-rollback": 600}
+#: Scenarios that run more than one release or wait for several approvers (seconds for the whole demo process).
+LONGER = {"rollback": 900, "stopped": 600, "lost-event": 600, "outside-window": 600, "latency-rollback": 600,
+          "blocked-digest": 600, "two-approvers": 600, "self-approval": 600}
 
 
 @pytest.mark.parametrize("scenario", [pytest.param(s, marks=pytest.mark.timeout(LONGER[s] + 60)) if s in LONGER else s

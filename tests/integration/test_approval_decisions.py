@@ -123,7 +123,8 @@ def test_post_approve_records_the_decision_and_resumes_the_release(pending: tupl
     (vote,) = record["votes"]
     assert vote == {"decision": "approved", "subject": "sub-alice", "email": "alice@example.com", "issuer": world.issuer,
                     "at": record["decided_at"], "link": token_claims(world.links()["alice@example.com"])["jti"],
-                    "approver": "alice@example.com", "comment": "looks good"}
+                    "approver": "alice@example.com", "comment": "looks good", "block": False}
+    assert record["voters"] == ["sub-alice"]
     output = json.loads(described["output"])
     assert output["approved_by"] == "alice@example.com"
     assert output["decided_at"] == iso(record["decided_at"])
@@ -286,6 +287,7 @@ def test_no_secret_or_token_reaches_a_log_line(world: World, caplog: pytest.LogC
         "approval page refused",  # the forged link
         "signed in",
         "signed in",
+        "vote recorded",
         "decision recorded",
         "decision delivered",
         "approval page refused",  # bob, after alice decided

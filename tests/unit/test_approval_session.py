@@ -18,7 +18,8 @@ from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 
 from podrelease.approval.keys import KeyRing
-from podrelease.approval.page import ApprovalRefused, DecisionForm, check_post_origin, read_form
+from podrelease.approval.page import DecisionForm, check_post_origin, read_form
+from podrelease.approval.refusal import ApprovalRefused
 from podrelease.approval.session import (
     LOGIN_COOKIE,
     SESSION_COOKIE,
@@ -150,10 +151,10 @@ SIGNER = RSAKey.generate_key(2048, parameters={"kid": "idp-1"})
 STRANGER = RSAKey.generate_key(2048, parameters={"kid": "idp-1"})
 
 
-def client() -> OidcClient:
+def client(**extra: str) -> OidcClient:
     oidc = OidcClient(SignInSettings.parse(json.dumps({"issuer": ISSUER, "client_id": CLIENT,
                                                        "redirect_uri": "https://approve.example/callback",
-                                                       "jwks_uri": "https://idp.example/jwks"})))
+                                                       "jwks_uri": "https://idp.example/jwks", **extra})))
     oidc._keys = KeySet([SIGNER])
     return oidc
 
@@ -165,9 +166,13 @@ def id_token(key: RSAKey = SIGNER, alg: str = "RS256", **changes: Any) -> str:
     return jwt.encode({"alg": alg, "kid": "idp-1"}, {k: v for k, v in claims.items() if v is not None}, key)
 
 
-def test_a_genuine_id_token_gives_the_identity() -> None:
-    assert client().verify_id_token(id_token(), "n-1", NOW) == Identity(
+def test_a_genuine_id_token_gives_the_identity_with_the_groups_of_the_configured_claim() -> None:
+    # GIVEN Cognito's claim configured: its groups are read
+    assert client(groups_claim="cognito:groups").verify_id_token(id_token(), "n-1", NOW) == Identity(
         "sub-alice", "alice@example.com", ISSUER, ("release-approvers",))
+    # GIVEN the default claim (`groups`): Cognito's claim is not read, the `groups` claim is
+    assert client().verify_id_token(id_token(), "n-1", NOW).groups == ()
+    assert client().verify_id_token(id_token(groups=["prod-approvers", 7]), "n-1", NOW).groups == ("prod-approvers",)
 
 
 ID_TOKEN_REFUSALS = [

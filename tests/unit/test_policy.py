@@ -230,7 +230,7 @@ INVALID: list[tuple[str, Any, str]] = [
     (
         "unknown environment field",
         _set(f"{DEV}.require_sbomb", True),
-        "release policy environments.dev: unknown field(s) 'require_sbomb' (allowed: attestation_wait_seconds, deploy_window, require_provenance, require_sbom, scan, signers)",
+        "release policy environments.dev: unknown field(s) 'require_sbomb' (allowed: approvers, attestation_wait_seconds, deploy_window, require_provenance, require_sbom, scan, signers)",
     ),
     ("no signers", _drop(f"{DEV}.signers"), "release policy environments.dev: missing required field(s) 'signers'"),
     (

@@ -3,15 +3,18 @@
 GET `?t=<link token>`: a genuine link for a pending release sends a browser without a session to
 the organisation's OIDC provider (`podrelease.approval.signin`, code flow with PKCE); back at
 `/callback` the ID token is checked and a short-lived session cookie set (`podrelease.approval.session`);
-then GET shows the summary and the form, if the signed-in identity may decide on this link (by
-default: its email is the link's approver; `ApproverCheck` is where an approver policy plugs in).
-GET never writes anything (email link scanners prefetch it).
+then GET shows the summary, the votes so far and the form, if the signed-in identity may decide on
+this link (its email is the link's approver, and the approver policy, `podrelease.approval.approvers`:
+named approvers or groups, no self-approval, says so). GET never writes anything (email link scanners
+prefetch it).
 
 POST decides only with: the form's Content-Type, a same-origin request (Origin / Sec-Fetch-Site),
 a session, the link's token, the identity the link was issued to, and the page's nonce (checked in
-constant time). The decision is a conditional update (`status = pending`: the first one wins),
-recorded with who (provider subject and email), when, from which link, and the comment; then
-Step Functions is told. Every refusal is `ApprovalRefused` with a name (`X-Approval-Refusal`).
+constant time). The vote is a conditional update (`status = pending`, one vote per person), recorded
+with who (provider subject and email), when, from which link, the comment (and, for reject-and-block,
+the block of the digest); when the votes reach the policy's numbers (N of M approvals, or its
+rejections) the record is decided and Step Functions told; before that the release waits.
+Every refusal is `ApprovalRefused` with a name (`X-Approval-Refusal`).
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from aws_lambda_powertools.shared.cookies import Cookie, SameSite
 from botocore.exceptions import ClientError
 
 from podrelease.approval import render
+from podrelease.approval.approvers import ApproverCheck
+from podrelease.approval.refusal import ApprovalRefused, decided_refusal, expired_refusal, undelivered
 from podrelease.approval.session import (
     LOGIN_COOKIE,
     LOGIN_SECONDS,
@@ -41,9 +46,9 @@ from podrelease.approval.session import (
     now_or,
 )
 from podrelease.approval.signin import SignInFailed
-from podrelease.approval.store import APPROVED, PENDING, REJECTED, SUPERSEDED, TASK_GONE_ERRORS, callback_state, iso
+from podrelease.approval.store import APPROVED, PENDING, REJECTED, TASK_GONE_ERRORS, callback_state, iso
 from podrelease.core import config
-from podrelease.core.errors import ApprovalRejected, ReleaseError, TokenExpired, TokenInvalid
+from podrelease.core.errors import ApprovalRejected, TokenExpired, TokenInvalid
 from podrelease.core.obs import bind_release, get_logger, register_secret
 
 if TYPE_CHECKING:
@@ -52,7 +57,6 @@ if TYPE_CHECKING:
     from aws_lambda_powertools import Tracer
 
     from podrelease.approval.keys import SigningKeys
-    from podrelease.approval.session import Identity
     from podrelease.approval.signin import OidcClient
     from podrelease.approval.store import ApprovalStore
     from podrelease.approval.tokens import Claims
@@ -62,10 +66,9 @@ logger = get_logger("approval")
 #: A form body longer than this is refused unread (a real one is well under 4 KiB).
 MAX_FORM_BYTES = 8 * 1024
 MAX_COMMENT_CHARS = 500
-DECISIONS = {"approve": APPROVED, "reject": REJECTED}
+#: The form's buttons: approve, reject, and reject-and-block (the digest may not be released again until unblocked).
+DECISIONS = {"approve": APPROVED, "reject": REJECTED, "reject-block": REJECTED}
 CALLBACK_PATH = "/callback"
-# Step Functions' answers when this page's role may not call it: an operator must fix the stack, retrying will not help.
-NOT_ALLOWED_ERRORS = frozenset({"AccessDenied", "AccessDeniedException"})
 SECURITY_HEADERS = render.SECURITY_HEADERS
 
 
@@ -79,15 +82,6 @@ class PageSettings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> PageSettings:
         return cls(table=config.require("LEDGER_TABLE", env), key_secret_id=config.require("APPROVAL_KEY_SECRET_ARN", env),
                    sign_in_parameter=config.require("SIGN_IN_PARAMETER", env))
-
-
-class ApprovalRefused(ReleaseError):
-    """The page refuses the request and says why; nothing was approved or rejected by it. `reason` names
-    the refusal (the `X-Approval-Refusal` header) for tests and logs."""
-
-    def __init__(self, status: int, title: str, detail: str, reason: str = "Refused") -> None:
-        super().__init__(title)
-        self.status, self.title, self.detail, self.reason = status, title, detail, reason
 
 
 @dataclass(frozen=True)
@@ -141,6 +135,10 @@ class DecisionForm:
     nonce: str
     comment: str
 
+    @property
+    def block(self) -> bool:
+        return self.decision == "reject-block"
+
 
 def check_post_origin(headers: Mapping[str, str], expected_origin: str) -> None:
     """A decision comes from the page itself: Sec-Fetch-Site `same-origin` and/or Origin equal to the
@@ -190,74 +188,6 @@ def unreadable_form() -> ApprovalRefused:
     return ApprovalRefused(400, "Bad request", "The form could not be read. Use the form on the approval page.", "BadForm")
 
 
-# --- who may decide -------------------------------------------------------------------------------
-#: Decides whether the signed-in `identity` may decide on the link `claims` for `record`: returns
-#: nothing or raises ApprovalRefused. The default is the link's own approver; an approver policy
-#: (groups, N-of-M, no self-approval) replaces it.
-ApproverCheck = Callable[["Claims", "Identity", "Mapping[str, Any]"], None]
-
-
-def link_approver_only(claims: Claims, identity: Identity, record: Mapping[str, Any]) -> None:  # noqa: ARG001
-    if identity.email.lower() != claims.apr.lower():
-        raise ApprovalRefused(
-            403, "This link is not yours",
-            f"You are signed in as {identity.email}, but this link was issued to another approver. Open the link from "
-            "your own approval email. Nothing was decided.", "WrongApprover",
-        )
-
-
-# --- what the page says about a decided or expired release ---------------------------------------
-def _decided_refusal(record: Mapping[str, Any]) -> ApprovalRefused:
-    when = iso(record["decided_at"]) if record.get("decided_at") else "earlier"
-    if record.get("status") == SUPERSEDED:
-        return ApprovalRefused(
-            410, "Release superseded",
-            f"Release {record.get('release_id')} was superseded by {record.get('decided_by')} at {when}: a newer image "
-            "of the same repository reached approval after it, and dev runs that one now. Nothing was changed; "
-            "decide on the newer release from its own email.", "Superseded",
-        )
-    votes = render.votes_text(record)
-    return ApprovalRefused(
-        410, f"Release already {record.get('status')}",
-        f"Release {record.get('release_id')} was already {record.get('status')} by {record.get('decided_by')} at "
-        f"{when}. Decisions: {votes}. Nothing was changed. A decision cannot be changed; to undo an approval, roll "
-        "back prod or start a new release.", "AlreadyDecided",
-    )
-
-
-def _expired_refusal(record: Mapping[str, Any]) -> ApprovalRefused:
-    return ApprovalRefused(
-        410, "This approval has expired",
-        f"The approval window of release {record.get('release_id')} closed at {iso(record['expires_at'])}. "
-        "Nothing was changed; start a new release to deploy this digest to prod.", "ApprovalExpired",
-    )
-
-
-def _undelivered(record: Mapping[str, Any], code: str) -> ApprovalRefused:
-    if code in TASK_GONE_ERRORS:
-        # TaskTimedOut: the waiting task is closed (approval window over, execution stopped,
-        # timed out or otherwise ended); InvalidToken / TaskDoesNotExist: nothing waits on it.
-        return ApprovalRefused(
-            410, "This release is no longer waiting",
-            f"Your decision ({record['status']}) was recorded, but release {record['release_id']} is no longer "
-            "waiting for a decision: its approval window closed, or it was stopped or ended. Nothing was "
-            "changed. Start a new release to deploy this digest.", "TaskGone",
-        )
-    if code in NOT_ALLOWED_ERRORS:
-        return ApprovalRefused(
-            500, "Decision recorded, not delivered",
-            f"Your decision ({record['status']}) was recorded, but Step Functions refused this page's call "
-            f"({code}): the approval page's role lacks states:SendTaskSuccess/SendTaskFailure on the release "
-            "state machine. Tell the team that runs this stack; once it is fixed, submit the same decision again.",
-            "NotAllowed",
-        )
-    return ApprovalRefused(
-        503, "Decision recorded, not yet delivered",
-        "Your decision was recorded but Step Functions could not be reached. Go back and submit the same "
-        "decision again in a minute to deliver it.", "NotDelivered",
-    )
-
-
 def _sign_in_again(detail: str, reason: str) -> ApprovalRefused:
     return ApprovalRefused(401, "Please sign in again", f"{detail} Open the link from the approval email again to sign in. "
                            "Nothing was decided.", reason)
@@ -274,7 +204,11 @@ class ApprovalPage:
     sfn: Any
     sign_in: Callable[[], OidcClient]
     tracer: Tracer | None = None
-    approver_check: ApproverCheck = link_approver_only
+    #: Who may decide and when the votes decide (`podrelease.approval.approvers`).
+    approver_check: ApproverCheck = field(default_factory=ApproverCheck)
+    #: Records a block of a digest (digest, who, reason, now): the handler passes the ledger's
+    #: (`podrelease.release.actions.Actions.block`); without it the page offers no reject-and-block.
+    block: Callable[[str, str, str, float], object] | None = None
 
     # --- cookies ---
     def _cookie(self, name: str, value: str, max_age: int, same_site: SameSite) -> Cookie:
@@ -298,9 +232,9 @@ class ApprovalPage:
         current = now_or(now)
         claims, record = self._bound(token, current)
         if record.get("status") != PENDING:
-            raise _decided_refusal(record)
+            raise decided_refusal(record)
         if int(record["expires_at"]) <= current:
-            raise _expired_refusal(record)
+            raise expired_refusal(record)
         session = self.session_of(cookies, current)
         if session is None:
             return self._to_sign_in(token, current)
@@ -312,13 +246,16 @@ class ApprovalPage:
             f'<input type="hidden" name="n" value="{html.escape(nonce, quote=True)}">'
             '<button class="approve" type="submit" name="decision" value="approve">Approve</button>'
             '<button class="reject" type="submit" name="decision" value="reject">Reject</button>'
+            + ('<button class="reject" type="submit" name="decision" value="reject-block">Reject and block this digest'
+               '</button>' if self.block is not None else "") +
             '<br><label>Comment (optional, recorded with your decision):<br>'
             f'<textarea name="comment" rows="2" maxlength="{MAX_COMMENT_CHARS}"></textarea></label></form>'
         )
         body = (
             f'<p class="note">Signed in as <b>{html.escape(session.identity.email)}</b>. Promote this exact digest of '
             "podinfo from dev to prod? Opening this page changed nothing; only the buttons decide, and a decision "
-            f"cannot be changed.</p>{form}<h2>At a glance</h2>{render.summary_html(record, current)}"
+            f"cannot be changed. Votes so far: {html.escape(self.approver_check.progress(record))}.</p>"
+            f"{form}<h2>At a glance</h2>{render.summary_html(record, current)}"
             f"<h2>Details</h2>{render.raw_html(record)}"
         )
         return _page(200, f"Approve podinfo release {record['release_id']} for prod?", body)
@@ -378,7 +315,12 @@ class ApprovalPage:
                                   "There is no signed-in session with this request: a decision needs both the link and your "
                                   "sign-in. Open the link from the approval email. Nothing was decided.", "SignInRequired")
         claims, record = self._bound(form.token, current)
-        self.approver_check(claims, session.identity, record)
+        try:
+            self.approver_check(claims, session.identity, record)
+        except ApprovalRefused as refusal:
+            self.store.note_refused(claims.rid, {"subject": session.identity.subject, "email": session.identity.email,
+                                                 "at": int(current), "link": claims.jti, "reason": refusal.reason}, current)
+            raise
         try:
             check_form_nonce(self.keys.ring().keys, form.nonce, session, claims.jti, current)
         except SessionInvalid as exc:
@@ -386,21 +328,48 @@ class ApprovalPage:
                                   "The form's nonce does not match this page and session (a stale page or another site's "
                                   "form). Open the link again. Nothing was decided.", "FormNonceInvalid") from exc
         status = DECISIONS[form.decision]
+        if form.block and self.block is None:
+            raise ApprovalRefused(400, "Blocking is not available here", "This page cannot block digests. Nothing was "
+                                  "decided.", "BlockUnavailable")
         if record.get("status") != PENDING:
             # A delivery that failed transiently may be retried with the same decision; nothing else.
             if record.get("status") == status and record.get("callback") == "failed":
                 return self._deliver(record, current)
-            raise _decided_refusal(record)
+            raise decided_refusal(record)
         vote = {"decision": status, "subject": session.identity.subject, "email": session.identity.email,
                 "issuer": session.identity.issuer, "at": int(current), "link": claims.jti, "approver": claims.apr,
-                "comment": form.comment}
-        decided = self.store.decide(claims, status, current, vote)
-        if decided is None:
-            latest = self.store.get(claims.rid) or dict(record)
-            raise _decided_refusal(latest) if latest.get("status") != PENDING else _expired_refusal(latest)
-        logger.info("decision recorded",
-                    extra={"decision": status, "decided_by": claims.apr, "subject": session.identity.subject})
-        return self._deliver(decided, current)
+                "comment": form.comment, "block": form.block}
+        voted = self.store.vote(claims, vote, current)
+        if voted is None:  # decided, expired, or this person voted already (then perhaps a retry after a crash)
+            voted = self.store.get(claims.rid) or dict(record)
+            if voted.get("status") != PENDING:
+                raise decided_refusal(voted)
+            if session.identity.subject not in (voted.get("voters") or []):
+                raise expired_refusal(voted)
+            if self.approver_check.outcome(voted) is None:
+                raise ApprovalRefused(409, "You have already voted",
+                                      f"Your vote on release {claims.rid} is recorded and counts once: "
+                                      f"{self.approver_check.progress(voted)}. Nothing was changed.", "AlreadyVoted")
+        elif form.block:
+            assert self.block is not None  # noqa: S101 - checked above
+            self.block(record["digest"], f"{session.identity.email} (subject {session.identity.subject}) on the approval "
+                       f"page, link {claims.jti}", form.comment or f"rejected and blocked on release {claims.rid}", current)
+        logger.info("vote recorded", extra={"decision": status, "subject": session.identity.subject, "block": form.block})
+        return self._conclude(claims, voted, current)
+
+    def _conclude(self, claims: Claims, record: Mapping[str, Any], now: float) -> HtmlPage:
+        """Decide when the votes in `record` reach the policy's numbers; else say the release waits."""
+        status = self.approver_check.outcome(record)
+        if status is None:
+            return _page(200, "Your vote is recorded",
+                         f"<p>Release {html.escape(record['release_id'])} waits for more votes: "
+                         f"{html.escape(self.approver_check.progress(record))}. Each approver decides from their own "
+                         f"link.</p><h2>Decisions</h2><p>{html.escape(render.votes_text(record))}</p>")
+        decided = self.store.conclude(claims.rid, status, self.approver_check.deciders(record, status), claims.jti, now)
+        if decided is None:  # another vote decided it at the same time
+            raise decided_refusal(self.store.get(claims.rid) or dict(record))
+        logger.info("decision recorded", extra={"decision": status, "decided_by": decided["decided_by"]})
+        return self._deliver(decided, now)
 
     def _bound(self, token: str, now: float) -> tuple[Claims, dict[str, Any]]:
         """The token's claims and the record they are bound to (same execution, digest, an approver)."""
@@ -450,18 +419,17 @@ class ApprovalPage:
                     "subject": vote.get("subject"), "link": vote.get("link"), "comment": vote.get("comment", ""),
                     "votes": [render.vote_text(v) for v in votes]}))
             else:
-                comment = f': "{vote["comment"]}"' if vote.get("comment") else ""
                 self.sfn.send_task_failure(
                     taskToken=task_token, error=ApprovalRejected.__name__,
-                    cause=f"rejected by {record['decided_by']} (subject {vote.get('subject', '?')}, link "
-                          f"{vote.get('link', '?')}) at {iso(record['decided_at'])}{comment}"[:1000],
+                    cause=f"rejected by {record['decided_by']} at {iso(record['decided_at'])}. Decisions: "
+                          f"{render.votes_text(record)}"[:1000],
                 )
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "Unknown")
             self.store.set_callback(record["release_id"], callback_state(code), code, now)
             logger.warning("decision not delivered to Step Functions", extra={"error_code": code,
                                                                               "task_gone": code in TASK_GONE_ERRORS})
-            raise _undelivered(record, code) from exc
+            raise undelivered(record, code) from exc
         self.store.set_callback(record["release_id"], "delivered", None, now)
         logger.info("decision delivered", extra={"decision": record["status"], "decided_by": record["decided_by"]})
         verb = "approved" if record["status"] == APPROVED else "rejected"

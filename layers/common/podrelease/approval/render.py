@@ -183,6 +183,7 @@ def votes_text(record: Mapping[str, Any]) -> str:
 
 def vote_text(vote: Mapping[str, Any]) -> str:
     comment = f' - "{vote["comment"]}"' if vote.get("comment") else ""
+    comment += " (and blocked the digest)" if vote.get("block") else ""
     return (f"{vote.get('decision', '?')} by {vote.get('email', '?')} (subject {vote.get('subject', '?')}) at "
             f"{iso(vote['at']) if vote.get('at') else '?'}, link {vote.get('link', '?')}{comment}")
 

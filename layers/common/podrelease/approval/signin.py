@@ -5,7 +5,8 @@ external OIDC or SAML provider) or, with `SignInIssuerUrl`, any OIDC provider di
 the embedded provider of `local.oidc`. Its settings are one JSON document (an SSM parameter the
 template writes, `SIGN_IN_PARAMETER`): `issuer`, `client_id`, `redirect_uri` (this page's
 `/callback`) and optionally `authorization_endpoint`, `token_endpoint`, `jwks_uri` (otherwise read
-from the issuer's discovery document). The client is public: PKCE, no client secret.
+from the issuer's discovery document) and `groups_claim` (the ID token claim listing the person's
+groups, for the approver policy; default `groups`). The client is public: PKCE, no client secret.
 
 The ID token is checked with joserfc: signature against the provider's JWKS (one fresh read when the
 token names a key id the cached set lacks), `iss`, `aud`, `exp`, `iat`, `nonce`, and a non-empty
@@ -38,8 +39,8 @@ HTTP_TIMEOUT_SECONDS = 10
 #: Clock skew allowed on exp/iat.
 LEEWAY_SECONDS = 60
 MAX_ID_TOKEN_BYTES = 16 * 1024
-#: The groups claims read, in order: Cognito's, then the common one.
-GROUP_CLAIMS = ("cognito:groups", "groups")
+#: The ID token claim holding the person's groups, unless the settings name another (Cognito's is `cognito:groups`).
+DEFAULT_GROUPS_CLAIM = "groups"
 
 
 class SignInFailed(ReleaseError):
@@ -54,6 +55,7 @@ class SignInSettings:
     authorization_endpoint: str = ""
     token_endpoint: str = ""
     jwks_uri: str = ""
+    groups_claim: str = DEFAULT_GROUPS_CLAIM
 
     @classmethod
     def parse(cls, document: Any) -> SignInSettings:
@@ -64,11 +66,13 @@ class SignInSettings:
         if not isinstance(data, dict):
             raise ConfigurationError("sign-in settings must be a JSON object")
         values = {}
-        for name in ("issuer", "client_id", "redirect_uri", "authorization_endpoint", "token_endpoint", "jwks_uri"):
+        for name in ("issuer", "client_id", "redirect_uri", "authorization_endpoint", "token_endpoint", "jwks_uri",
+                     "groups_claim"):
             value = data.get(name, "")
             if not isinstance(value, str):
                 raise ConfigurationError(f"sign-in settings: {name} must be a string")
             values[name] = value.strip()
+        values["groups_claim"] = values["groups_claim"] or DEFAULT_GROUPS_CLAIM
         for name in ("issuer", "client_id", "redirect_uri"):
             if not values[name]:
                 raise ConfigurationError(f"sign-in settings: {name} is missing")
@@ -185,10 +189,6 @@ class OidcClient:
             raise SignInFailed("the ID token carries no subject or email")
         if claims.get("email_verified") in (False, "false"):
             raise SignInFailed("the provider says the email is not verified")
-        groups: list[str] = []
-        for name in GROUP_CLAIMS:
-            value = claims.get(name)
-            if isinstance(value, list):
-                groups = [g for g in value if isinstance(g, str)]
-                break
+        value = claims.get(self.settings.groups_claim)
+        groups = [g for g in value if isinstance(g, str)] if isinstance(value, list) else []
         return Identity(subject=subject, email=email.strip().lower(), issuer=self.settings.issuer, groups=tuple(groups))

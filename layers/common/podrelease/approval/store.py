@@ -3,14 +3,16 @@
 
 `approval#<release id>`: task_token, execution_arn, digest, repository, image_uri, approvers,
 evidence, dev, status (pending | approved | rejected | superseded | withdrawn), decided_by, decided_at,
-decision_jti, votes (each decision: decision, subject, email, issuer, at, link, approver, comment),
+decision_jti, votes (each person's vote: decision, subject, email, issuer, at, link, approver, comment,
+block), voters (the provider subjects that voted: one vote each), refused (refused attempts: who, why, when),
 callback (sending | delivered | task_gone | failed), callback_error, notified
 (approver -> SNS message id), created_at, updated_at, expires_at (also the table's TTL attribute).
 
 `approval-waiting#<repository>`: the release of the repository that waits for approval (the newest
 to ask), so a newer one can supersede it.
 
-Every decision is a conditional update on `status = pending`: the first wins, later ones change nothing.
+Every vote and every decision is a conditional update on `status = pending`: once decided, later
+ones change nothing; a person votes once (`voters`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ WAITING_PREFIX = "approval-waiting#"
 PENDING, APPROVED, REJECTED, SUPERSEDED = "pending", "approved", "rejected", "superseded"
 #: A pending approval whose release ended without deciding (stopped, timed out): its links refuse.
 WITHDRAWN = "withdrawn"
+#: Refused attempts kept on a record (the first ones: a signed-in stranger cannot grow it without end).
+MAX_REFUSED = 20
 # Step Functions' answers to SendTask* when the waiting task no longer exists.
 TASK_GONE_ERRORS = frozenset({"TaskTimedOut", "InvalidToken", "TaskDoesNotExist"})
 
@@ -121,19 +125,42 @@ class ApprovalStore:
             ExpressionAttributeValues={":m": message_id},
         )
 
-    def decide(self, claims: Claims, status: str, now: float, vote: Mapping[str, Any]) -> dict[str, Any] | None:
-        """Record the decision (`vote`: who signed in, from which link, the comment) of the link `claims`
-        if the record is still pending, unexpired and bound to the token's execution and digest; the
-        decided record, or None when any of that no longer holds."""
+    def vote(self, claims: Claims, vote: Mapping[str, Any], now: float) -> dict[str, Any] | None:
+        """Append one person's `vote` (decision, who signed in, from which link, the comment) to a record
+        still pending, unexpired and bound to the token's execution and digest, on which that person
+        (provider subject) has not voted; the record with the vote, or None when any of that no longer holds."""
         return self._update_if(
             Key=_key(claims.rid),
+            UpdateExpression="SET votes = list_append(if_not_exists(votes, :none), :vote), updated_at = :now "
+            "ADD voters :voter",
+            ConditionExpression="#s = :pending AND expires_at > :now AND execution_arn = :exe AND digest = :dig "
+            "AND NOT contains(voters, :subject)",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":now": int(now), ":pending": PENDING, ":exe": claims.exe, ":dig": claims.dig,
+                                       ":none": [], ":vote": [_storable(vote)], ":voter": {vote["subject"]},
+                                       ":subject": vote["subject"]},
+        )
+
+    def conclude(self, release_id: str, status: str, decided_by: str, jti: str, now: float) -> dict[str, Any] | None:
+        """End a pending record as `status` (the votes reached the policy's numbers); the decided record,
+        or None when it was no longer pending."""
+        return self._update_if(
+            Key=_key(release_id),
             UpdateExpression="SET #s = :s, decided_by = :by, decided_at = :now, decision_jti = :jti, "
-            "#c = :sending, updated_at = :now, votes = list_append(if_not_exists(votes, :none), :vote)",
-            ConditionExpression="#s = :pending AND expires_at > :now AND execution_arn = :exe AND digest = :dig",
+            "#c = :sending, updated_at = :now",
+            ConditionExpression="#s = :pending",
             ExpressionAttributeNames={"#s": "status", "#c": "callback"},
-            ExpressionAttributeValues={":s": status, ":by": vote.get("email") or claims.apr, ":now": int(now),
-                                       ":jti": claims.jti, ":sending": "sending", ":pending": PENDING, ":exe": claims.exe,
-                                       ":dig": claims.dig, ":none": [], ":vote": [_storable(vote)]},
+            ExpressionAttributeValues={":s": status, ":by": decided_by, ":now": int(now), ":jti": jti,
+                                       ":sending": "sending", ":pending": PENDING},
+        )
+
+    def note_refused(self, release_id: str, attempt: Mapping[str, Any], now: float) -> None:
+        """Keep a refused attempt to decide (who, why, when) beside the votes; at most MAX_REFUSED."""
+        self._update_if(
+            Key=_key(release_id),
+            UpdateExpression="SET refused = list_append(if_not_exists(refused, :none), :one), updated_at = :now",
+            ConditionExpression="attribute_exists(pk) AND (attribute_not_exists(refused) OR size(refused) < :max)",
+            ExpressionAttributeValues={":none": [], ":one": [_storable(attempt)], ":now": int(now), ":max": MAX_REFUSED},
         )
 
     def supersede(self, release_id: str, by: str, now: float) -> dict[str, Any] | None:

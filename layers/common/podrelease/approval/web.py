@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes import LambdaFunctionUrlEvent
 
 from podrelease.approval import page
+from podrelease.approval.refusal import ApprovalRefused
 from podrelease.approval.session import read_cookies
 from podrelease.approval.signin import SignInFailed
 from podrelease.core.errors import ReleaseError
@@ -39,7 +40,7 @@ def resolver(approvals: page.ApprovalPage, logger: Logger) -> LambdaFunctionUrlR
     """The page's routes and exception handlers over `approvals`."""
     app = LambdaFunctionUrlResolver()
 
-    def refused_page(refusal: page.ApprovalRefused) -> Response[str]:
+    def refused_page(refusal: ApprovalRefused) -> Response[str]:
         logger.info("approval page refused", extra={"status": refusal.status, "reason": refusal.reason})
         return _reply(page.refusal_page(refusal))
 
@@ -63,8 +64,8 @@ def resolver(approvals: page.ApprovalPage, logger: Logger) -> LambdaFunctionUrlR
         page.check_post_origin(headers, approvals.sign_in().settings.origin)
         return _reply(approvals.decide(page.read_form(event.decoded_body, form_type), _cookies(event)))
 
-    @app.exception_handler(page.ApprovalRefused)  # type: ignore[misc]  # Powertools' decorator is untyped
-    def refused(refusal: page.ApprovalRefused) -> Response[str]:
+    @app.exception_handler(ApprovalRefused)  # type: ignore[misc]  # Powertools' decorator is untyped
+    def refused(refusal: ApprovalRefused) -> Response[str]:
         return refused_page(refusal)
 
     @app.not_found  # every path is served: only the method can be wrong

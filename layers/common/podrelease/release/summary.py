@@ -68,6 +68,16 @@ def _what_was_left(outcome: str, error: Any, done: list[str]) -> str:
     return "Nothing from this release is left serving traffic: in-flight deployments were rolled back."
 
 
+def _window_lines(state: dict[str, Any], record: dict[str, Any]) -> list[str]:
+    """A deploy window that held the release (podrelease.verify.windows): how long, and why; kept in the record."""
+    windows: dict[str, Any] = state["windows"] if isinstance(state.get("windows"), dict) else {}
+    if windows:
+        record["windows"] = windows
+    return [f"Waited for {environment}'s deploy window until {window['wait_until']} ({window.get('reason', '')})"
+            for environment in ("dev", "prod")
+            if isinstance(window := windows.get(environment), dict) and window.get("wait_until")]
+
+
 def summarize(outcome: str, state: dict[str, Any], execution_name: str, console_url: str = "") -> dict[str, Any]:
     """The record of a finished release and the notification text (no secrets: facts only)."""
     release: dict[str, Any] = state["release"] if isinstance(state.get("release"), dict) else {}
@@ -117,14 +127,7 @@ def summarize(outcome: str, state: dict[str, Any], execution_name: str, console_
         # Each decision on the approval page: who signed in (provider subject, email), when, which link, the comment.
         if isinstance(approval, dict):
             lines += [f"  Decision: {vote}" for vote in approval.get("votes") or [] if isinstance(vote, str)]
-    # A deploy window that held the release (podrelease.verify.windows): how long, and why.
-    windows: dict[str, Any] = state["windows"] if isinstance(state.get("windows"), dict) else {}
-    if windows:
-        record["windows"] = windows
-    for environment in ("dev", "prod"):
-        window = windows.get(environment)
-        if isinstance(window, dict) and window.get("wait_until"):
-            lines.append(f"Waited for {environment}'s deploy window until {window['wait_until']} ({window.get('reason', '')})")
+    lines += _window_lines(state, record)
     lines += [f"Canary in {env} finished early by {who} (podrelease finish)" for env, who in finished.items()]
     if outcome != "SUCCEEDED":
         lines += [f"Stopped at: {stopped_at or 'start'}", f"Reason: {record['error']}: {record['cause']}",

@@ -41,6 +41,9 @@ Fields of an environment:
 - `attestation_wait_seconds` (optional, 0..120): how long, from the gate's start, a required SBOM or
   provenance attestation is waited for (the build attests well after it signs: see docs/policy-gates.md
   for how the default was sized). Absent: the signature's grace (SignatureWaitSeconds).
+- `approvers` (optional): who approves a release into this environment: named `emails` and/or
+  `groups`, `required` approvals (N of M), `rejections` that end it, `no_self_approval` and the
+  `identities` map from provider identities to GitHub logins (`podrelease.core.approvers`).
 - `scan` (optional): `block_at` (CRITICAL, HIGH, MEDIUM, LOW, INFORMATIONAL, UNDEFINED),
   `in_progress` (`wait`, the default, or `fail`), `wait_seconds` (0..60, default 30), `top`
   (finding ids kept in the evidence, 0..50, default 10).
@@ -69,11 +72,21 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
-from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
+from podrelease.core.approvers import ApproverPolicy, parse_approvers
 from podrelease.core.errors import ConfigurationError, PolicyError, PolicyUnavailable
+from podrelease.core.policy_fields import (
+    fail,
+    integer_at,
+    list_at,
+    object_at,
+    parameter_name,
+    read_document,
+    text_at,
+    type_name,
+)
 from podrelease.verify.provenance import ProvenanceRequirement
 from podrelease.verify.scan import ScanPolicy
 from podrelease.verify.trust_policy import KeylessVerifier, TrustedKey, TrustPolicy
@@ -81,8 +94,6 @@ from podrelease.verify.windows import DeployWindow, parse_window
 
 ENVIRONMENTS: tuple[str, ...] = ("dev", "prod")
 POLICY_VERSION = 1
-#: A policy document larger than this is refused unread (Lambda's environment holds 4 KiB anyway).
-MAX_POLICY_BYTES = 64 * 1024
 MAX_SIGNERS = 16
 #: The longest attestation wait a policy may set: with the signature's grace (at most 90 s, waited
 #: from the same start) and a scan still in progress (at most 60 s) it fits the verify function's
@@ -90,7 +101,6 @@ MAX_SIGNERS = 16
 MAX_ATTESTATION_WAIT_SECONDS = 120
 #: The attestation wait of the default policy (the build workflow's own output): see docs/policy-gates.md.
 DEFAULT_ATTESTATION_WAIT_SECONDS = 120
-_MAX_TEXT = 1024
 
 
 @dataclass(frozen=True)
@@ -131,6 +141,8 @@ class EnvironmentPolicy:
     attestation_wait_seconds: int | None = None
     #: None: a deploy may start at any time.
     window: DeployWindow | None = None
+    #: Who approves a release into this environment (`podrelease.core.approvers`); None: the link's approver.
+    approvers: ApproverPolicy | None = None
 
     def describe(self) -> dict[str, Any]:
         """JSON-able summary for logs and evidence (key ids, never key material)."""
@@ -148,6 +160,8 @@ class EnvironmentPolicy:
             out["attestation_wait_seconds"] = self.attestation_wait_seconds
         if self.window is not None:
             out["deploy_window"] = self.window.describe()
+        if self.approvers is not None:
+            out["approvers"] = self.approvers.describe()
         return out
 
 
@@ -169,50 +183,11 @@ class ReleasePolicy:
 # --- parsing ------------------------------------------------------------------------------------
 
 
-def _fail(where: str, problem: str) -> PolicyError:
-    return PolicyError(f"release policy {where}: {problem}")
-
-
-def _type_name(value: object) -> str:
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
-        type(value), "a number"
-    )
-
-
-def _object(value: object, where: str, allowed: AbstractSet[str], required: AbstractSet[str] = frozenset()) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise _fail(where, f"must be an object, not {_type_name(value)}")
-    unknown = sorted(set(value) - allowed)
-    if unknown:
-        raise _fail(where, f"unknown field(s) {', '.join(repr(u[:40]) for u in unknown)} (allowed: {', '.join(sorted(allowed))})")
-    missing = sorted(required - set(value))
-    if missing:
-        raise _fail(where, f"missing required field(s) {', '.join(repr(m) for m in missing)}")
-    return value
-
-
-def _text(value: object, where: str) -> str:
-    if not isinstance(value, str):
-        raise _fail(where, f"must be a string, not {_type_name(value)}")
-    if not value.strip():
-        raise _fail(where, "must not be empty")
-    if len(value) > _MAX_TEXT:
-        raise _fail(where, f"is longer than {_MAX_TEXT} characters")
-    return value
+_fail, _type_name, _object, _text, _integer = fail, type_name, object_at, text_at, integer_at
 
 
 def _list(value: object, where: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise _fail(where, f"must be a list, not {_type_name(value)}")
-    if len(value) > MAX_SIGNERS:
-        raise _fail(where, f"has {len(value)} entries, more than {MAX_SIGNERS}")
-    return value
-
-
-def _integer(value: object, where: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise _fail(where, f"must be an integer, not {_type_name(value)}")
-    return value
+    return list_at(value, where, MAX_SIGNERS)
 
 
 def _keys(value: object, where: str) -> list[TrustedKey]:
@@ -311,7 +286,7 @@ def _environment(
 ) -> EnvironmentPolicy:
     where = f"environments.{name}"
     body = _object(value, where, {"signers", "require_sbom", "require_provenance", "attestation_wait_seconds", "scan",
-                                         "deploy_window"},
+                                         "deploy_window", "approvers"},
                    {"signers"})
     signers = _object(body["signers"], f"{where}.signers", {"keys", "keyless", "kms"})
     keys = _keys(signers.get("keys", []), f"{where}.signers.keys")
@@ -345,38 +320,15 @@ def _environment(
         attestation_wait_seconds=(_attestation_wait(body["attestation_wait_seconds"], f"{where}.attestation_wait_seconds")
                                   if "attestation_wait_seconds" in body else None),
         window=parse_window(body["deploy_window"], f"{where}.deploy_window") if "deploy_window" in body else None,
+        approvers=parse_approvers(body["approvers"], f"{where}.approvers") if "approvers" in body else None,
     )
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    seen: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in seen:
-            msg = f"release policy: field {key[:40]!r} appears twice in one object"
-            raise PolicyError(msg)
-        seen[key] = value
-    return seen
 
 
 def parse_policy(
     text: str | bytes, *, keyless_factory: KeylessFactory | None = None, kms_resolver: KmsResolver | None = None
 ) -> ReleasePolicy:
     """Parse and validate a release policy document (see the module docstring)."""
-    data = text.encode() if isinstance(text, str) else bytes(text)
-    if len(data) > MAX_POLICY_BYTES:
-        msg = f"release policy: the document is {len(data)} bytes, more than {MAX_POLICY_BYTES}"
-        raise PolicyError(msg)
-    if not data.strip():
-        msg = "release policy: the document is empty"
-        raise PolicyError(msg)
-    try:
-        document = json.loads(data, object_pairs_hook=_no_duplicates)
-    except json.JSONDecodeError as exc:
-        msg = f"release policy: not valid JSON (line {exc.lineno} column {exc.colno}: {exc.msg})"
-        raise PolicyError(msg) from exc
-    except (UnicodeDecodeError, RecursionError) as exc:
-        msg = "release policy: not valid JSON (not UTF-8, or nested too deeply)"
-        raise PolicyError(msg) from exc
+    document = read_document(text)
     body = _object(document, "document", {"version", "environments"}, {"version", "environments"})
     version = body["version"]
     if version != POLICY_VERSION or isinstance(version, bool):
@@ -487,10 +439,7 @@ def load_policy(
     multi-line document never passes through a command line or the 4 KB function environment),
     else the default for BUILD_IDENTITY (see `default_document`). Neither set, or a parameter
     that cannot be read, is a named error: no release passes without a policy."""
-    name = env.get("RELEASE_POLICY_PARAMETER", "").strip()
-    version = env.get("RELEASE_POLICY_VERSION", "").strip()
-    if name and version not in ("", "0"):
-        name = f"{name}:{version}"  # the version the stack was deployed with, not whatever is latest
+    name = parameter_name(env)
     if name:
         try:
             document = read_parameter(name)
