@@ -31,12 +31,13 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from podrelease.core.errors import OutsideDeployWindow, PolicyError
+from podrelease.core.errors import OutsideDeployWindow
+from podrelease.core.policy_fields import fail, list_at, object_at
 
 DAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DEFAULT_MAX_WAIT_MINUTES = 3 * 24 * 60
@@ -92,46 +93,28 @@ class DeployWindow:
 
 # --- parsing ------------------------------------------------------------------------------------
 
-def _fail(where: str, problem: str) -> PolicyError:
-    return PolicyError(f"release policy {where}: {problem}")
-
-
-def _fields(value: object, where: str, allowed: set[str], required: set[str]) -> Mapping[str, Any]:
-    if not isinstance(value, dict):
-        raise _fail(where, "must be an object")
-    unknown = sorted(set(value) - allowed)
-    if unknown:
-        raise _fail(where, f"unknown field(s) {', '.join(repr(u[:40]) for u in unknown)} (allowed: {', '.join(sorted(allowed))})")
-    missing = sorted(required - set(value))
-    if missing:
-        raise _fail(where, f"missing required field(s) {', '.join(repr(m) for m in missing)}")
-    return value
-
-
 def _entries(value: object, where: str) -> list[Any]:
-    if not isinstance(value, list) or not value:
-        raise _fail(where, "must be a non-empty list")
-    if len(value) > MAX_ENTRIES:
-        raise _fail(where, f"has {len(value)} entries, more than {MAX_ENTRIES}")
-    return value
+    if isinstance(value, list) and not value:
+        raise fail(where, "must be a non-empty list")
+    return list_at(value, where, MAX_ENTRIES)
 
 
 def _clock(value: object, where: str) -> int:
     """HH:MM as minutes after midnight (24:00 is 1440)."""
     match = _CLOCK.fullmatch(value) if isinstance(value, str) else None
     if match is None or (match["hour"] == "24" and match["minute"] != "00"):
-        raise _fail(where, f"{str(value)[:40]!r} is not a time of day HH:MM (00:00..24:00)")
+        raise fail(where, f"{str(value)[:40]!r} is not a time of day HH:MM (00:00..24:00)")
     return int(match["hour"]) * 60 + int(match["minute"])
 
 
 def _open_window(value: object, where: str) -> OpenWindow:
-    body = _fields(value, where, {"days", "from", "to"}, {"days", "from", "to"})
+    body = object_at(value, where, {"days", "from", "to"}, {"days", "from", "to"})
     days = _entries(body["days"], f"{where}.days")
     if any(day not in DAYS for day in days):
-        raise _fail(f"{where}.days", f"names a day that is not one of {', '.join(DAYS)}")
+        raise fail(f"{where}.days", f"names a day that is not one of {', '.join(DAYS)}")
     start, end = _clock(body["from"], f"{where}.from"), _clock(body["to"], f"{where}.to")
     if start == 1440:
-        raise _fail(f"{where}.from", "24:00 is the end of a day; start at 00:00")
+        raise fail(f"{where}.from", "24:00 is the end of a day; start at 00:00")
     minutes = end - start if end > start else end + 1440 - start
     return OpenWindow(frozenset(DAYS.index(d) for d in days), dt.time(start // 60, start % 60), minutes)
 
@@ -142,38 +125,38 @@ def _instant(value: object, where: str, zone: ZoneInfo) -> dt.datetime:
     except ValueError:
         moment = None
     if moment is None:
-        raise _fail(where, f"{str(value)[:40]!r} is not an ISO 8601 date-time (2026-12-20T00:00 or with an offset)")
+        raise fail(where, f"{str(value)[:40]!r} is not an ISO 8601 date-time (2026-12-20T00:00 or with an offset)")
     return (moment if moment.tzinfo else moment.replace(tzinfo=zone)).astimezone(UTC)
 
 
 def _freeze(value: object, where: str, zone: ZoneInfo) -> Freeze:
-    body = _fields(value, where, {"from", "to", "reason"}, {"from", "to"})
+    body = object_at(value, where, {"from", "to", "reason"}, {"from", "to"})
     start, end = _instant(body["from"], f"{where}.from", zone), _instant(body["to"], f"{where}.to", zone)
     if end <= start:
-        raise _fail(where, "ends at or before it starts")
+        raise fail(where, "ends at or before it starts")
     reason = body.get("reason", "freeze")
     if not isinstance(reason, str) or not reason.strip() or len(reason) > 200:
-        raise _fail(f"{where}.reason", "must be a non-empty string of at most 200 characters")
+        raise fail(f"{where}.reason", "must be a non-empty string of at most 200 characters")
     return Freeze(start, end, reason)
 
 
 def parse_window(value: object, where: str) -> DeployWindow:
     """An environment's `deploy_window` section (see the module docstring), checked strictly."""
-    body = _fields(value, where, {"timezone", "open", "freezes", "max_wait_minutes"}, {"timezone"})
+    body = object_at(value, where, {"timezone", "open", "freezes", "max_wait_minutes"}, {"timezone"})
     name = body["timezone"]
     try:
         zone = ZoneInfo(name) if isinstance(name, str) and name else None
     except (ZoneInfoNotFoundError, ValueError):
         zone = None
     if zone is None:
-        raise _fail(f"{where}.timezone", f"{str(name)[:60]!r} is not an IANA time zone name (Europe/Berlin, UTC)")
+        raise fail(f"{where}.timezone", f"{str(name)[:60]!r} is not an IANA time zone name (Europe/Berlin, UTC)")
     windows = tuple(_open_window(v, f"{where}.open[{n}]") for n, v in enumerate(_entries(body["open"], f"{where}.open"))) \
         if "open" in body else ()
     freezes = tuple(_freeze(v, f"{where}.freezes[{n}]", zone)
                     for n, v in enumerate(_entries(body["freezes"], f"{where}.freezes"))) if "freezes" in body else ()
     wait = body.get("max_wait_minutes", DEFAULT_MAX_WAIT_MINUTES)
     if not isinstance(wait, int) or isinstance(wait, bool) or not 0 <= wait <= MAX_WAIT_MINUTES:
-        raise _fail(f"{where}.max_wait_minutes", f"must be an integer 0..{MAX_WAIT_MINUTES}")
+        raise fail(f"{where}.max_wait_minutes", f"must be an integer 0..{MAX_WAIT_MINUTES}")
     return DeployWindow(timezone=name, windows=windows, freezes=freezes, max_wait_minutes=wait)
 
 
