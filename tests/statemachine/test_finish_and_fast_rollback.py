@@ -11,10 +11,7 @@ once (CodeDeploy's LambdaAllAtOnce, the fleet in one step), still re-verified, r
 
 from __future__ import annotations
 
-import io
-import json
 from collections.abc import Callable, Iterator
-from contextlib import redirect_stdout
 from typing import Any
 
 import pytest
@@ -22,11 +19,9 @@ import pytest
 from local.demo import approval_link, decide
 from local.demo_report import fleet_problems
 from local.runtime import APPROVERS, PROD_REPOSITORY, WORKLOAD_REPOSITORY, LocalRuntime
-from local.serve import state_of
 from podrelease.release.events import execution_name
-from podrelease_cli.main import main
 from tests.statemachine.conftest import live_image, module_runtime, wait_for, wait_for_state
-from tests.statemachine.test_podrelease_cli import CALLER, actions, eventually, push_signed, record_of
+from tests.statemachine.test_podrelease_cli import CALLER, actions, eventually, local_cli, push_signed, record_of
 
 pytestmark = pytest.mark.statemachine
 DEV_BAKE_SECONDS = 5 * 120  # CodeDeployDefault.LambdaCanary10Percent5Minutes at 120 s a minute
@@ -39,16 +34,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRuntime]:
 
 @pytest.fixture(scope="module")
 def cli(env: LocalRuntime, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Any]:
-    state = tmp_path_factory.mktemp("up") / "state.json"
-    state.write_text(json.dumps(state_of(env)))
-
-    def run(*args: str, code: int = 0) -> Any:
-        out = io.StringIO()
-        with redirect_stdout(out):
-            assert main(["--local", "--state-file", str(state), "--json", *args]) == code
-        return json.loads(out.getvalue()) if code == 0 else None
-
-    return run
+    return local_cli(env, tmp_path_factory)
 
 
 def canary_split(env: LocalRuntime, environment: str) -> bool:

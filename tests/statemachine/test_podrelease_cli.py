@@ -43,6 +43,10 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRuntime]:
 
 @pytest.fixture(scope="module")
 def cli(env: LocalRuntime, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Any]:
+    return local_cli(env, tmp_path_factory)
+
+
+def local_cli(env: LocalRuntime, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Any]:
     """`podrelease --local --json ...` on the state file `make up` would write for this runtime."""
     state = tmp_path_factory.mktemp("up") / "state.json"
     state.write_text(json.dumps(state_of(env)))
