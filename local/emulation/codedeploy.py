@@ -93,8 +93,12 @@ class CodeDeployLifecycle:
     def backend(self) -> CodeDeployBackend:
         return codedeploy_backends[self.account][self.region]
 
-    def start(self, deployment_id: str) -> None:
+    def register(self, deployment_id: str) -> None:
+        """Know the deployment (its hook events, a stop) without running it: it stays in progress."""
         self.runs[deployment_id] = _Run(deployment_id)
+
+    def start(self, deployment_id: str) -> None:
+        self.register(deployment_id)
         thread = threading.Thread(target=self._run_safely, args=(deployment_id,), daemon=True)
         self.threads.append(thread)
         thread.start()

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from podrelease.core.errors import ConfigurationError, DeploymentFailed, InvalidRequest
+from podrelease.core.errors import ConfigurationError, DeploymentFailed, InvalidRequest, LockLost
 from podrelease.release import lambda_target as deploy
 from podrelease.release.events import execution_name
 from tests.conftest import import_handler
@@ -32,6 +32,12 @@ def deploy_app(site: Site) -> Any:
     return import_handler("deploy")
 
 
+def start(site: Site, deploy_app: Any, release: dict[str, Any], environment: str = "dev") -> dict[str, Any]:
+    """The DeployDev/DeployProd state of a release that holds the environment (AcquireDevLock ran)."""
+    site.lock(environment, release["id"])
+    return dict(deploy_app.handler({"action": "start", "environment": environment, "release": release}, Context()))
+
+
 @pytest.mark.parametrize(
     ("environment", "function", "repository"),
     [("dev", DEV_FUNCTION, REPOSITORY), ("prod", PROD_FUNCTION, PROD_REPOSITORY)],
@@ -42,7 +48,7 @@ def test_deploy_start_points_the_environment_at_its_repository_by_digest(
     image = site.registry.pusher.push_podinfo(REPOSITORY, "6.9.1")
     release = release_of(image.digest)
     # WHEN the DeployDev / DeployProd state runs
-    reply = deploy_app.handler({"action": "start", "environment": environment, "release": release}, Context())
+    reply = start(site, deploy_app, release, environment)
     # THEN the function runs repo@digest (prod from the prod repository), as a new version 2
     expected_uri = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{repository}@{image.digest}"
     assert site.image(function) == expected_uri
@@ -74,7 +80,7 @@ def test_deploy_start_points_the_environment_at_its_repository_by_digest(
 def test_deploy_status_reports_codedeploy_progress(site: Site, deploy_app: Any, moto_status: str) -> None:
     image = site.registry.pusher.push_podinfo(REPOSITORY, "6.9.1")
     release = release_of(image.digest)
-    started = deploy_app.handler({"action": "start", "environment": "dev", "release": release}, Context())
+    started = start(site, deploy_app, release)
     site.settle()
     site.set_status(started["id"], moto_status)
     # WHEN the CheckDev state polls with the deployment the DeployDev state returned
@@ -91,7 +97,7 @@ def test_deploy_status_carries_on_a_start_lambda_was_still_applying(site: Site, 
     image = site.registry.pusher.push_podinfo(REPOSITORY, "6.9.1")
     release = release_of(image.digest)
     # WHEN DeployDev starts while Lambda takes its time applying the image
-    started = deploy_app.handler({"action": "start", "environment": "dev", "release": release}, Context())
+    started = start(site, deploy_app, release)
     # THEN it answers Updating (the Choice state goes on to WatchDev), with nothing published yet
     assert (started["status"], started["id"]) == (deploy.UPDATING, None)
     assert site.image(DEV_FUNCTION) == release["image_uri"]
@@ -106,7 +112,7 @@ def test_deploy_status_carries_on_a_start_lambda_was_still_applying(site: Site, 
 def test_deploy_status_of_a_rolled_back_deployment_is_deployment_failed_with_the_reason(site: Site, deploy_app: Any) -> None:
     image = site.registry.pusher.push_podinfo(REPOSITORY, "6.9.1")
     release = release_of(image.digest)
-    started = deploy_app.handler({"action": "start", "environment": "dev", "release": release}, Context())
+    started = start(site, deploy_app, release)
     # GIVEN CodeDeploy failed the deployment at its BeforeAllowTraffic hook and rolled it back
     site.settle()
     assert site.codedeploy.get_deployment(deploymentId=started["id"])["deploymentInfo"]["status"] == "Failed"
@@ -122,7 +128,7 @@ def test_deploy_abort_stops_the_release_in_flight_and_frees_only_its_own_locks(s
     image = site.registry.pusher.push_podinfo(REPOSITORY, "6.9.1")
     release = release_of(image.digest)
     other_release = execution_name(REPOSITORY, "sha256:" + "c4" * 32)
-    started = deploy_app.handler({"action": "start", "environment": "dev", "release": release}, Context())
+    started = start(site, deploy_app, release)
     site.settle()
     site.set_status(started["id"], "InProgress")
     # GIVEN this release holds dev, another release holds prod
@@ -143,11 +149,50 @@ def test_deploy_abort_stops_the_release_in_flight_and_frees_only_its_own_locks(s
     assert site.lock_holder("prod") == other_release
 
 
+def test_an_abort_finds_the_deployment_a_stopped_execution_had_not_recorded_yet(site: Site, deploy_app: Any) -> None:
+    # GIVEN DeployDev started the dev deployment, but the execution was stopped before the Task
+    # returned: its history (the cleanup's `state`) has the release and no deployment
+    image = site.registry.pusher.push_podinfo(REPOSITORY, "6.9.1")
+    release = release_of(image.digest)
+    started = start(site, deploy_app, release)
+    site.settle()
+    site.set_status(started["id"], "InProgress")
+    # WHEN the cleanup's abort runs from that history
+    reply = deploy_app.handler({"action": "abort", "state": {"release": release}}, Context())
+    # THEN the deployment kept beside the lock is stopped (CodeDeploy rolls it back) and dev is free
+    assert reply == {"stopped": [started["id"]], "locks_released": ["dev"]}
+    assert site.emulation.codedeploy.runs[started["id"]].stop_requested is True
+    assert site.lock_holder("dev") is None
+
+
+def test_a_start_that_ends_after_its_abort_undoes_itself_with_lock_lost(site: Site, deploy_app: Any,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # GIVEN CodeDeploy keeps a new deployment in progress (here the engine has no hook to fail it on)
+    held = site.emulation.codedeploy
+    monkeypatch.setattr(held, "start", held.register)
+    # AND the release held dev and was aborted (the lock fenced and freed) while DeployDev still ran
+    image = site.registry.pusher.push_podinfo(REPOSITORY, "6.9.1")
+    release = release_of(image.digest)
+    site.lock("dev", release["id"])
+    assert deploy_app.handler({"action": "abort", "state": {"release": release}}, Context()) == {
+        "stopped": [], "locks_released": ["dev"]}
+    # WHEN the start goes on and creates its deployment
+    with pytest.raises(LockLost) as info:
+        deploy_app.handler({"action": "start", "environment": "dev", "release": release}, Context())
+    # THEN it stops what it had just started (CodeDeploy rolls it back), says so, and takes no lock
+    [deployment_id] = site.deployments("dev")
+    assert site.emulation.codedeploy.runs[deployment_id].stop_requested is True
+    assert str(info.value) == (f"release {release['id']} no longer holds the dev lock (stopped, aborted or its lease "
+                               "ran out): the dev deployment it had just started was undone")
+    assert site.lock_holder("dev") is None
+    assert site.lam.get_alias(FunctionName=DEV_FUNCTION, Name="live")["FunctionVersion"] == "1"
+
+
 def test_deploy_abort_leaves_finished_deployments_and_other_releases_alone(site: Site, deploy_app: Any) -> None:
     image = site.registry.pusher.push_podinfo(REPOSITORY, "6.9.1")
     release = release_of(image.digest)
     other_release = execution_name(REPOSITORY, "sha256:" + "c4" * 32)
-    started = deploy_app.handler({"action": "start", "environment": "dev", "release": release}, Context())
+    started = start(site, deploy_app, release)
     site.settle()  # the engine failed it: already terminal
     site.lock("dev", other_release)
     reply = deploy_app.handler({"action": "abort", "state": {"release": release, "dev": {"deployment": started}}}, Context())
@@ -166,10 +211,11 @@ def succeeded_dev_canary(site: Site, deploy_app: Any) -> tuple[dict[str, Any], d
     """A release whose dev Lambda canary succeeded: live -> version 2. Returns (release, deployment)."""
     image = site.registry.pusher.push_podinfo(REPOSITORY, "6.9.1")
     release = release_of(image.digest)
-    started = deploy_app.handler({"action": "start", "environment": "dev", "release": release}, Context())
+    started = start(site, deploy_app, release)
     site.settle()
     site.set_status(started["id"], "Succeeded")
     site.lam.update_alias(FunctionName=DEV_FUNCTION, Name="live", FunctionVersion="2", RoutingConfig={})
+    site.table.delete_item(Key={"pk": "lock#dev"})  # the release let go of dev once its canary passed
     return release, started
 
 

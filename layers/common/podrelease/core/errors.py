@@ -128,6 +128,12 @@ class DeploymentFailed(ReleaseError):
     """The deployment did not reach its target (rolled back, stopped or failed to start)."""
 
 
+class LockLost(ReleaseError):
+    """The release no longer holds the environment's lock when its deployment had just started: it
+    was stopped or aborted meanwhile (or its lease ran out and another release took the environment).
+    What it started there was undone at once; nothing of it stays live."""
+
+
 class Superseded(ReleaseError):
     """A newer push of the same repository took (or waits for) the environment: this release deploys
     nothing, so the environment never moves back to an older digest unless a rollback asks for it."""

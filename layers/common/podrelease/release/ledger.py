@@ -4,7 +4,7 @@ Items (hash key `pk`, TTL attribute `expires_at`):
 
 - `lock#<environment>`: the release holding the environment (`holder`), since when, until when.
   One release in flight per environment; a crashed release's lease runs out instead of blocking
-  forever.
+  forever. `started`: the deployment its holder started there; `stopping`: an abort is undoing it.
 - `release#<release id>`: the outcome of a release, its digest, the stage it stopped at and why.
 - `approval#<release id>`: the pending approval (see `podrelease.approval.store`).
 - `queue#<environment>`, `wait#...`, `order#...`, `newest#...`: the ordered lock's waiters
@@ -90,6 +90,43 @@ class Ledger:
             return {"environment": environment, "released": self.release_lock(environment, release_id)}
         msg = f"unknown lock action {action!r} (expected acquire or release)"
         raise InvalidRequest(msg)
+
+    def note_started(self, environment: str, release_id: str, deployment: dict[str, Any]) -> bool:
+        """Keep the deployment `release_id` just started beside its lock (JSON in `started`), so an
+        abort that cannot see it yet in the execution's history still finds it. False (nothing kept)
+        when the release no longer holds the lock or an abort has fenced it (`fence`): the caller then
+        undoes what it started. One item, conditional writes: with `fence`, one of the two sees the other."""
+        try:
+            self.table.update_item(
+                Key={"pk": f"lock#{environment}"},
+                UpdateExpression="SET started = :d",
+                ConditionExpression="holder = :rid AND attribute_not_exists(stopping)",
+                ExpressionAttributeValues={":d": json.dumps(deployment, sort_keys=True), ":rid": release_id},
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+        return True
+
+    def fence(self, environment: str, release_id: str) -> dict[str, Any] | None:
+        """Mark `environment`'s lock as being undone for `release_id` (no start is kept after this:
+        `note_started`) and return the lock item, with the deployment started under it (`started`,
+        parsed) if any; None when the release does not hold the lock."""
+        try:
+            item = self.table.update_item(
+                Key={"pk": f"lock#{environment}"},
+                UpdateExpression="SET stopping = :yes",
+                ConditionExpression="holder = :rid",
+                ExpressionAttributeValues={":yes": True, ":rid": release_id},
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return None
+            raise
+        started = item.get("started")
+        return dict(item) | {"started": json.loads(str(started)) if started else None}
 
     def lock_holder(self, environment: str) -> str | None:
         item = self.table.get_item(Key={"pk": f"lock#{environment}"}, ConsistentRead=True).get("Item")

@@ -10,7 +10,8 @@ blue/green (`fleet`).
 - `abort` (the failure path): in the environment(s) the release still holds, stop in-flight
   deployments (CodeDeploy rolls them back), point a finished alias back, move fleet traffic back;
   then release its locks. An environment it already let go of (dev, once its canary passed) keeps
-  the release: a rejected promotion does not roll dev back.
+  the release: a rejected promotion does not roll dev back. It fences each lock it undoes first, so
+  a start still running when its execution was stopped undoes itself (`LockLost`) or is found there.
 
 The state handed back to the state machine is the Lambda deployment's, with `lambda_status` and
 `fleet` beside it when the environment has a fleet (`status` is then the two combined).
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from podrelease.core import config, edge
-from podrelease.core.errors import InvalidRequest
+from podrelease.core.errors import InvalidRequest, LockLost
 from podrelease.core.obs import release_id_of
 from podrelease.release import finish, fleet
 from podrelease.release import lambda_target as deploy
@@ -131,6 +132,15 @@ class Rollout:
         if controller is not None:
             state = controller.start(release["id"], release["digest"], image_uri, all_at_once=fast)
             result = result | {"lambda_status": result["status"], "fleet": state}
+        if not self.ledger.note_started(environment, release["id"], result):
+            # Stopped while this ran (StopExecution does not stop a running Task): the abort that fenced
+            # the lock could not see this deployment, so it is undone here.
+            deploy.abort(self.codedeploy, [result], self.lambda_client)
+            if controller is not None:
+                controller.abort(result["fleet"])
+            msg = (f"release {release['id']} no longer holds the {environment} lock (stopped, aborted or its lease ran "
+                   f"out): the {environment} deployment it had just started was undone")
+            raise LockLost(msg)
         return _combined(result)
 
     def status(self, environment: str, deployment: dict[str, Any]) -> dict[str, Any]:
@@ -165,7 +175,13 @@ class Rollout:
                 in_flight[env] = latest
         # The environment(s) this release still holds were being deployed when it failed: everything
         # there is undone, finished targets included.
-        holding = {env for env in ENVIRONMENTS if release_id and self.ledger.lock_holder(env) == release_id}
+        # Fencing the lock stops a start still running (a stopped execution's DeployDev Task goes on)
+        # from keeping its deployment; one it kept before is undone here like the others.
+        fenced = {env: item for env in ENVIRONMENTS if release_id and (item := self.ledger.fence(env, release_id))}
+        for env, item in fenced.items():
+            if env not in in_flight and isinstance(item.get("started"), dict):
+                in_flight[env] = item["started"]
+        holding = set(fenced)
         stopped: list[str] = []
         for env, deployment in in_flight.items():
             stopped += deploy.abort(self.codedeploy, [deployment], self.lambda_client if env in holding else None)
