@@ -118,7 +118,7 @@ SCENARIOS = {s.name: s for s in [
              approver_policy=True),
     Scenario("two-approvers", "prod needs 2 of 3 approvers: alice's approval leaves it waiting (her second vote does not count), "
              "bob's releases it", "SUCCEEDED", None, policy="keys+two-approvers", approver_policy=True),
-    Scenario("blocked-digest", "alice rejects and blocks the digest; released again, it stops at once with DigestBlocked",
+    Scenario("blocked-digest", "alice rejects and blocks the digest; pushed again, it stops at once with DigestBlocked",
              "FAILED", "DigestBlocked", "reject", approver_policy=True),
 ]}
 

@@ -5,9 +5,9 @@
   decided, the attempt noted); bob's counts and the release reaches prod.
 - `two-approvers`: prod needs 2 approvals of the group's members (alice, bob, carol). Alice's leaves
   it waiting (her second vote does not count twice); bob's releases it.
-- `blocked-digest`: alice rejects and blocks the digest on the approval page; released again
-  (`podrelease rerelease`: a plain re-push of the same digest is the same release, deduplicated), it
-  stops at its first state with `DigestBlocked`; `podrelease unblock` is the explicit, recorded way back.
+- `blocked-digest`: alice rejects and blocks the digest on the approval page; the same digest pushed
+  again (a new tag) starts a release of its own that stops at its first state with `DigestBlocked`;
+  `podrelease unblock` is the explicit, recorded way back.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from local.serve import state_of
 from podrelease.approval.store import ApprovalStore
 from podrelease.release.actions import Actions
 from podrelease.release.events import execution_name
-from podrelease_cli import operate
 from podrelease_cli.target import Target, from_state
 
 if TYPE_CHECKING:
@@ -111,9 +110,27 @@ def _blocked(env: LocalRuntime, printer: Printer, name: str, image: Pushed, targ
     block = Actions(target.table()).blocked(image.digest) or {}
     if not str(block.get("blocked_by", "")).startswith(ALICE):
         problems.append(f"the digest's block does not name alice: {block}")
-    again = operate.rerelease(target, image.digest)
-    printer.line("local", f"released the blocked digest again: {again['release_id']}", again["release_id"])
-    return problems, again["release_id"]
+    # The same image pushed again (a new tag: ECR sends a new push event for the same digest)
+    env.pusher.push_podinfo(WORKLOAD_REPOSITORY, "6.9.1", tag="6.9.1-again")
+    again = _started_after(env, name, 120)
+    if again is None:
+        problems.append("the blocked digest pushed again started no release (expected one that fails DigestBlocked)")
+        return problems, name
+    printer.line("local", f"pushed the blocked digest again: release {again}", again)
+    return problems, again
+
+
+def _started_after(env: LocalRuntime, name: str, timeout: float) -> str | None:
+    """The execution the starter gave a new push of `name`'s blocked digest (`start.blocked_push_name`)."""
+    sfn = env.client("stepfunctions")
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        executions = sfn.list_executions(stateMachineArn=env.stack.outputs["ReleaseStateMachineArn"])["executions"]
+        found = [e["name"] for e in executions if e["name"].startswith(f"{name}-b")]
+        if found:
+            return str(found[0])
+        time.sleep(0.3)
+    return None
 
 
 def run_approvers(scenario: Scenario, minute_seconds: float, work_dir: Path) -> int:

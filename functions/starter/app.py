@@ -11,6 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from podrelease.core import config, edge
 from podrelease.core.metrics import RELEASES_STARTED, metrics
 from podrelease.core.obs import bind_release, get_logger, get_tracer
+from podrelease.release.actions import Actions
 from podrelease.release.start import start_release
 
 logger = get_logger()
@@ -18,12 +19,13 @@ tracer = get_tracer()
 sfn = boto3.client("stepfunctions")
 STATE_MACHINE_ARN = config.require("STATE_MACHINE_ARN")
 WATCHED = config.csv("WATCHED_REPOSITORIES")
+actions = Actions(boto3.resource("dynamodb").Table(config.require("LEDGER_TABLE")))  # a blocked digest pushed again
 
 
 @dataclass(frozen=True)
 class StartRequest:
-    """An EventBridge event, taken as it is (one that is no release starts an execution whose first
-    state refuses it, named), or an operator's `{"action": "rerelease", "repository", "digest", "attempt"}`."""
+    """An EventBridge event as it is (one that is no release is refused, named, by the first state),
+    or an operator's `{"action": "rerelease", "repository", "digest", "attempt"}`."""
 
     event: Any
 
@@ -41,7 +43,7 @@ class StartRequest:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    result = start_release(sfn, STATE_MACHINE_ARN, StartRequest.parse(event).event, WATCHED)
+    result = start_release(sfn, STATE_MACHINE_ARN, StartRequest.parse(event).event, WATCHED, actions.is_blocked)
     bind_release(logger, result.get("name"), tracer)  # the execution name is the release id
     metrics.add_metric(name=RELEASES_STARTED, unit="Count", value=1 if result.get("started") else 0)
     logger.info("release start", extra={"result": result})

@@ -64,7 +64,7 @@ def ledger(aws: None, monkeypatch: pytest.MonkeyPatch, ledger_table: Callable[..
 
 
 @pytest.fixture
-def starter(aws: None, monkeypatch: pytest.MonkeyPatch) -> Starter:
+def starter(ledger: Any, monkeypatch: pytest.MonkeyPatch) -> Starter:  # the ledger: blocked digests
     sfn = boto3.client("stepfunctions", region_name=REGION)
     created = sfn.create_state_machine(
         name=f"{STACK}-release", definition=json.dumps(PASS_DEFINITION), roleArn=f"arn:aws:iam::{ACCOUNT}:role/release"

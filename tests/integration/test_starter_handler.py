@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 
 from podrelease.core.errors import ConfigurationError
+from podrelease.release.actions import Actions
 from podrelease.release.events import fallback_execution_name
+from podrelease.release.start import blocked_push_name
 from tests.conftest import import_handler
 from tests.integration.handler_world import (
     ACCOUNT,
@@ -41,6 +43,28 @@ def test_starter_given_the_same_push_twice_starts_nothing_more(starter: Starter)
     # THEN it reports the existing release and the state machine still has one execution
     assert reply == {"started": False, "duplicate": True, "execution_arn": EXECUTION_ARN, "status": "RUNNING"}
     assert starter.executions() == [RELEASE_ID]
+
+
+def test_a_blocked_digest_pushed_again_starts_a_release_that_fails_fast(starter: Starter, ledger: Any) -> None:
+    # GIVEN the digest's release ran (it was rejected) and an operator blocked the digest
+    starter.start(push_event())
+    Actions(ledger).block(DIGEST, "alice@example.com", "CVE in the base image")
+    # WHEN the same digest is pushed again (a new push: a new event id, here a new tag)
+    again = push_event(tag="6.9.1-again") | {"id": "0f1e2d3c-0000-4000-8000-000000000001"}
+    reply = starter.start(again)
+    # THEN a release of its own starts, named from the push, whose first state refuses it (DigestBlocked)
+    name = blocked_push_name(REPOSITORY, DIGEST, again["id"])
+    assert reply == {"started": True, "execution_arn": EXECUTION_ARN.replace(RELEASE_ID, name), "name": name}
+    assert starter.executions() == sorted([RELEASE_ID, name])
+    assert starter.input_of(name) == again
+    # AND a duplicate delivery of that push starts nothing more
+    assert starter.start(again)["duplicate"] is True
+    assert starter.executions() == sorted([RELEASE_ID, name])
+    # AND once unblocked, a push of the digest is a plain duplicate again (a re-release is `rerelease`)
+    Actions(ledger).unblock(DIGEST, "alice@example.com")
+    later = push_event(tag="6.9.1-later") | {"id": "0f1e2d3c-0000-4000-8000-000000000002"}
+    assert starter.start(later) == {"started": False, "duplicate": True, "execution_arn": EXECUTION_ARN, "status": "RUNNING"}
+    assert starter.executions() == sorted([RELEASE_ID, name])
 
 
 ARTIFACT = {"started": False, "reason": "the push is a signature, attestation or OCI artifact, not an image"}

@@ -95,6 +95,9 @@ class Actions:
         item = self.table.get_item(Key={"pk": BLOCK_PREFIX + digest}, ConsistentRead=True).get("Item")
         return _plain(item) if item else None
 
+    def is_blocked(self, digest: str) -> bool:
+        return self.blocked(digest) is not None
+
     def refuse_if_blocked(self, digest: str) -> None:
         """DigestBlocked naming who blocked `digest`, when and why; nothing when it is not blocked."""
         block = self.blocked(digest)
