@@ -163,13 +163,23 @@ class Rollout:
         advanced = controller.advance(fleet_state, retire=lambda_done)
         return _combined(lambda_part | {"lambda_status": lambda_part["status"], "fleet": advanced})
 
+    def undo_step(self, environment: str, deployment: dict[str, Any]) -> list[str]:
+        """Undo one watch step that ran beside an abort (`watch.Watcher._step`): stop a Lambda deployment
+        still in flight, move the fleet's traffic back. What it undid."""
+        undone = deploy.abort(self.codedeploy, [deployment])
+        controller = self._fleet(environment)
+        if controller is not None and isinstance(deployment.get("fleet"), dict):
+            fleet_undone = controller.abort(deployment["fleet"])
+            undone += [fleet_undone] if fleet_undone else []
+        return undone
+
     def abort(self, release_id: str, state: dict[str, Any]) -> dict[str, Any]:
         """Undo what the release `release_id` has in flight (its execution's `state`), release its locks."""
         in_flight = {env: state[env]["deployment"] for env in ENVIRONMENTS
                      if isinstance(state.get(env), dict) and isinstance(state[env].get("deployment"), dict)}
         # A watched deployment's latest state is in the ledger (the execution has only its start); its
         # watch is ended first, so no tick steps the deployment on while this undoes it.
-        for env in list(in_flight):
+        for env in ENVIRONMENTS:
             latest = self.ledger.end_watch(env, release_id) if release_id else None
             if latest is not None:
                 in_flight[env] = latest

@@ -40,6 +40,7 @@ from podrelease.release.rollout import ENVIRONMENTS, Rollout
 WATCH_RETENTION_SECONDS = 8 * 24 * 3600
 STEP_ATTEMPTS = 5
 CONFLICT = "Conflict"  # another tick stored its step first
+ABORTED = "Aborted"  # an abort ended the watch while the step ran (the step was undone)
 
 
 def _code(exc: ClientError) -> str:
@@ -155,6 +156,9 @@ class Watcher:
             return dict(json.loads(str(item["deployment"])))
         for _ in range(STEP_ATTEMPTS):
             result = self._step(environment, item)  # DeploymentFailed goes to the execution's Catch
+            if result["status"] == ABORTED:
+                msg = f"the {environment} deployment of release {release_id} was aborted"
+                raise DeploymentFailed(msg)
             if result["status"] != CONFLICT:
                 break
             item = self._item(environment) or item
@@ -165,6 +169,12 @@ class Watcher:
         result = self.rollout.status(environment, deployment)
         done = result.get("status") == deploy.TERMINAL_OK
         if not self._store(item, result, done):
+            now = self._item(environment) or {}
+            if now.get("release") == item["release"] and now.get("done") == "aborted":
+                # An abort ended this watch while the step ran: it undid the state it read, so what the
+                # step did after (a fleet weight, a deployment started for an applied image) is undone here.
+                self.rollout.undo_step(environment, result)
+                return {"environment": environment, "release": item["release"], "status": ABORTED, "deployment": result}
             return {"environment": environment, "release": item["release"], "status": CONFLICT, "deployment": result}
         if done:
             self._answer(str(item["task_token"]), success=result)
