@@ -277,7 +277,8 @@ class CodeDeployLifecycle:
                     reply = runtime.run(local_fn, alias, {"rawPath": "/", "requestContext": {"http": {"method": "GET", "path": "/"}}})
                     sent += 1
                     errors += "error" in reply
-                    if (took := server_seconds(reply)) is not None:
+                    # the stand-in's reply is under "result" (as Lambda's Invoke answers it)
+                    if (took := server_seconds(reply.get("result") or reply)) is not None:
                         durations.append(took)
                     # What Lambda publishes for the alias (read back by the approval's bake figures).
                     put_points(self.account, self.region, "AWS/Lambda", {"FunctionName": function, "Resource": f"{function}:{alias}"},
