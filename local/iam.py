@@ -224,7 +224,8 @@ def _sqs(request: _Request) -> list[str]:
 
 
 def _cloudwatch(request: _Request) -> list[str]:
-    names = [v for k, v in request.params.items() if k.startswith("AlarmNames")]
+    # AlarmNames (DescribeAlarms, SetAlarmState...) or one AlarmName (DescribeAlarmHistory, PutMetricAlarm).
+    names = [v for k, v in request.params.items() if k.startswith("AlarmNames") or k == "AlarmName"]
     flat = [n for v in names for n in (v if isinstance(v, list) else [v]) if isinstance(n, str)]
     return [request.arn("cloudwatch", f"alarm:{name}") for name in flat]
 

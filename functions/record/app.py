@@ -9,6 +9,7 @@ from typing import Any
 import boto3
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from podrelease.approval.render import summary_text
 from podrelease.approval.store import ApprovalStore
 from podrelease.core import config, edge
 from podrelease.core.errors import InvalidRequest
@@ -46,9 +47,11 @@ class RecordRequest:
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = RecordRequest.parse(event)
     bind_release(logger, release_id_of(request.state) or request.execution_name, tracer)
-    summary = summarize(request.outcome, request.state, request.execution_name)
+    approval, now = approvals.get(release_id_of(request.state) or request.execution_name), time.time()
+    summary = summarize(request.outcome, request.state, request.execution_name,
+                        approval_summary=summary_text(approval, now) if approval else "")
     record = ledger.record_release(summary["record"]["release_id"], summary["record"])
-    outcome.emit(record, str(request.state.get("release", {}).get("time", "")), time.time(),
-                 outcome.history(sfn, f"{EXECUTIONS}:{request.execution_name}"), approvals.get(record["release_id"]))
+    outcome.emit(record, str(request.state.get("release", {}).get("time", "")), now,
+                 outcome.history(sfn, f"{EXECUTIONS}:{request.execution_name}"), approval)
     (logger.info if request.outcome == "SUCCEEDED" else logger.error)("release recorded", extra={"record": summary["record"]})
     return summary

@@ -32,7 +32,7 @@ from typing import Any
 from werkzeug.serving import make_server
 
 from local import sfn_aws
-from local.emulation import codedeploy, ecr, fleet, lambda_runtime, outbox, scheduler, secrets_rotation, waits
+from local.emulation import cloudwatch, codedeploy, ecr, fleet, lambda_runtime, outbox, scheduler, secrets_rotation, waits
 from local.emulation.base import LocalError, Timeline
 from local.emulation.codedeploy import CodeDeployLifecycle
 from local.emulation.ecr import EcrExtension
@@ -135,6 +135,7 @@ class Emulation:
         sfn_aws.status_listeners.append(_execution_ended)  # ... and sends its status-change events
         ecr.install(cls.active)
         codedeploy.install(cls.active)
+        cloudwatch.install()  # percentiles and alarm history (local/emulation/cloudwatch.py)
         scheduler.install(cls.active)
         secrets_rotation.install(cls.active)
         outbox.install(cls.active)
@@ -147,6 +148,7 @@ class Emulation:
         outbox.uninstall()
         secrets_rotation.uninstall()
         scheduler.uninstall()
+        cloudwatch.uninstall()
         codedeploy.uninstall()
         ecr.uninstall()
         fleet.uninstall()

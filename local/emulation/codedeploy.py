@@ -28,10 +28,11 @@ from typing import Any
 
 from moto.awslambda.utils import get_backend as lambda_backend
 from moto.cloudwatch.models import cloudwatch_backends
-from moto.codedeploy.models import CodeDeployBackend, DeploymentInfo, codedeploy_backends
+from moto.codedeploy.models import CodeDeployBackend, DeploymentGroup, DeploymentInfo, codedeploy_backends
 from moto.codedeploy.responses import CodeDeployResponse
 
 from local.emulation.base import Current, LocalError, Patches, Timeline, error_response, p99_seconds, server_seconds
+from local.emulation.cloudwatch import put_points
 from local.emulation.lambda_runtime import LambdaRuntime
 
 _CONFIG_RE = re.compile(r"^CodeDeployDefault\.Lambda(?:(?P<kind>Canary|Linear)(?P<pct>\d+)Percent(?:Every)?(?P<min>\d+)Minutes?|AllAtOnce)$")
@@ -276,8 +277,13 @@ class CodeDeployLifecycle:
                     reply = runtime.run(local_fn, alias, {"rawPath": "/", "requestContext": {"http": {"method": "GET", "path": "/"}}})
                     sent += 1
                     errors += "error" in reply
-                    if (took := server_seconds(reply)) is not None:
+                    # the stand-in's reply is under "result" (as Lambda's Invoke answers it)
+                    if (took := server_seconds(reply.get("result") or reply)) is not None:
                         durations.append(took)
+                    # What Lambda publishes for the alias (read back by the approval's bake figures).
+                    put_points(self.account, self.region, "AWS/Lambda", {"FunctionName": function, "Resource": f"{function}:{alias}"},
+                               {"Invocations": (1, "Count"), "Errors": (float("error" in reply), "Count")}
+                               | ({"Duration": (took * 1000, "Milliseconds")} if took is not None else {}))
                     if self._evaluate(cw, [n for n in alarms if n not in latency], latency, errors, sent, durations, release):
                         break
             active = [name for name in alarms if name in cw.alarms and cw.alarms[name].state_value == "ALARM"]
@@ -343,8 +349,19 @@ class CodeDeployLifecycle:
 _patches = Patches()
 
 
+def report_group_alarms() -> None:
+    """GetDeploymentGroup answers the group's alarm configuration (moto answers {}), as CodeDeploy does."""
+    original = DeploymentGroup.to_dict
+
+    def to_dict(self: Any) -> dict[str, Any]:
+        return original(self) | ({"alarmConfiguration": self.alarm_configuration} if self.alarm_configuration else {})
+
+    _patches.patch(DeploymentGroup, "to_dict", to_dict)
+
+
 def install(current: Current) -> None:
     """A created deployment runs; hook status and stop are accepted; a deployment reports its error and rollback."""
+    report_group_alarms()
     original_create = CodeDeployBackend.create_deployment
 
     def create_deployment(self: CodeDeployBackend, *args: Any, **kwargs: Any) -> str:

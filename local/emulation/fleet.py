@@ -26,6 +26,7 @@ from moto.elbv2.models import ELBv2Backend, FakeTargetGroup, elbv2_backends
 
 from local import standin
 from local.emulation.base import Current, Patches, Timeline, p99_seconds, server_seconds
+from local.emulation.cloudwatch import put_points
 from local.emulation.ecr import EcrExtension
 from local.template import ROOT
 from podrelease.release import podinfo
@@ -264,6 +265,10 @@ class FleetEmulation:
             errors += int(reply.get("statusCode", 0)) >= 500
             if (took := server_seconds(reply)) is not None:
                 durations.append(took)
+            # What the load balancer publishes (read back by the approval's bake figures).
+            put_points(self.account, self.region, "AWS/ApplicationELB", {"LoadBalancer": lb.arn.split(":loadbalancer/", 1)[1]},
+                       {"RequestCount": (1, "Count"), "HTTPCode_Target_5XX_Count": (float(int(reply.get("statusCode", 0)) >= 500), "Count")}
+                       | ({"TargetResponseTime": (took, "Seconds")} if took is not None else {}))
             p99 = p99_seconds(durations)
             breached = [(name, f"{errors} 5xx in {sent} requests") for name in errors_alarms if errors]
             breached += [(name, f"p99 target response time {p99:.2f}s over {limit:g}s in {sent} requests")

@@ -242,7 +242,11 @@ def test_the_link_sends_to_sign_in_then_shows_the_summary_and_changes_nothing(
     assert shown["Candidate"].startswith(first.digest[:19])
     assert "verified, by" in shown["Signature"]
     assert shown["SBOM"].startswith("\u2713 present and signed (spdx")
-    assert "succeeded" in shown["Dev Lambda"]
+    # dev's bake, measured (podrelease.approval.bake): the canary, its hooks, alarms quiet, the traffic's figures
+    assert shown["Dev canary"].startswith("\u2713 succeeded: ")
+    assert shown["Dev hooks"] == "\u2713 BeforeAllowTraffic succeeded, AfterAllowTraffic succeeded"
+    assert shown["Dev alarms"].startswith("\u2713 quiet: none of ")
+    assert " invocations, " in shown["Dev traffic"]
     assert shown["Votes"] == "none yet"
     assert " h " in shown["Time left"]
     # what changes: prod's side (nothing yet in this runtime) and when an approval would reach it

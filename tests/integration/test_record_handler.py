@@ -58,6 +58,7 @@ RECORD_CASES = [
             "release_id": RELEASE_ID,
             "repository": REPOSITORY,
             "digest": DIGEST,
+            "tag": RELEASE["tag"],
             "stages_done": ["verify"],
             "stopped_at": "deploy dev",
             "error": "DeploymentFailed",
@@ -116,6 +117,7 @@ RECORD_CASES = [
             "release_id": RELEASE_ID,
             "repository": REPOSITORY,
             "digest": DIGEST,
+            "tag": RELEASE["tag"],  # prod's tag beside its digest (live#prod)
             "stages_done": ["verify", "deploy dev", "approval", "promote", "deploy prod"],
             "stopped_at": None,
             "error": None,

@@ -8,6 +8,7 @@ THEN the release ends in the defined state, and the AWS state left behind says s
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import pytest
@@ -90,6 +91,19 @@ def test_happy_path_promotes_the_same_digest_to_prod(env: LocalRuntime) -> None:
     outcome_mails = [m for m in env.emulation.outbox.messages if m["to"] == "releases@example.com" and name in m["subject"]]
     assert len(outcome_mails) == 1
     assert "released to prod" in outcome_mails[0]["subject"]
+    # the approval email said what dev's bake measured (the emulation publishes the data points it
+    # evaluates; the approval request read them back from CloudWatch) ...
+    asked = [m["body"] for m in env.emulation.outbox.messages if m["to"] == APPROVERS[0] and "?t=" in m["body"] and name in m["body"]]
+    assert len(asked) == 1
+    for line in (r"Candidate:\s+sha256:\w{12} 6\.9\.2 ", r"ok\s+Dev canary:\s+succeeded: ", r"ok\s+Dev hooks:\s+BeforeAllowTraffic succeeded",
+                 r"ok\s+Dev alarms:\s+quiet: none of ", r"Dev traffic:\s+\d+ invocations, \d+ errors \(\d+\.\d+%\), p99 [\d.]+ ms",
+                 r"ok\s+Dev fleet:\s+succeeded on \w+: ", r"ok\s+Fleet checks:\s+pre-traffic 3/3 passed, post-traffic 3/3 passed",
+                 r"ok\s+Fleet alarms:\s+quiet", r"Fleet traffic:\s+\d+ requests, \d+ errors"):
+        assert re.search(line, asked[0]), f"{line} not in:\n{asked[0]}"
+    # ... and the outcome email carries the same summary, with the decision
+    assert "What was approved (the approval page's summary):" in outcome_mails[0]["body"]
+    assert re.search(r"Votes:\s+approve\w* by " + re.escape(APPROVERS[0]), outcome_mails[0]["body"]), outcome_mails[0]["body"]
+    assert re.search(r"ok\s+Dev alarms:\s+quiet", outcome_mails[0]["body"])
     # and both fleets serve it from their live colour, the other colour scaled to zero
     assert fleet_problems(env, "dev", digest, should_run=True) == []
     assert fleet_problems(env, "prod", digest, should_run=True) == []

@@ -97,7 +97,8 @@ def _build_line(evidence: Mapping[str, Any]) -> Line:
     return Line("Built by", "not recorded (no provenance attestation in the evidence)")
 
 
-def _dev_lines(dev: Mapping[str, Any]) -> list[Line]:
+def _legacy_dev_lines(dev: Mapping[str, Any]) -> list[Line]:
+    """Dev's outcome from its deployment state alone (a record from before the bake was measured)."""
     deployment = _section(dev, "deployment") or dict(dev)
     lines = []
     status = deployment.get("status") or deployment.get("lambda_status")
@@ -116,6 +117,82 @@ def _dev_lines(dev: Mapping[str, Any]) -> list[Line]:
         if isinstance(part, dict) and part.get("status"):
             lines.append(Line(f"Dev {name}", str(part["status"]).lower(), good=part["status"] == "Succeeded"))
     return lines or [Line("Dev", "no results recorded", good=False)]
+
+
+def _not_measured(facts: Mapping[str, Any]) -> str:
+    return f"not measured: {facts.get('not_measured') or 'no figure recorded'}"
+
+
+def alarms_line(label: str, alarms: Any) -> Line:
+    """Quiet (no alarm went to ALARM during the bake), NOT quiet (which, when), or not measured (why)."""
+    if not isinstance(alarms, dict) or "fired" not in alarms:
+        return Line(label, _not_measured(alarms if isinstance(alarms, dict) else {}))
+    fired = [f for f in alarms["fired"] if isinstance(f, dict)]
+    if fired:
+        return Line(label, "NOT quiet: " + "; ".join(f"{f.get('name')} went to ALARM at {f.get('at')} ({f.get('summary')})"
+                                                    for f in fired), good=False)
+    return Line(label, f"quiet: none of {', '.join(alarms.get('names') or [])} went to ALARM during the bake", good=True)
+
+
+def traffic_line(label: str, traffic: Any, unit: str) -> Line:
+    """Requests, errors (rate) and p99 latency during the bake, or not measured (why)."""
+    if not isinstance(traffic, dict) or "requests" not in traffic:
+        return Line(label, _not_measured(traffic if isinstance(traffic, dict) else {}))
+    latency = f", p99 {traffic['p99_ms']:g} ms" if "p99_ms" in traffic else ", p99 latency not measured (no data points)"
+    errors = int(traffic.get("errors", 0))
+    return Line(label, f"{traffic['requests']} {unit}, {errors} errors ({float(traffic.get('error_rate', 0)):.2%}){latency}",
+                good=errors == 0)
+
+
+def _window(facts: Mapping[str, Any]) -> str:
+    window = facts.get("window")
+    return f", {window['start']} to {window['end']} ({window['seconds']} s)" if isinstance(window, dict) else ""
+
+
+def _lambda_lines(facts: Mapping[str, Any], deployment: Mapping[str, Any]) -> list[Line]:
+    if "status" not in facts:
+        return [Line("Dev canary", _not_measured(facts))]
+    version = f", version {deployment['version']}" if deployment.get("version") else ""
+    hooks = facts.get("hooks") or {}
+    return [
+        Line("Dev canary", f"{str(facts['status']).lower()}: {facts.get('steps', '?')}{version}{_window(facts)}",
+             good=facts["status"] == "Succeeded"),
+        Line("Dev hooks", ", ".join(f"{hook} {str(result).lower()}" for hook, result in hooks.items()) or "none recorded",
+             good=bool(hooks) and all(result == "Succeeded" for result in hooks.values())),
+        alarms_line("Dev alarms", facts.get("alarms", facts)),
+        traffic_line("Dev traffic", facts.get("traffic", facts), "invocations"),
+    ]
+
+
+def _fleet_lines(facts: Mapping[str, Any]) -> list[Line]:
+    health = facts.get("health") or {}
+    healthy = (f"; {health['healthy']} of {health['total']} targets healthy before traffic" if health
+               else "; target health not recorded")
+    checks = facts.get("checks") or []
+    checked = ", ".join(f"{c['phase']} {c['passed']}/{c['total']} passed"
+                        + (f" (failed: {', '.join(c['failed'])})" if c["failed"] else "") for c in checks) or "none recorded"
+    return [
+        Line("Dev fleet", f"{facts.get('phase', '?').lower()} on {facts.get('colour', '?')}: {facts.get('steps', '?')}"
+             f"{healthy}{_window(facts)}", good=facts.get("phase") == "Succeeded" and bool(health)
+             and health["healthy"] == health["total"]),
+        Line("Fleet checks", checked, good=bool(checks) and all(not c["failed"] for c in checks)),
+        alarms_line("Fleet alarms", facts.get("alarms", facts)),
+        traffic_line("Fleet traffic", facts.get("traffic", facts), "requests"),
+    ]
+
+
+def _dev_lines(record: Mapping[str, Any]) -> list[Line]:
+    """Dev's results: the canary's steps, the hooks, the alarms over the bake, the traffic's errors and
+    latency, the fleet's checks and health (the `bake` facts, `podrelease.approval.bake`)."""
+    dev, bake = _section(record, "dev"), _section(record, "bake")
+    if not bake:
+        return _legacy_dev_lines(dev)
+    if "lambda" not in bake:
+        return [*_legacy_dev_lines(dev), Line("Dev bake", _not_measured(bake))]
+    lines = _lambda_lines(bake["lambda"], _section(dev, "deployment"))
+    if isinstance(bake.get("fleet"), dict):
+        lines += _fleet_lines(bake["fleet"])
+    return lines
 
 
 # --- deploy window (the release policy's, as dev's gate forecast it: podrelease.verify.windows) ---
@@ -155,15 +232,16 @@ def _prod_now_text(prod: Mapping[str, Any], now: float) -> str:
 
 def summary_lines(record: Mapping[str, Any], now: float) -> list[Line]:
     """The at-a-glance summary of an approval record, in the order the page and emails show it."""
-    evidence, dev, prod = (_section(record, name) for name in ("evidence", "dev", "prod"))
-    candidate = f"{_short(record.get('digest'))} ({record.get('repository', '?')})"
+    evidence, prod = _section(record, "evidence"), _section(record, "prod")
+    tag = f" {record['tag']}" if record.get("tag") else ""
+    candidate = f"{_short(record.get('digest'))}{tag} ({record.get('repository', '?')})"
     lines = [Line("Candidate", candidate)]
     if prod:
         lines.append(Line("Prod now", _prod_now_text(prod, now)))
     else:
         lines.append(Line("Prod now", "no release of this stack has reached prod yet"))
     lines += [_build_line(evidence), _signature_verdict(evidence), _sbom_verdict(evidence), _scan_verdict(evidence)]
-    lines += _dev_lines(dev)
+    lines += _dev_lines(record)
     window = window_line(evidence)
     if window is not None:
         lines.append(window)

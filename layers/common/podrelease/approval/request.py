@@ -25,7 +25,7 @@ from podrelease.core.notify import sns_subject
 from podrelease.core.obs import get_logger, register_secret
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     from podrelease.approval.keys import SigningKeys
     from podrelease.approval.store import ApprovalStore
@@ -50,6 +50,7 @@ class ReleaseFacts:
     repository: str
     digest: str
     image_uri: str
+    tag: str = ""  # the ECR tag the push carried (e.g. 6.9.1), shown beside the digest
 
     @classmethod
     def from_payload(cls, release: Any) -> ReleaseFacts:
@@ -66,13 +67,14 @@ class ReleaseFacts:
         if not re.fullmatch(r"sha256:[0-9a-f]{64}", fields["digest"]):
             msg = "approval request: release.digest is not sha256:<64 hex>"
             raise MalformedEvent(msg)
-        image_uri = release.get("image_uri")
+        image_uri, tag = release.get("image_uri"), release.get("tag")
         return cls(
             release_id=fields["id"],
             execution_arn=fields["execution"],
             repository=fields["repository"],
             digest=fields["digest"],
             image_uri=image_uri if isinstance(image_uri, str) else "",
+            tag=tag if isinstance(tag, str) else "",
         )
 
 
@@ -167,7 +169,8 @@ def _prod_now(store: ApprovalStore) -> dict[str, Any]:
 
 
 def _create_or_refresh(
-    store: ApprovalStore, facts: ReleaseFacts, task_token: str, settings: RequestSettings, evidence: Any, dev: Any, now: float
+    store: ApprovalStore, facts: ReleaseFacts, task_token: str, settings: RequestSettings, evidence: Any, dev: Any, now: float,
+    bake: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     record = {
         "release_id": facts.release_id,
@@ -176,9 +179,11 @@ def _create_or_refresh(
         "digest": facts.digest,
         "repository": facts.repository,
         "image_uri": facts.image_uri,
+        **({"tag": facts.tag} if facts.tag else {}),
         "approvers": list(settings.approvers),
         "evidence": evidence if isinstance(evidence, dict) else {},
         "dev": dev if isinstance(dev, dict) else {},
+        "bake": dict(bake or {}),
         "prod": _prod_now(store),
         "status": PENDING,
         "notified": {},
@@ -260,12 +265,14 @@ def request_approval(
     dev: Mapping[str, Any] | None = None,
     now: float | None = None,
     sfn: Any = None,
+    measure: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Store the approval record and email one signed link per approver; idempotent per release id.
 
     A second call for the same release (Lambda retry) keeps the record, replaces the task token while
-    the record is pending, and emails only approvers who were not emailed yet. Returns a summary
-    without any token.
+    the record is pending, and emails only approvers who were not emailed yet. `measure` (dev's
+    outcome -> its bake's figures, `podrelease.approval.bake.gather`) runs once, for a new record.
+    Returns a summary without any token.
     """
     if not isinstance(task_token, str) or not task_token:
         msg = "approval request: task_token is missing (the Task must use lambda:invoke.waitForTaskToken)"
@@ -274,7 +281,9 @@ def request_approval(
     facts = ReleaseFacts.from_payload(release)
     current = time.time() if now is None else now
     ring = keys.ring()
-    record = _create_or_refresh(store, facts, task_token, settings, dict(evidence or {}), dict(dev or {}), current)
+    existing = store.get(facts.release_id) if measure is not None else None
+    bake = measure(dict(dev or {})) if measure is not None and existing is None else None
+    record = _create_or_refresh(store, facts, task_token, settings, dict(evidence or {}), dict(dev or {}), current, bake)
     superseded = supersede_waiting(store, sfn, facts, int(record["expires_at"]), current) if sfn is not None else None
     notified: dict[str, str] = dict(record.get("notified") or {})
     for approver in record["approvers"]:

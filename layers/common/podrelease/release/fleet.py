@@ -237,6 +237,11 @@ class Fleet:
         idle = next(c for c in COLOURS if c != live)
         state = {"environment": self.target.environment, "release": release_id, "image": image_uri, "live": live,
                  "idle": idle, "weights": weights, "step": -1, "since": self.clock(), "checks": []}
+        # What the approval page measures dev's bake with (podrelease.approval.bake): when it began, the
+        # planned steps, the listener (its load balancer's metrics) and the rollback alarms.
+        state |= {"started": state["since"], "steps_planned": [100] if all_at_once else list(self.target.steps),
+                  "step_seconds": 0 if all_at_once else self.target.interval_seconds,
+                  "listener": self.target.listener, "alarms": self.target.alarm}
         if all_at_once:
             state["steps"] = [100]
         if weights[live] == 100 and self.image_of(live) == image_uri and self.healthy(live):

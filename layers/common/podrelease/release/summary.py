@@ -78,8 +78,11 @@ def _window_lines(state: dict[str, Any], record: dict[str, Any]) -> list[str]:
             if isinstance(window := windows.get(environment), dict) and window.get("wait_until")]
 
 
-def summarize(outcome: str, state: dict[str, Any], execution_name: str, console_url: str = "") -> dict[str, Any]:
-    """The record of a finished release and the notification text (no secrets: facts only)."""
+def summarize(outcome: str, state: dict[str, Any], execution_name: str, console_url: str = "",
+              approval_summary: str = "") -> dict[str, Any]:
+    """The record of a finished release and the notification text (no secrets: facts only).
+    `approval_summary`: the release's approval summary in plain text, as its approval email carried
+    it (`podrelease.approval.render.summary_text`), with the decision and votes; empty without one."""
     release: dict[str, Any] = state["release"] if isinstance(state.get("release"), dict) else {}
     error: dict[str, Any] = state["error"] if isinstance(state.get("error"), dict) else {}
     done = [stage for stage, completed in STAGES if completed(state)]
@@ -93,6 +96,7 @@ def summarize(outcome: str, state: dict[str, Any], execution_name: str, console_
         "release_id": release.get("id", execution_name),
         "repository": release.get("repository"),
         "digest": release.get("digest"),
+        **({"tag": str(release["tag"])} if release.get("tag") else {}),  # prod's tag beside its digest (live#prod)
         "stages_done": done,
         "stopped_at": stopped_at,
         "error": error.get("Error"),
@@ -133,6 +137,8 @@ def summarize(outcome: str, state: dict[str, Any], execution_name: str, console_
         lines += [f"Stopped at: {stopped_at or 'start'}", f"Reason: {record['error']}: {record['cause']}",
                   _what_was_left(outcome, record["error"], done)]
     lines.append(f"Correlation id: {record['release_id']}")
+    if approval_summary:
+        lines += ["", "What was approved (the approval page's summary):", approval_summary, ""]
     if console_url:
         lines.append(f"Execution: {console_url}")
     return {"record": record, "subject": subject, "message": "\n".join(lines)}
