@@ -12,6 +12,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from podrelease.core.times import epoch
 from podrelease.release import dora as dora_metrics
 from podrelease.release.actions import Actions
 from podrelease_cli import operate, render, views
@@ -26,7 +27,7 @@ def when(text: str) -> float:
     match = _RELATIVE.match(text.strip())
     if match:
         return time.time() - int(match.group(1)) * _UNIT[match.group(2)]
-    seconds = dora_metrics.epoch(text)
+    seconds = epoch(text)
     if seconds is None:
         msg = f"{text!r} is neither an ISO time nor an age like 24h or 7d"
         raise argparse.ArgumentTypeError(msg)

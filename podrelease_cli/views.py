@@ -13,9 +13,9 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from podrelease.core.times import epoch
 from podrelease.release import fleet
 from podrelease.release.actions import Actions, scan_prefix
-from podrelease.release.dora import epoch
 from podrelease.release.ledger import Ledger
 from podrelease_cli.target import Target
 

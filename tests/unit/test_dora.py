@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from podrelease.release.dora import DAY, compute, epoch
+from podrelease.core.times import epoch
+from podrelease.release.dora import DAY, compute
 
 T0 = 1_800_000_000  # 2027-01-15T08:00:00Z
 HOUR = 3600

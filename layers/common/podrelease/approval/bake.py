@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from podrelease.core.obs import get_logger
+from podrelease.core.times import epoch
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -59,19 +60,6 @@ def fleet_steps_text(steps: list[int], seconds: float | None) -> str:
     return ", then ".join([*(f"{pct}%{every}" for pct in steps[:-1]), f"{steps[-1]}%"])
 
 
-def _epoch(value: Any) -> float | None:
-    if isinstance(value, datetime):
-        return value.timestamp()
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str) and value:
-        try:
-            return datetime.fromisoformat(value).timestamp()
-        except ValueError:
-            return None
-    return None
-
-
 def _why(exc: Exception) -> str:
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
@@ -101,7 +89,7 @@ def alarms_over(cloudwatch: Any, names: list[str], start: float, end: float) -> 
 
 
 def _iso(value: Any) -> str:
-    stamp = _epoch(value)
+    stamp = epoch(value)
     return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if stamp is not None else "?"
 
 
@@ -153,7 +141,7 @@ def lambda_bake(codedeploy: Any, cloudwatch: Any, deployment: Mapping[str, Any])
                                                 deploymentGroupName=info["deploymentGroupName"])["deploymentGroupInfo"]
     except _FAILURES as exc:
         return {"deployment": deployment_id, "not_measured": f"CodeDeploy did not answer ({_why(exc)})"}
-    start, end = _epoch(info.get("createTime")), _epoch(info.get("completeTime"))
+    start, end = epoch(info.get("createTime")), epoch(info.get("completeTime"))
     config = str(info.get("deploymentConfigName") or "")
     status = str(info.get("status") or "?")
     facts: dict[str, Any] = {"deployment": deployment_id, "status": status, "config": config, "steps": steps_text(config),
@@ -198,7 +186,7 @@ def fleet_bake(cloudwatch: Any, fleet: Mapping[str, Any]) -> dict[str, Any]:
     }
     if fleet.get("note"):
         facts["note"] = str(fleet["note"])
-    start, end = _epoch(fleet.get("started")), _epoch(fleet.get("since"))
+    start, end = epoch(fleet.get("started")), epoch(fleet.get("since"))
     if start is None or end is None or end <= start:
         return facts | {"not_measured": "the fleet state has no start and end time (a release from before they were recorded)"}
     facts["window"] = {"start": _iso(start), "end": _iso(end), "seconds": round(end - start)}

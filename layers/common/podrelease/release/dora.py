@@ -24,10 +24,10 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
-from datetime import datetime
 from typing import Any
 
 from podrelease.core import metrics
+from podrelease.core.times import epoch
 from podrelease.release.actions import scan_prefix
 
 DAY = 86400
@@ -47,20 +47,6 @@ class Dora:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def epoch(value: Any) -> float | None:
-    """Epoch seconds from a number or an ISO-8601 time ("2026-11-27T15:00:00Z"); None when neither."""
-    if isinstance(value, bool) or value in (None, ""):
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        pass
-    try:
-        return datetime.fromisoformat(str(value)).timestamp()
-    except ValueError:
-        return None
 
 
 def _deployed_to_prod(record: Mapping[str, Any]) -> bool:

@@ -11,12 +11,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from podrelease.core import errors, metrics
+from podrelease.core.times import epoch
 
 
 def is_refusal(outcome: str, error: str | None) -> bool:
@@ -27,26 +27,13 @@ def is_refusal(outcome: str, error: str | None) -> bool:
     return isinstance(kind, type) and issubclass(kind, errors.VerificationFailed)
 
 
-def _seconds(value: Any) -> float | None:
-    if isinstance(value, datetime):
-        return value.timestamp()
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str) and value:
-        try:
-            return datetime.fromisoformat(value).timestamp()
-        except ValueError:
-            return None
-    return None
-
-
 def stage_durations(history: Iterable[Mapping[str, Any]]) -> dict[str, float]:
     """Seconds spent in each Task state (entered to exited), summed over its visits."""
     entered: dict[str, float] = {}
     spent: dict[str, float] = {}
     for event in history:
         kind = str(event.get("type", ""))
-        stamp = _seconds(event.get("timestamp"))
+        stamp = epoch(event.get("timestamp"))
         if stamp is None:
             continue
         if kind == "TaskStateEntered":
@@ -68,12 +55,12 @@ def emit(record: Mapping[str, Any], pushed_at: str, now: float, history: Iterabl
         metrics.count(metrics.RELEASES_FAILED, "reason", str(error or "unknown"))
         if is_refusal(outcome, error):
             metrics.count(metrics.REFUSALS, "reason", str(error))
-    pushed = _seconds(pushed_at)
+    pushed = epoch(pushed_at)
     if pushed is not None:
         metrics.seconds(metrics.RELEASE_DURATION, now - pushed, "outcome", outcome)
     for stage, spent in sorted(stage_durations(history).items()):
         metrics.seconds(metrics.STAGE_DURATION, spent, "stage", stage)
-    asked, decided = _seconds((approval or {}).get("created_at")), _seconds((approval or {}).get("decided_at"))
+    asked, decided = epoch((approval or {}).get("created_at")), epoch((approval or {}).get("decided_at"))
     if asked is not None and decided is not None:
         metrics.seconds(metrics.APPROVAL_WAIT, decided - asked)
 
